@@ -1,0 +1,4 @@
+//! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
+
+pub mod model;
+pub mod scope;

@@ -1,0 +1,143 @@
+//! The registry's records as they are stored and shown by the admin API,
+//! and the access-token record the proxy checks on every request.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::scope::{Role, ScopeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaStatus {
+    Active,
+    Disabled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub scopes: ScopeSet,
+    pub status: SaStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A credential as stored: the secret only as argon2id PHC hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredential {
+    pub id: String,
+    pub organization_id: String,
+    pub service_account_id: String,
+    pub client_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub secret_hash: String,
+    /// The secret replaced by a rotation with a grace period, valid until
+    /// `previous_secret_expires_at`.
+    pub previous_secret_hash: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Bumped on every secret change; part of the verified-secret cache key.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// A credential as the admin API shows it: never a secret or a hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Credential {
+    pub id: String,
+    pub service_account_id: String,
+    pub client_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+}
+
+impl StoredCredential {
+    /// The public view; a grace period that has run out shows as null.
+    pub fn public(&self, now: OffsetDateTime) -> Credential {
+        Credential {
+            id: self.id.clone(),
+            service_account_id: self.service_account_id.clone(),
+            client_id: self.client_id.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            previous_secret_expires_at: self.previous_secret_expires_at.filter(|t| *t > now),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub id: String,
+    pub workspace_id: String,
+    pub organization_id: String,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub workspace_id: String,
+    pub service_account_id: String,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// What a live access token carries. Stored under the SHA-256 of the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    #[serde(rename = "o")]
+    pub organization_id: String,
+    #[serde(rename = "s")]
+    pub service_account_id: String,
+    #[serde(rename = "c")]
+    pub credential_id: String,
+    #[serde(rename = "i")]
+    pub client_id: String,
+    #[serde(rename = "p")]
+    pub scopes: ScopeSet,
+    /// Unix seconds.
+    #[serde(rename = "x")]
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub organization_id: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub details: serde_json::Value,
+}
