@@ -2,3 +2,5 @@
 
 pub mod model;
 pub mod scope;
+pub mod ids;
+pub mod secret;

@@ -1,0 +1,79 @@
+//! Identifier generation and validation.
+
+use rand::Rng;
+
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// A 26-character URL-safe random id (156 bits from the OS CSPRNG).
+pub fn new_id() -> String {
+    let mut rng = rand::rng();
+    (0..26)
+        .map(|_| URL_SAFE[rng.random_range(0..64)] as char)
+        .collect()
+}
+
+/// `sa_` + 26 URL-safe characters.
+pub fn new_client_id() -> String {
+    format!("sa_{}", new_id())
+}
+
+/// Operator-chosen ids (organizations, workspaces, environments): `[A-Za-z0-9_-]{1,64}`.
+pub fn is_valid_name_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(is_id_byte)
+}
+
+/// Generated ids (service accounts, credentials): exactly 26 URL-safe characters.
+pub fn is_valid_generated_id(s: &str) -> bool {
+    s.len() == 26 && s.bytes().all(is_id_byte)
+}
+
+pub fn is_valid_client_id(s: &str) -> bool {
+    s.strip_prefix("sa_").is_some_and(is_valid_generated_id)
+}
+
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// A time-ordered id for audit events: 13 hex digits of milliseconds then
+/// 13 random URL-safe characters, so that lexical order is time order.
+pub fn new_sortable_id(unix_millis: i64) -> String {
+    let mut rng = rand::rng();
+    let suffix: String = (0..13)
+        .map(|_| URL_SAFE[rng.random_range(0..64)] as char)
+        .collect();
+    format!("{:013x}{suffix}", unix_millis.max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_have_the_documented_shape() {
+        let id = new_id();
+        assert!(is_valid_generated_id(&id), "{id}");
+        let client = new_client_id();
+        assert!(is_valid_client_id(&client), "{client}");
+        assert_ne!(new_id(), new_id());
+    }
+
+    #[test]
+    fn operator_ids_are_checked_against_their_pattern() {
+        assert!(is_valid_name_id("prod-eu_1"));
+        assert!(is_valid_name_id(&"a".repeat(64)));
+        assert!(!is_valid_name_id(&"a".repeat(65)));
+        assert!(!is_valid_name_id(""));
+        assert!(!is_valid_name_id("a/b"));
+        assert!(!is_valid_name_id("a b"));
+        assert!(!is_valid_name_id("é"));
+    }
+
+    #[test]
+    fn sortable_ids_sort_by_time() {
+        let a = new_sortable_id(1_000);
+        let b = new_sortable_id(2_000);
+        assert!(a < b);
+        assert_eq!(a.len(), 26);
+    }
+}
