@@ -197,10 +197,18 @@ impl Role {
 }
 
 pub fn default_resources() -> Vec<String> {
-    ["chat", "workflows", "storage", "knowledge", "templates", "tools", "logs"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "chat",
+        "workflows",
+        "storage",
+        "knowledge",
+        "templates",
+        "tools",
+        "logs",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 #[cfg(test)]

@@ -33,14 +33,12 @@ pub fn new_access_token() -> SecretString {
 /// Whether a presented bearer value has the shape of one of our tokens;
 /// anything else is refused without a store look-up.
 pub fn looks_like_access_token(token: &str) -> bool {
-    token
-        .strip_prefix(ACCESS_TOKEN_PREFIX)
-        .is_some_and(|rest| {
-            rest.len() == RANDOM_PART_LEN
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    token.strip_prefix(ACCESS_TOKEN_PREFIX).is_some_and(|rest| {
+        rest.len() == RANDOM_PART_LEN
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// The store key of a token: SHA-256, unpadded base64url (43 characters).
@@ -168,8 +166,14 @@ mod tests {
     #[test]
     fn token_shape_check_rejects_foreign_values() {
         assert!(!looks_like_access_token("tg_at_short"));
-        assert!(!looks_like_access_token(&format!("tg_sk_{}", "a".repeat(43))));
-        assert!(!looks_like_access_token(&format!("tg_at_{}", "a/".repeat(21))));
+        assert!(!looks_like_access_token(&format!(
+            "tg_sk_{}",
+            "a".repeat(43)
+        )));
+        assert!(!looks_like_access_token(&format!(
+            "tg_at_{}",
+            "a/".repeat(21)
+        )));
     }
 
     #[test]

@@ -1,0 +1,485 @@
+//! The embedded store: everything in one mutex-guarded map set. Same
+//! behaviour as Redis, nothing persists. For `serve --dev` and trials.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::{
+    window_index, AccessFacts, ClientLookup, EnvPutOutcome, PutOutcome, Store, StoreError,
+    StoreResult,
+};
+use crate::model::{
+    AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
+};
+
+type Key2 = (String, String);
+type Key3 = (String, String, String);
+
+#[derive(Default)]
+struct State {
+    accounts: BTreeMap<Key2, ServiceAccount>,
+    credentials: BTreeMap<Key3, StoredCredential>,
+    clients: HashMap<String, Key3>,
+    workspaces: BTreeMap<Key2, Workspace>,
+    environments: BTreeMap<String, Environment>,
+    memberships: BTreeMap<Key3, Membership>,
+    /// token hash → (record, expiry in unix seconds)
+    tokens: HashMap<String, (TokenRecord, i64)>,
+    puts_since_sweep: u32,
+    counters: HashMap<(String, i64), u64>,
+    audit: HashMap<String, BTreeMap<String, AuditEvent>>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn k2(a: &str, b: &str) -> Key2 {
+    (a.to_string(), b.to_string())
+}
+
+fn k3(a: &str, b: &str, c: &str) -> Key3 {
+    (a.to_string(), b.to_string(), c.to_string())
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> StoreResult<T> {
+        let mut guard = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))?;
+        Ok(f(&mut guard))
+    }
+}
+
+impl State {
+    fn live_token(&self, hash: &str, now: i64) -> Option<&TokenRecord> {
+        self.tokens
+            .get(hash)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(rec, _)| rec)
+    }
+
+    fn remove_tokens_where(&mut self, pred: impl Fn(&TokenRecord) -> bool) -> u64 {
+        let now = now_unix();
+        let before = self.tokens.len();
+        let mut live_removed = 0;
+        self.tokens.retain(|_, (rec, exp)| {
+            if pred(rec) {
+                if *exp > now {
+                    live_removed += 1;
+                }
+                false
+            } else {
+                true
+            }
+        });
+        debug_assert!(self.tokens.len() <= before);
+        live_removed
+    }
+
+    fn remove_memberships_where(&mut self, pred: impl Fn(&Key3) -> bool) {
+        self.memberships.retain(|k, _| !pred(k));
+    }
+}
+
+fn range_of<V: Clone>(map: &BTreeMap<Key2, V>, org: &str) -> Vec<V> {
+    map.range(k2(org, "")..)
+        .take_while(|((o, _), _)| o == org)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.with(|_| ())
+    }
+
+    async fn create_service_account(
+        &self,
+        sa: &ServiceAccount,
+        cred: &StoredCredential,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            s.accounts
+                .insert(k2(&sa.organization_id, &sa.id), sa.clone());
+            let key = k3(&cred.organization_id, &cred.service_account_id, &cred.id);
+            s.clients.insert(cred.client_id.clone(), key.clone());
+            s.credentials.insert(key, cred.clone());
+        })
+    }
+
+    async fn get_service_account(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<ServiceAccount>> {
+        self.with(|s| s.accounts.get(&k2(org, id)).cloned())
+    }
+
+    async fn list_service_accounts(&self, org: &str) -> StoreResult<Vec<ServiceAccount>> {
+        self.with(|s| range_of(&s.accounts, org))
+    }
+
+    async fn update_service_account(&self, sa: &ServiceAccount) -> StoreResult<bool> {
+        self.with(
+            |s| match s.accounts.get_mut(&k2(&sa.organization_id, &sa.id)) {
+                Some(slot) => {
+                    *slot = sa.clone();
+                    true
+                }
+                None => false,
+            },
+        )
+    }
+
+    async fn delete_service_account(&self, org: &str, id: &str) -> StoreResult<bool> {
+        self.with(|s| {
+            if s.accounts.remove(&k2(org, id)).is_none() {
+                return false;
+            }
+            let creds: Vec<Key3> = s
+                .credentials
+                .keys()
+                .filter(|(o, a, _)| o == org && a == id)
+                .cloned()
+                .collect();
+            for key in creds {
+                if let Some(c) = s.credentials.remove(&key) {
+                    s.clients.remove(&c.client_id);
+                }
+            }
+            s.remove_memberships_where(|(o, _, a)| o == org && a == id);
+            true
+        })
+    }
+
+    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<bool> {
+        self.with(|s| {
+            if !s
+                .accounts
+                .contains_key(&k2(&cred.organization_id, &cred.service_account_id))
+            {
+                return false;
+            }
+            let key = k3(&cred.organization_id, &cred.service_account_id, &cred.id);
+            s.clients.insert(cred.client_id.clone(), key.clone());
+            s.credentials.insert(key, cred.clone());
+            true
+        })
+    }
+
+    async fn get_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+    ) -> StoreResult<Option<StoredCredential>> {
+        self.with(|s| s.credentials.get(&k3(org, sa, id)).cloned())
+    }
+
+    async fn list_credentials(&self, org: &str, sa: &str) -> StoreResult<Vec<StoredCredential>> {
+        self.with(|s| {
+            s.credentials
+                .range(k3(org, sa, "")..)
+                .take_while(|((o, a, _), _)| o == org && a == sa)
+                .map(|(_, c)| c.clone())
+                .collect()
+        })
+    }
+
+    async fn delete_credential(&self, org: &str, sa: &str, id: &str) -> StoreResult<bool> {
+        self.with(|s| match s.credentials.remove(&k3(org, sa, id)) {
+            Some(c) => {
+                s.clients.remove(&c.client_id);
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientLookup>> {
+        self.with(|s| {
+            let key = s.clients.get(client_id)?;
+            let credential = s.credentials.get(key)?.clone();
+            let service_account = s.accounts.get(&k2(&key.0, &key.1))?.clone();
+            Some(ClientLookup {
+                credential,
+                service_account,
+            })
+        })
+    }
+
+    async fn touch_credentials(&self, used: &[(String, String, String, i64)]) -> StoreResult<()> {
+        self.with(|s| {
+            for (org, sa, id, at) in used {
+                if let Some(c) = s.credentials.get_mut(&k3(org, sa, id)) {
+                    c.last_used_at = time::OffsetDateTime::from_unix_timestamp(*at).ok();
+                }
+            }
+        })
+    }
+
+    async fn put_workspace(&self, ws: &Workspace) -> StoreResult<PutOutcome> {
+        self.with(|s| {
+            match s
+                .workspaces
+                .insert(k2(&ws.organization_id, &ws.id), ws.clone())
+            {
+                Some(_) => PutOutcome::Updated,
+                None => PutOutcome::Created,
+            }
+        })
+    }
+
+    async fn get_workspace(&self, org: &str, id: &str) -> StoreResult<Option<Workspace>> {
+        self.with(|s| s.workspaces.get(&k2(org, id)).cloned())
+    }
+
+    async fn list_workspaces(&self, org: &str) -> StoreResult<Vec<Workspace>> {
+        self.with(|s| range_of(&s.workspaces, org))
+    }
+
+    async fn delete_workspace(&self, org: &str, id: &str) -> StoreResult<bool> {
+        self.with(|s| {
+            if s.workspaces.remove(&k2(org, id)).is_none() {
+                return false;
+            }
+            s.environments
+                .retain(|_, e| !(e.organization_id == org && e.workspace_id == id));
+            s.remove_memberships_where(|(o, w, _)| o == org && w == id);
+            true
+        })
+    }
+
+    async fn put_environment(&self, env: &Environment) -> StoreResult<EnvPutOutcome> {
+        self.with(|s| match s.environments.get(&env.id) {
+            Some(e)
+                if e.organization_id != env.organization_id
+                    || e.workspace_id != env.workspace_id =>
+            {
+                EnvPutOutcome::Conflict
+            }
+            existing => {
+                let outcome = if existing.is_some() {
+                    EnvPutOutcome::Updated
+                } else {
+                    EnvPutOutcome::Created
+                };
+                s.environments.insert(env.id.clone(), env.clone());
+                outcome
+            }
+        })
+    }
+
+    async fn get_environment(&self, id: &str) -> StoreResult<Option<Environment>> {
+        self.with(|s| s.environments.get(id).cloned())
+    }
+
+    async fn list_environments(&self, org: &str, ws: &str) -> StoreResult<Vec<Environment>> {
+        self.with(|s| {
+            s.environments
+                .values()
+                .filter(|e| e.organization_id == org && e.workspace_id == ws)
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn delete_environment(&self, org: &str, ws: &str, id: &str) -> StoreResult<bool> {
+        self.with(|s| match s.environments.get(id) {
+            Some(e) if e.organization_id == org && e.workspace_id == ws => {
+                s.environments.remove(id);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<PutOutcome> {
+        self.with(|s| {
+            match s
+                .memberships
+                .insert(k3(org, &m.workspace_id, &m.service_account_id), m.clone())
+            {
+                Some(_) => PutOutcome::Updated,
+                None => PutOutcome::Created,
+            }
+        })
+    }
+
+    async fn get_membership(
+        &self,
+        org: &str,
+        ws: &str,
+        sa: &str,
+    ) -> StoreResult<Option<Membership>> {
+        self.with(|s| s.memberships.get(&k3(org, ws, sa)).cloned())
+    }
+
+    async fn list_memberships(&self, org: &str, ws: &str) -> StoreResult<Vec<Membership>> {
+        self.with(|s| {
+            s.memberships
+                .range(k3(org, ws, "")..)
+                .take_while(|((o, w, _), _)| o == org && w == ws)
+                .map(|(_, m)| m.clone())
+                .collect()
+        })
+    }
+
+    async fn delete_membership(&self, org: &str, ws: &str, sa: &str) -> StoreResult<bool> {
+        self.with(|s| s.memberships.remove(&k3(org, ws, sa)).is_some())
+    }
+
+    async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()> {
+        self.with(|s| {
+            let now = now_unix();
+            s.puts_since_sweep += 1;
+            if s.puts_since_sweep >= 1024 {
+                s.puts_since_sweep = 0;
+                s.tokens.retain(|_, (_, exp)| *exp > now);
+            }
+            s.tokens
+                .insert(hash.to_string(), (rec.clone(), now + ttl_secs as i64));
+        })
+    }
+
+    async fn get_token(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        self.with(|s| s.live_token(hash, now_unix()).cloned())
+    }
+
+    async fn revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool> {
+        self.with(|s| {
+            let owned = s
+                .live_token(hash, now_unix())
+                .is_some_and(|r| r.organization_id == org && r.service_account_id == sa);
+            if owned {
+                s.tokens.remove(hash);
+            }
+            owned
+        })
+    }
+
+    async fn revoke_service_account_tokens(&self, org: &str, sa: &str) -> StoreResult<u64> {
+        self.with(|s| {
+            s.remove_tokens_where(|r| r.organization_id == org && r.service_account_id == sa)
+        })
+    }
+
+    async fn revoke_organization_tokens(&self, org: &str) -> StoreResult<u64> {
+        self.with(|s| s.remove_tokens_where(|r| r.organization_id == org))
+    }
+
+    async fn count_tokens(&self) -> StoreResult<u64> {
+        self.with(|s| {
+            let now = now_unix();
+            s.tokens.values().filter(|(_, exp)| *exp > now).count() as u64
+        })
+    }
+
+    async fn lookup_access(
+        &self,
+        hash: &str,
+        environment: Option<&str>,
+    ) -> StoreResult<AccessFacts> {
+        self.with(|s| {
+            let token = s.live_token(hash, now_unix()).cloned();
+            let (environment, role) = match (&token, environment) {
+                (Some(tok), Some(env_id)) => {
+                    let env = s.environments.get(env_id).cloned();
+                    let role = env.as_ref().and_then(|e| {
+                        s.memberships
+                            .get(&k3(
+                                &e.organization_id,
+                                &e.workspace_id,
+                                &tok.service_account_id,
+                            ))
+                            .map(|m| m.role)
+                    });
+                    (env, role)
+                }
+                _ => (None, None),
+            };
+            AccessFacts {
+                token,
+                environment,
+                role,
+            }
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            let w = window_index(now_unix, window_secs);
+            s.counters.retain(|(_, win), _| *win >= w - 1);
+            for k in keys {
+                *s.counters.entry((k.clone(), w)).or_insert(0) += 1;
+            }
+        })
+    }
+
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<Vec<u64>> {
+        self.with(|s| {
+            let w = window_index(now_unix, window_secs);
+            keys.iter()
+                .map(|k| s.counters.get(&(k.clone(), w)).copied().unwrap_or(0))
+                .collect()
+        })
+    }
+
+    async fn append_audit(&self, org: &str, event: &AuditEvent, cap: usize) -> StoreResult<()> {
+        self.with(|s| {
+            let log = s.audit.entry(org.to_string()).or_default();
+            log.insert(event.id.clone(), event.clone());
+            while log.len() > cap {
+                log.pop_first();
+            }
+        })
+    }
+
+    async fn list_audit(
+        &self,
+        org: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<(Vec<AuditEvent>, bool)> {
+        self.with(|s| {
+            let Some(log) = s.audit.get(org) else {
+                return (Vec::new(), false);
+            };
+            let mut iter: Box<dyn Iterator<Item = &AuditEvent>> = match after {
+                Some(cursor) => Box::new(log.range(..cursor.to_string()).rev().map(|(_, e)| e)),
+                None => Box::new(log.values().rev()),
+            };
+            let items: Vec<AuditEvent> = iter.by_ref().take(limit).cloned().collect();
+            let more = iter.next().is_some();
+            (items, more)
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! Persistence of the registry, tokens, throttle counters and audit events.
+//! One interface, two backends (`memory`, `redis`) that pass the same tests
+//! (`conformance`). Multi-key changes are all-or-nothing in both.
+
+use async_trait::async_trait;
+
+use crate::model::{
+    AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
+};
+use crate::scope::Role;
+
+pub mod memory;
+pub mod redis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer within `store.timeout_ms`.
+    #[error("store did not answer in time")]
+    Timeout,
+    /// A stored value could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    Updated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvPutOutcome {
+    Created,
+    Updated,
+    /// The id already belongs to another workspace or organization.
+    Conflict,
+}
+
+/// What the proxy needs to decide on one request, fetched together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessFacts {
+    pub token: Option<TokenRecord>,
+    pub environment: Option<Environment>,
+    /// The token's service account's role in the environment's workspace.
+    pub role: Option<Role>,
+}
+
+/// A credential found by its client id, with the account that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLookup {
+    pub credential: StoredCredential,
+    pub service_account: ServiceAccount,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the backend is reachable.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates an account together with its first credential.
+    async fn create_service_account(
+        &self,
+        sa: &ServiceAccount,
+        cred: &StoredCredential,
+    ) -> StoreResult<()>;
+    async fn get_service_account(&self, org: &str, id: &str)
+        -> StoreResult<Option<ServiceAccount>>;
+    /// Every account of the organization, sorted by id.
+    async fn list_service_accounts(&self, org: &str) -> StoreResult<Vec<ServiceAccount>>;
+    /// Replaces an existing account; false when it no longer exists.
+    async fn update_service_account(&self, sa: &ServiceAccount) -> StoreResult<bool>;
+    /// Deletes an account, its credentials, their client ids and its memberships.
+    async fn delete_service_account(&self, org: &str, id: &str) -> StoreResult<bool>;
+
+    /// Inserts or replaces a credential of an existing account (and its client
+    /// id index); false when the account no longer exists.
+    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<bool>;
+    async fn get_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+    ) -> StoreResult<Option<StoredCredential>>;
+    /// Every credential of the account, sorted by id.
+    async fn list_credentials(&self, org: &str, sa: &str) -> StoreResult<Vec<StoredCredential>>;
+    async fn delete_credential(&self, org: &str, sa: &str, id: &str) -> StoreResult<bool>;
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientLookup>>;
+    /// Sets `last_used_at` of credentials that still exist (unix seconds).
+    async fn touch_credentials(&self, used: &[(String, String, String, i64)]) -> StoreResult<()>;
+
+    async fn put_workspace(&self, ws: &Workspace) -> StoreResult<PutOutcome>;
+    async fn get_workspace(&self, org: &str, id: &str) -> StoreResult<Option<Workspace>>;
+    async fn list_workspaces(&self, org: &str) -> StoreResult<Vec<Workspace>>;
+    /// Deletes a workspace with its environments and memberships.
+    async fn delete_workspace(&self, org: &str, id: &str) -> StoreResult<bool>;
+
+    /// Creates or renames an environment; its id is globally unique.
+    async fn put_environment(&self, env: &Environment) -> StoreResult<EnvPutOutcome>;
+    async fn get_environment(&self, id: &str) -> StoreResult<Option<Environment>>;
+    async fn list_environments(&self, org: &str, ws: &str) -> StoreResult<Vec<Environment>>;
+    async fn delete_environment(&self, org: &str, ws: &str, id: &str) -> StoreResult<bool>;
+
+    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<PutOutcome>;
+    async fn get_membership(
+        &self,
+        org: &str,
+        ws: &str,
+        sa: &str,
+    ) -> StoreResult<Option<Membership>>;
+    async fn list_memberships(&self, org: &str, ws: &str) -> StoreResult<Vec<Membership>>;
+    async fn delete_membership(&self, org: &str, ws: &str, sa: &str) -> StoreResult<bool>;
+
+    /// Stores a token record under its hash with a TTL, indexed by its account.
+    async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()>;
+    async fn get_token(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
+    /// Deletes the token if it belongs to the given account.
+    async fn revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool>;
+    /// Deletes every live token of the account; returns how many.
+    async fn revoke_service_account_tokens(&self, org: &str, sa: &str) -> StoreResult<u64>;
+    /// Deletes every live token of every account of the organization.
+    async fn revoke_organization_tokens(&self, org: &str) -> StoreResult<u64>;
+    /// Live tokens (may be approximate).
+    async fn count_tokens(&self) -> StoreResult<u64>;
+    /// Token, environment and membership for one request, in one round trip.
+    async fn lookup_access(
+        &self,
+        hash: &str,
+        environment: Option<&str>,
+    ) -> StoreResult<AccessFacts>;
+
+    /// Adds one failure to each counter (fixed windows of `window_secs`).
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<()>;
+    /// The counts of the current window, one per key.
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<Vec<u64>>;
+
+    /// Appends an event to the organization's log, keeping the newest `cap`.
+    async fn append_audit(&self, org: &str, event: &AuditEvent, cap: usize) -> StoreResult<()>;
+    /// Newest first, strictly older than `after` (an event id) when given;
+    /// the bool says whether more remain.
+    async fn list_audit(
+        &self,
+        org: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<(Vec<AuditEvent>, bool)>;
+}
+
+/// The window a throttle counter of `now` belongs to.
+pub fn window_index(now_unix: i64, window_secs: u64) -> i64 {
+    now_unix.div_euclid(window_secs.max(1) as i64)
+}
