@@ -1,8 +1,13 @@
 //! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
 
+pub mod admin;
+pub mod audit;
 pub mod config;
+pub mod hashing;
 pub mod ids;
 pub mod model;
+pub mod openapi;
+pub mod registry;
 pub mod scope;
 pub mod secret;
 pub mod store;

@@ -1,0 +1,761 @@
+//! The admin API (SPEC §4) on the admin listener: routing, JSON in and out,
+//! admin-key authentication, and one mapping of registry errors to HTTP.
+//! The handler works on a plain `Request` so it is testable without sockets;
+//! `AdminHttp` adapts it to pingora.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::config::AdminKey;
+use crate::hashing::Hasher;
+use crate::registry::{
+    CredentialPatch, IssuedCredential, NewServiceAccount, Page, Registry, RegistryError,
+    ServiceAccountPatch,
+};
+use crate::secret::sha256;
+use crate::store::StoreError;
+
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// An admin request as the handler sees it.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub authorization: Vec<Vec<u8>>,
+    pub body: Vec<u8>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    pub allow: Option<&'static str>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+        Reply {
+            status,
+            body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+            allow: None,
+        }
+    }
+
+    fn empty(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            body: Vec::new(),
+            allow: None,
+        }
+    }
+
+    pub fn error(status: StatusCode, code: &str, description: &str) -> Reply {
+        Reply::json(
+            status,
+            &json!({"error": code, "error_description": description}),
+        )
+    }
+}
+
+/// Verifies admin keys: configured argon2id hashes and the plain
+/// `TOLLGATE_ADMIN_KEY`. Keys that verified once are remembered by their
+/// SHA-256 so a call does not pay argon2 each time.
+pub struct AdminKeys {
+    keys: Vec<AdminKey>,
+    env_key_digest: Option<[u8; 32]>,
+    verified: RwLock<HashMap<[u8; 32], String>>,
+    hasher: Arc<Hasher>,
+}
+
+impl AdminKeys {
+    pub fn new(
+        keys: Vec<AdminKey>,
+        env_key: Option<&SecretString>,
+        hasher: Arc<Hasher>,
+    ) -> AdminKeys {
+        AdminKeys {
+            keys,
+            env_key_digest: env_key.map(|k| sha256(&[b"admin", k.expose_secret().as_bytes()])),
+            verified: RwLock::new(HashMap::new()),
+            hasher,
+        }
+    }
+
+    /// The key's name when it is valid.
+    pub async fn verify(&self, presented: &str) -> Option<String> {
+        if presented.is_empty() || presented.len() > 1024 {
+            return None;
+        }
+        let digest = sha256(&[b"admin", presented.as_bytes()]);
+        if let Some(env) = &self.env_key_digest {
+            if bool::from(env.ct_eq(&digest)) {
+                return Some("env".to_string());
+            }
+        }
+        if let Ok(cache) = self.verified.read() {
+            if let Some(name) = cache.get(&digest) {
+                return Some(name.clone());
+            }
+        }
+        for key in &self.keys {
+            if self
+                .hasher
+                .verify_any(presented, vec![key.hash.clone()])
+                .await
+            {
+                if let Ok(mut cache) = self.verified.write() {
+                    cache.insert(digest, key.name.clone());
+                }
+                return Some(key.name.clone());
+            }
+        }
+        None
+    }
+}
+
+pub struct Admin {
+    registry: Arc<Registry>,
+    keys: AdminKeys,
+    policy_loaded: Arc<AtomicBool>,
+}
+
+fn bad(field: &str, problem: &str) -> Reply {
+    Reply::error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("{field}: {problem}"),
+    )
+}
+
+fn registry_error(e: RegistryError) -> Reply {
+    match e {
+        RegistryError::Invalid { field, problem } => bad(&field, &problem),
+        RegistryError::NotFound(what) => Reply::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("{what} not found"),
+        ),
+        RegistryError::Conflict(why) => Reply::error(StatusCode::CONFLICT, "conflict", &why),
+        RegistryError::Store(e) => store_error(&e),
+        RegistryError::Internal => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the request could not be completed",
+        ),
+    }
+}
+
+fn store_error(e: &StoreError) -> Reply {
+    tracing::warn!(error = %e, "admin request failed on the store");
+    Reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the store is unavailable; try again",
+    )
+}
+
+/// Deserializes a present field (even `null`) as `Some(..)`, so PATCH can
+/// tell "absent" from "set to null".
+fn present<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(de).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateServiceAccount {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchServiceAccount {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCredential {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchCredential {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutMember {
+    role: String,
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the field ("unknown field `x`", "missing field `name`").
+        bad("body", &msg)
+    })
+}
+
+/// An optional body: empty means `{}`.
+fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Reply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}
+
+fn with_secret(issued: &IssuedCredential) -> Value {
+    let mut v = serde_json::to_value(&issued.credential).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut v {
+        map.insert(
+            "client_secret".into(),
+            Value::String(issued.client_secret.expose_secret().to_string()),
+        );
+    }
+    v
+}
+
+fn page<T: Serialize>(p: Page<T>) -> Reply {
+    Reply::json(
+        StatusCode::OK,
+        &json!({"data": p.items, "next_cursor": p.next_cursor}),
+    )
+}
+
+struct ListParams {
+    limit: usize,
+    after: Option<String>,
+    q: Option<String>,
+}
+
+fn list_params(query: Option<&str>) -> Result<ListParams, Reply> {
+    let mut p = ListParams {
+        limit: 50,
+        after: None,
+        q: None,
+    };
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "limit" => {
+                p.limit = match v.parse::<usize>() {
+                    Ok(n) if (1..=200).contains(&n) => n,
+                    _ => return Err(bad("limit", "must be an integer from 1 to 200")),
+                }
+            }
+            "after" => {
+                if v.len() > 128 {
+                    return Err(bad("after", "is not a cursor"));
+                }
+                p.after = Some(v.into_owned()).filter(|s| !s.is_empty());
+            }
+            "q" => {
+                if v.chars().count() > 128 {
+                    return Err(bad("q", "must be at most 128 characters"));
+                }
+                p.q = Some(v.into_owned());
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    let mut r = Reply::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this path",
+    );
+    r.allow = Some(allow);
+    r
+}
+
+fn not_found() -> Reply {
+    Reply::error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+}
+
+impl Admin {
+    pub fn new(registry: Arc<Registry>, keys: AdminKeys, policy_loaded: Arc<AtomicBool>) -> Admin {
+        Admin {
+            registry,
+            keys,
+            policy_loaded,
+        }
+    }
+
+    async fn authenticate(&self, req: &Request) -> Option<String> {
+        let [value] = req.authorization.as_slice() else {
+            return None;
+        };
+        let value = std::str::from_utf8(value).ok()?;
+        let (scheme, key) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        self.keys.verify(key.trim()).await
+    }
+
+    pub async fn handle(&self, req: Request) -> Reply {
+        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        match segments.as_slice() {
+            ["healthz"] => return Reply::json(StatusCode::OK, &json!({"status": "ok"})),
+            ["readyz"] => return self.readyz().await,
+            ["openapi.json"] => {
+                return Reply {
+                    status: StatusCode::OK,
+                    body: crate::openapi::DOCUMENT.as_bytes().to_vec(),
+                    allow: None,
+                }
+            }
+            _ => {}
+        }
+        let Some(key_name) = self.authenticate(&req).await else {
+            return Reply::error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid admin key is required (Authorization: Bearer <key>)",
+            );
+        };
+        let actor = format!("admin:{key_name}");
+        let ["v1", "organizations", org, rest @ ..] = segments.as_slice() else {
+            return not_found();
+        };
+        match self.route(&req, org, rest, &actor).await {
+            Ok(r) => r,
+            Err(r) => r,
+        }
+    }
+
+    async fn readyz(&self) -> Reply {
+        let store_ok = self.registry.store().ping().await.is_ok();
+        let policy_ok = self.policy_loaded.load(Ordering::Acquire);
+        let status = if store_ok && policy_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        Reply::json(
+            status,
+            &json!({
+                "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+                "store": if store_ok { "ok" } else { "unavailable" },
+                "policies": if policy_ok { "loaded" } else { "not_loaded" },
+            }),
+        )
+    }
+
+    async fn route(
+        &self,
+        req: &Request,
+        org: &str,
+        rest: &[&str],
+        actor: &str,
+    ) -> Result<Reply, Reply> {
+        let r = &self.registry;
+        let m = &req.method;
+        let body = req.body.as_slice();
+        let q = || list_params(req.query.as_deref());
+        let ok = |v: &dyn erased::Ser| Ok(Reply::json(StatusCode::OK, &erased::Wrap(v)));
+        match rest {
+            ["service-accounts"] => match *m {
+                Method::POST => {
+                    let input: CreateServiceAccount = parse_json(body)?;
+                    let (sa, cred) = r
+                        .create_service_account(
+                            org,
+                            actor,
+                            NewServiceAccount {
+                                name: input.name,
+                                description: input.description,
+                                scopes: input.scopes,
+                            },
+                        )
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::json(
+                        StatusCode::CREATED,
+                        &json!({"service_account": sa, "credential": with_secret(&cred)}),
+                    ))
+                }
+                Method::GET => {
+                    let p = q()?;
+                    let list = r
+                        .list_service_accounts(org, p.q.as_deref(), p.limit, p.after.as_deref())
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(page(list))
+                }
+                _ => Err(method_not_allowed("GET, POST")),
+            },
+            ["service-accounts", sa] => match *m {
+                Method::GET => ok(&r
+                    .get_service_account(org, sa)
+                    .await
+                    .map_err(registry_error)?),
+                Method::PATCH => {
+                    let p: PatchServiceAccount = parse_json(body)?;
+                    let patch = ServiceAccountPatch {
+                        name: p.name,
+                        description: p.description,
+                        scopes: p.scopes,
+                        status: p.status,
+                    };
+                    ok(&r
+                        .update_service_account(org, sa, actor, patch)
+                        .await
+                        .map_err(registry_error)?)
+                }
+                Method::DELETE => {
+                    r.delete_service_account(org, sa, actor)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::empty(StatusCode::NO_CONTENT))
+                }
+                _ => Err(method_not_allowed("GET, PATCH, DELETE")),
+            },
+            ["service-accounts", sa, "rotate-secret"] => match *m {
+                Method::POST => {
+                    let p: Rotate = parse_optional(body)?;
+                    let issued = r
+                        .rotate_service_account_secret(org, sa, actor, p.grace_seconds.unwrap_or(0))
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::json(StatusCode::OK, &with_secret(&issued)))
+                }
+                _ => Err(method_not_allowed("POST")),
+            },
+            ["service-accounts", sa, "revoke-tokens"] => match *m {
+                Method::POST => {
+                    let n = r
+                        .revoke_service_account_tokens(org, sa, actor)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::json(StatusCode::OK, &json!({"revoked": n})))
+                }
+                _ => Err(method_not_allowed("POST")),
+            },
+            ["service-accounts", sa, "credentials"] => match *m {
+                Method::POST => {
+                    let p: CreateCredential = parse_json(body)?;
+                    let issued = r
+                        .create_credential(org, sa, actor, p.name, p.description)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::json(StatusCode::CREATED, &with_secret(&issued)))
+                }
+                Method::GET => {
+                    let p = q()?;
+                    Ok(page(
+                        r.list_credentials(org, sa, p.limit, p.after.as_deref())
+                            .await
+                            .map_err(registry_error)?,
+                    ))
+                }
+                _ => Err(method_not_allowed("GET, POST")),
+            },
+            ["service-accounts", sa, "credentials", cred] => match *m {
+                Method::GET => ok(&r
+                    .get_credential(org, sa, cred)
+                    .await
+                    .map_err(registry_error)?),
+                Method::PATCH => {
+                    let p: PatchCredential = parse_json(body)?;
+                    let patch = CredentialPatch {
+                        name: p.name,
+                        description: p.description,
+                    };
+                    ok(&r
+                        .update_credential(org, sa, cred, actor, patch)
+                        .await
+                        .map_err(registry_error)?)
+                }
+                Method::DELETE => {
+                    r.delete_credential(org, sa, cred, actor)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::empty(StatusCode::NO_CONTENT))
+                }
+                _ => Err(method_not_allowed("GET, PATCH, DELETE")),
+            },
+            ["service-accounts", sa, "credentials", cred, "rotate-secret"] => match *m {
+                Method::POST => {
+                    let p: Rotate = parse_optional(body)?;
+                    let issued = r
+                        .rotate_credential(org, sa, cred, actor, p.grace_seconds.unwrap_or(0))
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::json(StatusCode::OK, &with_secret(&issued)))
+                }
+                _ => Err(method_not_allowed("POST")),
+            },
+            ["revoke-tokens"] => match *m {
+                Method::POST => {
+                    let n = r
+                        .revoke_organization_tokens(org, actor)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::json(StatusCode::OK, &json!({"revoked": n})))
+                }
+                _ => Err(method_not_allowed("POST")),
+            },
+            ["workspaces"] => match *m {
+                Method::GET => {
+                    let p = q()?;
+                    Ok(page(
+                        r.list_workspaces(org, p.limit, p.after.as_deref())
+                            .await
+                            .map_err(registry_error)?,
+                    ))
+                }
+                _ => Err(method_not_allowed("GET")),
+            },
+            ["workspaces", ws] => match *m {
+                Method::PUT => {
+                    let p: Named = parse_json(body)?;
+                    let (w, created) = r
+                        .put_workspace(org, ws, actor, p.name)
+                        .await
+                        .map_err(registry_error)?;
+                    let status = if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
+                    Ok(Reply::json(status, &w))
+                }
+                Method::GET => ok(&r.get_workspace(org, ws).await.map_err(registry_error)?),
+                Method::DELETE => {
+                    r.delete_workspace(org, ws, actor)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::empty(StatusCode::NO_CONTENT))
+                }
+                _ => Err(method_not_allowed("GET, PUT, DELETE")),
+            },
+            ["workspaces", ws, "environments"] => match *m {
+                Method::GET => {
+                    let p = q()?;
+                    Ok(page(
+                        r.list_environments(org, ws, p.limit, p.after.as_deref())
+                            .await
+                            .map_err(registry_error)?,
+                    ))
+                }
+                _ => Err(method_not_allowed("GET")),
+            },
+            ["workspaces", ws, "environments", env] => match *m {
+                Method::PUT => {
+                    let p: Named = parse_json(body)?;
+                    let (e, created) = r
+                        .put_environment(org, ws, env, actor, p.name)
+                        .await
+                        .map_err(registry_error)?;
+                    let status = if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
+                    Ok(Reply::json(status, &e))
+                }
+                Method::DELETE => {
+                    r.delete_environment(org, ws, env, actor)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::empty(StatusCode::NO_CONTENT))
+                }
+                _ => Err(method_not_allowed("PUT, DELETE")),
+            },
+            ["workspaces", ws, "members"] => match *m {
+                Method::GET => {
+                    let p = q()?;
+                    Ok(page(
+                        r.list_memberships(org, ws, p.limit, p.after.as_deref())
+                            .await
+                            .map_err(registry_error)?,
+                    ))
+                }
+                _ => Err(method_not_allowed("GET")),
+            },
+            ["workspaces", ws, "members", sa] => match *m {
+                Method::PUT => {
+                    let p: PutMember = parse_json(body)?;
+                    ok(&r
+                        .put_membership(org, ws, sa, actor, &p.role)
+                        .await
+                        .map_err(registry_error)?)
+                }
+                Method::DELETE => {
+                    r.delete_membership(org, ws, sa, actor)
+                        .await
+                        .map_err(registry_error)?;
+                    Ok(Reply::empty(StatusCode::NO_CONTENT))
+                }
+                _ => Err(method_not_allowed("PUT, DELETE")),
+            },
+            ["audit-events"] => match *m {
+                Method::GET => {
+                    let p = q()?;
+                    Ok(page(
+                        r.list_audit(org, p.limit, p.after.as_deref())
+                            .await
+                            .map_err(registry_error)?,
+                    ))
+                }
+                _ => Err(method_not_allowed("GET")),
+            },
+            _ => Err(not_found()),
+        }
+    }
+}
+
+/// Lets `route` return any serializable value through one closure.
+mod erased {
+    use serde::Serialize;
+
+    pub trait Ser {
+        fn to_value(&self) -> serde_json::Value;
+    }
+
+    impl<T: Serialize> Ser for T {
+        fn to_value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+
+    pub struct Wrap<'a>(pub &'a dyn Ser);
+
+    impl Serialize for Wrap<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            self.0.to_value().serialize(s)
+        }
+    }
+}
+
+/// The pingora adapter: reads the request (body bounded to 64 KiB) and
+/// writes the reply.
+pub struct AdminHttp {
+    pub admin: Arc<Admin>,
+}
+
+#[async_trait]
+impl ServeHttp for AdminHttp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let header = session.req_header();
+        let method = header.method.clone();
+        let path = header.uri.path().to_string();
+        let query = header.uri.query().map(str::to_string);
+        let authorization = header
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        let reply = match read_body(session, BODY_LIMIT).await {
+            Ok(body) => {
+                self.admin
+                    .handle(Request {
+                        method,
+                        path,
+                        query,
+                        authorization,
+                        body,
+                    })
+                    .await
+            }
+            Err(r) => r,
+        };
+        to_response(reply)
+    }
+}
+
+async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>, Reply> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    session.set_keepalive(None);
+                    return Err(Reply::error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "invalid_request",
+                        "body: larger than 64 KiB",
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => {
+                session.set_keepalive(None);
+                return Err(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "body: could not be read",
+                ));
+            }
+        }
+    }
+}
+
+fn to_response(reply: Reply) -> Response<Vec<u8>> {
+    let mut b = Response::builder()
+        .status(reply.status)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::CONTENT_LENGTH, reply.body.len());
+    if !reply.body.is_empty() {
+        b = b.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    if let Some(allow) = reply.allow {
+        b = b.header(http::header::ALLOW, allow);
+    }
+    b.body(reply.body).unwrap_or_else(|_| {
+        let mut r = Response::new(Vec::new());
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}

@@ -1,0 +1,908 @@
+//! The service-account registry: accounts, credentials, workspaces,
+//! environments and memberships. Validates input, applies the token
+//! lifecycle rules (`tokens.revoke_on`) and records audit events; the store
+//! does the persistence.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::audit::{Audit, Event};
+use crate::config::RevokeOn;
+use crate::hashing::Hasher;
+use crate::ids::{is_valid_generated_id, is_valid_name_id, new_client_id, new_id};
+use crate::model::{
+    Credential, Environment, Membership, SaStatus, ServiceAccount, StoredCredential, Workspace,
+};
+use crate::scope::{Role, ScopeSet};
+use crate::secret::new_client_secret;
+use crate::store::{EnvPutOutcome, PutOutcome, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error")]
+    Internal,
+}
+
+pub type RegistryResult<T> = Result<T, RegistryError>;
+
+fn invalid(field: &str, problem: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid {
+        field: field.to_string(),
+        problem: problem.into(),
+    }
+}
+
+pub const MAX_GRACE_SECONDS: u64 = 86_400;
+
+pub struct NewServiceAccount {
+    pub name: String,
+    pub description: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct ServiceAccountPatch {
+    pub name: Option<String>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub status: Option<String>,
+}
+
+#[derive(Default)]
+pub struct CredentialPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+}
+
+/// A credential with the secret shown once.
+pub struct IssuedCredential {
+    pub credential: Credential,
+    pub client_secret: SecretString,
+}
+
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    hasher: Arc<Hasher>,
+    resources: Vec<String>,
+    revoke_on: RevokeOn,
+    audit: Audit,
+}
+
+pub fn validate_name(field: &str, name: &str) -> RegistryResult<()> {
+    let n = name.chars().count();
+    if n == 0 || n > 128 {
+        return Err(invalid(field, "must be 1 to 128 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    if name.trim().is_empty() {
+        return Err(invalid(field, "must not be blank"));
+    }
+    Ok(())
+}
+
+fn validate_description(d: &Option<String>) -> RegistryResult<()> {
+    if let Some(d) = d {
+        if d.chars().count() > 1024 {
+            return Err(invalid("description", "must be at most 1024 characters"));
+        }
+        if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(invalid(
+                "description",
+                "must not contain control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_org(org: &str) -> RegistryResult<()> {
+    if is_valid_name_id(org) {
+        Ok(())
+    } else {
+        Err(invalid("organization_id", "must match [A-Za-z0-9_-]{1,64}"))
+    }
+}
+
+fn check_name_id(field: &str, id: &str) -> RegistryResult<()> {
+    if is_valid_name_id(id) {
+        Ok(())
+    } else {
+        Err(invalid(field, "must match [A-Za-z0-9_-]{1,64}"))
+    }
+}
+
+/// Generated ids that don't have their shape cannot exist: not found.
+fn check_generated(id: &str, what: &'static str) -> RegistryResult<()> {
+    if is_valid_generated_id(id) {
+        Ok(())
+    } else {
+        Err(RegistryError::NotFound(what))
+    }
+}
+
+/// Sorted-by-id pagination over a full list; the cursor is the last id.
+pub fn paginate<T>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> &str,
+    limit: usize,
+    after: Option<&str>,
+) -> Page<T> {
+    let mut rest: Vec<T> = match after {
+        Some(cursor) => items.into_iter().filter(|t| id(t) > cursor).collect(),
+        None => items,
+    };
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    let next_cursor = if more {
+        rest.last().map(|t| id(t).to_string())
+    } else {
+        None
+    };
+    Page {
+        items: rest,
+        next_cursor,
+    }
+}
+
+fn now() -> OffsetDateTime {
+    // Whole seconds keep the RFC 3339 output short and stable.
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+impl Registry {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: Arc<Hasher>,
+        resources: Vec<String>,
+        revoke_on: RevokeOn,
+        audit: Audit,
+    ) -> Registry {
+        Registry {
+            store,
+            hasher,
+            resources,
+            revoke_on,
+            audit,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn parse_scopes(&self, scopes: &[String]) -> RegistryResult<ScopeSet> {
+        ScopeSet::parse_all(scopes.iter().map(String::as_str), &self.resources)
+            .map_err(|e| invalid("scopes", e.to_string()))
+    }
+
+    async fn audit(
+        &self,
+        org: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) {
+        self.audit
+            .record(Event {
+                organization_id: Some(org),
+                actor,
+                action,
+                target: Some(target),
+                outcome: "success",
+                details,
+            })
+            .await;
+    }
+
+    async fn new_secret(&self) -> RegistryResult<(SecretString, String)> {
+        let secret = new_client_secret();
+        let hash = self
+            .hasher
+            .hash(&secret)
+            .await
+            .map_err(|_| RegistryError::Internal)?;
+        Ok((secret, hash))
+    }
+
+    async fn account(&self, org: &str, sa: &str) -> RegistryResult<ServiceAccount> {
+        check_org(org)?;
+        check_generated(sa, "service account")?;
+        self.store
+            .get_service_account(org, sa)
+            .await?
+            .ok_or(RegistryError::NotFound("service account"))
+    }
+
+    async fn revoke_if(
+        &self,
+        on: bool,
+        org: &str,
+        sa: &str,
+        actor: &str,
+        why: &str,
+    ) -> RegistryResult<()> {
+        if on {
+            let n = self.store.revoke_service_account_tokens(org, sa).await?;
+            self.audit(
+                org,
+                actor,
+                "token.revoke",
+                sa,
+                json!({"reason": why, "revoked": n}),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    pub async fn create_service_account(
+        &self,
+        org: &str,
+        actor: &str,
+        input: NewServiceAccount,
+    ) -> RegistryResult<(ServiceAccount, IssuedCredential)> {
+        check_org(org)?;
+        validate_name("name", &input.name)?;
+        validate_description(&input.description)?;
+        let scopes = self.parse_scopes(&input.scopes)?;
+        let (secret, hash) = self.new_secret().await?;
+        let at = now();
+        let sa = ServiceAccount {
+            id: new_id(),
+            organization_id: org.to_string(),
+            name: input.name,
+            description: input.description,
+            scopes,
+            status: SaStatus::Active,
+            created_at: at,
+            updated_at: at,
+        };
+        let cred = StoredCredential {
+            id: new_id(),
+            organization_id: org.to_string(),
+            service_account_id: sa.id.clone(),
+            client_id: new_client_id(),
+            name: "default".to_string(),
+            description: None,
+            secret_hash: hash,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            created_at: at,
+            last_used_at: None,
+            generation: 0,
+        };
+        self.store.create_service_account(&sa, &cred).await?;
+        self.audit(
+            org,
+            actor,
+            "service_account.create",
+            &sa.id,
+            json!({"name": sa.name, "scopes": sa.scopes, "client_id": cred.client_id}),
+        )
+        .await;
+        Ok((
+            sa,
+            IssuedCredential {
+                credential: cred.public(at),
+                client_secret: secret,
+            },
+        ))
+    }
+
+    pub async fn list_service_accounts(
+        &self,
+        org: &str,
+        q: Option<&str>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> RegistryResult<Page<ServiceAccount>> {
+        check_org(org)?;
+        let mut all = self.store.list_service_accounts(org).await?;
+        if let Some(q) = q.filter(|q| !q.is_empty()) {
+            let needle = q.to_lowercase();
+            all.retain(|sa| sa.name.to_lowercase().contains(&needle));
+        }
+        Ok(paginate(all, |sa| &sa.id, limit, after))
+    }
+
+    pub async fn get_service_account(&self, org: &str, sa: &str) -> RegistryResult<ServiceAccount> {
+        self.account(org, sa).await
+    }
+
+    pub async fn update_service_account(
+        &self,
+        org: &str,
+        sa_id: &str,
+        actor: &str,
+        patch: ServiceAccountPatch,
+    ) -> RegistryResult<ServiceAccount> {
+        let mut sa = self.account(org, sa_id).await?;
+        if let Some(name) = &patch.name {
+            validate_name("name", name)?;
+        }
+        if let Some(d) = &patch.description {
+            validate_description(d)?;
+        }
+        let scopes = patch
+            .scopes
+            .as_deref()
+            .map(|s| self.parse_scopes(s))
+            .transpose()?;
+        let status = match patch.status.as_deref() {
+            None => None,
+            Some("active") => Some(SaStatus::Active),
+            Some("disabled") => Some(SaStatus::Disabled),
+            Some(_) => return Err(invalid("status", "must be \"active\" or \"disabled\"")),
+        };
+        let mut changed = Vec::new();
+        if let Some(name) = patch.name {
+            sa.name = name;
+            changed.push("name");
+        }
+        if let Some(d) = patch.description {
+            sa.description = d;
+            changed.push("description");
+        }
+        let scope_changed = scopes.as_ref().is_some_and(|s| *s != sa.scopes);
+        if let Some(s) = scopes {
+            sa.scopes = s;
+            changed.push("scopes");
+        }
+        let disabled_now = status == Some(SaStatus::Disabled) && sa.status == SaStatus::Active;
+        if let Some(st) = status {
+            sa.status = st;
+            changed.push("status");
+        }
+        sa.updated_at = now();
+        if !self.store.update_service_account(&sa).await? {
+            return Err(RegistryError::NotFound("service account"));
+        }
+        self.audit(
+            org,
+            actor,
+            "service_account.update",
+            &sa.id,
+            json!({"changed": changed, "status": sa.status, "scopes": sa.scopes}),
+        )
+        .await;
+        self.revoke_if(
+            self.revoke_on.scope_change && scope_changed,
+            org,
+            sa_id,
+            actor,
+            "scope_change",
+        )
+        .await?;
+        self.revoke_if(
+            self.revoke_on.disable && disabled_now,
+            org,
+            sa_id,
+            actor,
+            "disable",
+        )
+        .await?;
+        Ok(sa)
+    }
+
+    pub async fn delete_service_account(
+        &self,
+        org: &str,
+        sa: &str,
+        actor: &str,
+    ) -> RegistryResult<()> {
+        check_org(org)?;
+        check_generated(sa, "service account")?;
+        if !self.store.delete_service_account(org, sa).await? {
+            return Err(RegistryError::NotFound("service account"));
+        }
+        self.audit(org, actor, "service_account.delete", sa, json!({}))
+            .await;
+        self.revoke_if(self.revoke_on.delete, org, sa, actor, "delete")
+            .await
+    }
+
+    pub async fn revoke_service_account_tokens(
+        &self,
+        org: &str,
+        sa: &str,
+        actor: &str,
+    ) -> RegistryResult<u64> {
+        self.account(org, sa).await?;
+        let n = self.store.revoke_service_account_tokens(org, sa).await?;
+        self.audit(
+            org,
+            actor,
+            "token.revoke",
+            sa,
+            json!({"reason": "admin", "revoked": n}),
+        )
+        .await;
+        Ok(n)
+    }
+
+    pub async fn revoke_organization_tokens(&self, org: &str, actor: &str) -> RegistryResult<u64> {
+        check_org(org)?;
+        let n = self.store.revoke_organization_tokens(org).await?;
+        self.audit(
+            org,
+            actor,
+            "token.revoke",
+            org,
+            json!({"reason": "organization", "revoked": n}),
+        )
+        .await;
+        Ok(n)
+    }
+
+    pub async fn create_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        actor: &str,
+        name: String,
+        description: Option<String>,
+    ) -> RegistryResult<IssuedCredential> {
+        self.account(org, sa).await?;
+        validate_name("name", &name)?;
+        validate_description(&description)?;
+        let (secret, hash) = self.new_secret().await?;
+        let at = now();
+        let cred = StoredCredential {
+            id: new_id(),
+            organization_id: org.to_string(),
+            service_account_id: sa.to_string(),
+            client_id: new_client_id(),
+            name,
+            description,
+            secret_hash: hash,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            created_at: at,
+            last_used_at: None,
+            generation: 0,
+        };
+        if !self.store.put_credential(&cred).await? {
+            return Err(RegistryError::NotFound("service account"));
+        }
+        self.audit(
+            org,
+            actor,
+            "credential.create",
+            &cred.id,
+            json!({"service_account_id": sa, "client_id": cred.client_id}),
+        )
+        .await;
+        Ok(IssuedCredential {
+            credential: cred.public(at),
+            client_secret: secret,
+        })
+    }
+
+    pub async fn list_credentials(
+        &self,
+        org: &str,
+        sa: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> RegistryResult<Page<Credential>> {
+        self.account(org, sa).await?;
+        let at = OffsetDateTime::now_utc();
+        let all: Vec<Credential> = self
+            .store
+            .list_credentials(org, sa)
+            .await?
+            .iter()
+            .map(|c| c.public(at))
+            .collect();
+        Ok(paginate(all, |c| &c.id, limit, after))
+    }
+
+    async fn stored_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+    ) -> RegistryResult<StoredCredential> {
+        check_org(org)?;
+        check_generated(sa, "service account")?;
+        check_generated(id, "credential")?;
+        self.store
+            .get_credential(org, sa, id)
+            .await?
+            .ok_or(RegistryError::NotFound("credential"))
+    }
+
+    pub async fn get_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+    ) -> RegistryResult<Credential> {
+        Ok(self
+            .stored_credential(org, sa, id)
+            .await?
+            .public(OffsetDateTime::now_utc()))
+    }
+
+    pub async fn update_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+        actor: &str,
+        patch: CredentialPatch,
+    ) -> RegistryResult<Credential> {
+        let mut cred = self.stored_credential(org, sa, id).await?;
+        if let Some(name) = &patch.name {
+            validate_name("name", name)?;
+        }
+        if let Some(d) = &patch.description {
+            validate_description(d)?;
+        }
+        if let Some(name) = patch.name {
+            cred.name = name;
+        }
+        if let Some(d) = patch.description {
+            cred.description = d;
+        }
+        if !self.store.put_credential(&cred).await? {
+            return Err(RegistryError::NotFound("service account"));
+        }
+        self.audit(
+            org,
+            actor,
+            "credential.update",
+            id,
+            json!({"service_account_id": sa}),
+        )
+        .await;
+        Ok(cred.public(OffsetDateTime::now_utc()))
+    }
+
+    pub async fn delete_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+        actor: &str,
+    ) -> RegistryResult<()> {
+        check_org(org)?;
+        check_generated(sa, "service account")?;
+        check_generated(id, "credential")?;
+        if !self.store.delete_credential(org, sa, id).await? {
+            return Err(RegistryError::NotFound("credential"));
+        }
+        self.audit(
+            org,
+            actor,
+            "credential.delete",
+            id,
+            json!({"service_account_id": sa}),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Replaces a credential's secret. With a grace period the old secret
+    /// keeps working until it ends; otherwise it stops at once.
+    pub async fn rotate_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+        actor: &str,
+        grace_seconds: u64,
+    ) -> RegistryResult<IssuedCredential> {
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(invalid("grace_seconds", "must be between 0 and 86400"));
+        }
+        let mut cred = self.stored_credential(org, sa, id).await?;
+        let (secret, hash) = self.new_secret().await?;
+        let at = now();
+        if grace_seconds > 0 {
+            cred.previous_secret_hash = Some(std::mem::replace(&mut cred.secret_hash, hash));
+            cred.previous_secret_expires_at =
+                Some(at + time::Duration::seconds(grace_seconds as i64));
+        } else {
+            cred.secret_hash = hash;
+            cred.previous_secret_hash = None;
+            cred.previous_secret_expires_at = None;
+        }
+        cred.generation += 1;
+        if !self.store.put_credential(&cred).await? {
+            return Err(RegistryError::NotFound("service account"));
+        }
+        self.audit(
+            org,
+            actor,
+            "credential.rotate_secret",
+            id,
+            json!({"service_account_id": sa, "grace_seconds": grace_seconds}),
+        )
+        .await;
+        self.revoke_if(self.revoke_on.rotate, org, sa, actor, "rotate")
+            .await?;
+        Ok(IssuedCredential {
+            credential: cred.public(at),
+            client_secret: secret,
+        })
+    }
+
+    /// The account-level rotation: only when the account has one credential.
+    pub async fn rotate_service_account_secret(
+        &self,
+        org: &str,
+        sa: &str,
+        actor: &str,
+        grace_seconds: u64,
+    ) -> RegistryResult<IssuedCredential> {
+        self.account(org, sa).await?;
+        let creds = self.store.list_credentials(org, sa).await?;
+        match creds.as_slice() {
+            [only] => {
+                self.rotate_credential(org, sa, &only.id, actor, grace_seconds)
+                    .await
+            }
+            _ => Err(RegistryError::Conflict(format!(
+                "the service account has {} credentials; rotate one of them by id",
+                creds.len()
+            ))),
+        }
+    }
+
+    pub async fn put_workspace(
+        &self,
+        org: &str,
+        ws: &str,
+        actor: &str,
+        name: String,
+    ) -> RegistryResult<(Workspace, bool)> {
+        check_org(org)?;
+        check_name_id("workspace_id", ws)?;
+        validate_name("name", &name)?;
+        let created_at = match self.store.get_workspace(org, ws).await? {
+            Some(existing) => existing.created_at,
+            None => now(),
+        };
+        let w = Workspace {
+            id: ws.to_string(),
+            organization_id: org.to_string(),
+            name,
+            created_at,
+        };
+        let created = self.store.put_workspace(&w).await? == PutOutcome::Created;
+        self.audit(
+            org,
+            actor,
+            "workspace.put",
+            ws,
+            json!({"name": w.name, "created": created}),
+        )
+        .await;
+        Ok((w, created))
+    }
+
+    async fn workspace(&self, org: &str, ws: &str) -> RegistryResult<Workspace> {
+        check_org(org)?;
+        if !is_valid_name_id(ws) {
+            return Err(RegistryError::NotFound("workspace"));
+        }
+        self.store
+            .get_workspace(org, ws)
+            .await?
+            .ok_or(RegistryError::NotFound("workspace"))
+    }
+
+    pub async fn get_workspace(&self, org: &str, ws: &str) -> RegistryResult<Workspace> {
+        self.workspace(org, ws).await
+    }
+
+    pub async fn list_workspaces(
+        &self,
+        org: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> RegistryResult<Page<Workspace>> {
+        check_org(org)?;
+        let all = self.store.list_workspaces(org).await?;
+        Ok(paginate(all, |w| &w.id, limit, after))
+    }
+
+    pub async fn delete_workspace(&self, org: &str, ws: &str, actor: &str) -> RegistryResult<()> {
+        check_org(org)?;
+        if !is_valid_name_id(ws) || !self.store.delete_workspace(org, ws).await? {
+            return Err(RegistryError::NotFound("workspace"));
+        }
+        self.audit(org, actor, "workspace.delete", ws, json!({}))
+            .await;
+        Ok(())
+    }
+
+    pub async fn put_environment(
+        &self,
+        org: &str,
+        ws: &str,
+        env: &str,
+        actor: &str,
+        name: String,
+    ) -> RegistryResult<(Environment, bool)> {
+        check_name_id("environment_id", env)?;
+        validate_name("name", &name)?;
+        self.workspace(org, ws).await?;
+        let created_at = match self.store.get_environment(env).await? {
+            Some(e) if e.organization_id == org && e.workspace_id == ws => e.created_at,
+            _ => now(),
+        };
+        let e = Environment {
+            id: env.to_string(),
+            workspace_id: ws.to_string(),
+            organization_id: org.to_string(),
+            name,
+            created_at,
+        };
+        let created = match self.store.put_environment(&e).await? {
+            EnvPutOutcome::Created => true,
+            EnvPutOutcome::Updated => false,
+            EnvPutOutcome::Conflict => {
+                return Err(RegistryError::Conflict(
+                    "the environment id already belongs to another workspace".into(),
+                ))
+            }
+        };
+        self.audit(
+            org,
+            actor,
+            "environment.put",
+            env,
+            json!({"workspace_id": ws, "name": e.name, "created": created}),
+        )
+        .await;
+        Ok((e, created))
+    }
+
+    pub async fn list_environments(
+        &self,
+        org: &str,
+        ws: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> RegistryResult<Page<Environment>> {
+        self.workspace(org, ws).await?;
+        let mut all = self.store.list_environments(org, ws).await?;
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(paginate(all, |e| &e.id, limit, after))
+    }
+
+    pub async fn delete_environment(
+        &self,
+        org: &str,
+        ws: &str,
+        env: &str,
+        actor: &str,
+    ) -> RegistryResult<()> {
+        check_org(org)?;
+        if !is_valid_name_id(ws)
+            || !is_valid_name_id(env)
+            || !self.store.delete_environment(org, ws, env).await?
+        {
+            return Err(RegistryError::NotFound("environment"));
+        }
+        self.audit(
+            org,
+            actor,
+            "environment.delete",
+            env,
+            json!({"workspace_id": ws}),
+        )
+        .await;
+        Ok(())
+    }
+
+    pub async fn put_membership(
+        &self,
+        org: &str,
+        ws: &str,
+        sa: &str,
+        actor: &str,
+        role: &str,
+    ) -> RegistryResult<Membership> {
+        let role =
+            Role::parse(role).ok_or_else(|| invalid("role", "must be \"member\" or \"admin\""))?;
+        self.workspace(org, ws).await?;
+        self.account(org, sa).await?;
+        let created_at = match self.store.get_membership(org, ws, sa).await? {
+            Some(m) => m.created_at,
+            None => now(),
+        };
+        let m = Membership {
+            workspace_id: ws.to_string(),
+            service_account_id: sa.to_string(),
+            role,
+            created_at,
+        };
+        self.store.put_membership(org, &m).await?;
+        self.audit(
+            org,
+            actor,
+            "membership.put",
+            sa,
+            json!({"workspace_id": ws, "role": role}),
+        )
+        .await;
+        Ok(m)
+    }
+
+    pub async fn list_memberships(
+        &self,
+        org: &str,
+        ws: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> RegistryResult<Page<Membership>> {
+        self.workspace(org, ws).await?;
+        let all = self.store.list_memberships(org, ws).await?;
+        Ok(paginate(all, |m| &m.service_account_id, limit, after))
+    }
+
+    pub async fn delete_membership(
+        &self,
+        org: &str,
+        ws: &str,
+        sa: &str,
+        actor: &str,
+    ) -> RegistryResult<()> {
+        check_org(org)?;
+        if !is_valid_name_id(ws)
+            || !is_valid_generated_id(sa)
+            || !self.store.delete_membership(org, ws, sa).await?
+        {
+            return Err(RegistryError::NotFound("membership"));
+        }
+        self.audit(
+            org,
+            actor,
+            "membership.delete",
+            sa,
+            json!({"workspace_id": ws}),
+        )
+        .await;
+        Ok(())
+    }
+
+    pub async fn list_audit(
+        &self,
+        org: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> RegistryResult<Page<crate::model::AuditEvent>> {
+        check_org(org)?;
+        let (items, more) = self.store.list_audit(org, limit, after).await?;
+        let next_cursor = if more {
+            items.last().map(|e| e.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
