@@ -1,6 +1,7 @@
 //! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
 
-pub mod model;
-pub mod scope;
 pub mod ids;
+pub mod model;
+pub mod netaddr;
+pub mod scope;
 pub mod secret;
