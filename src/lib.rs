@@ -3,5 +3,6 @@
 pub mod ids;
 pub mod model;
 pub mod netaddr;
+pub mod oauth;
 pub mod scope;
 pub mod secret;
