@@ -324,12 +324,7 @@ pub struct CacheConfig {
     pub max_entries: usize,
 }
 
-#[derive(Clone, Debug)]
-pub struct ThrottleConfig {
-    pub window_seconds: u64,
-    pub max_failures_per_client_source: u64,
-    pub max_failures_per_source: u64,
-}
+pub use crate::oauth::throttle::ThrottleConfig;
 
 #[derive(Clone, Debug)]
 pub struct AdminKey {
@@ -566,19 +561,8 @@ fn validate(
         }
     }
 
-    let trusted_proxies = root
-        .proxy
-        .trusted_proxies
-        .iter()
-        .map(|c| {
-            parse_cidr(c).ok_or_else(|| {
-                err(
-                    "proxy.trusted_proxies",
-                    format!("{c:?} is not a CIDR or address"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted_proxies = crate::netaddr::parse_cidrs(&root.proxy.trusted_proxies)
+        .map_err(|p| err("proxy.trusted_proxies", p))?;
 
     if root.cache.ttl_ms > 1000 {
         return Err(err(
@@ -779,12 +763,6 @@ fn validate_public_url(u: &str) -> Result<String, String> {
         return Err("must be an absolute URL without query or fragment".into());
     }
     Ok(u.trim_end_matches('/').to_string())
-}
-
-fn parse_cidr(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 fn validate_upstream(u: &file::Upstream) -> Result<UpstreamConfig, (&'static str, String)> {

@@ -6,6 +6,8 @@ pub mod config;
 pub mod hashing;
 pub mod ids;
 pub mod model;
+pub mod netaddr;
+pub mod oauth;
 pub mod openapi;
 pub mod registry;
 pub mod scope;
