@@ -2,6 +2,7 @@
 //! throttling arithmetic, and the one mapping of errors to RFC 6749 §5.2
 //! answers. No I/O and no clock here: the proxy feeds bytes and time in.
 
+pub mod endpoint;
 pub mod request;
 pub mod throttle;
 

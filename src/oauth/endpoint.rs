@@ -1,0 +1,387 @@
+//! The OAuth endpoints' I/O: client authentication against the store with
+//! throttling and equal-cost failures, token issuance, revocation and the
+//! RFC 8414 metadata document.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::throttle::{self, FailureCounts, ThrottleConfig};
+use super::{
+    error_response, parse_revocation_request, parse_token_request, resolve_scopes,
+    revocation_response, token_response, OAuthError, OAuthResponse, OUTCOME_ISSUED,
+};
+use crate::audit::{Audit, Event};
+use crate::hashing::Hasher;
+use crate::metrics::Metrics;
+use crate::model::{SaStatus, TokenRecord};
+use crate::secret::{new_access_token, sha256, token_hash};
+use crate::store::{ClientLookup, Store, StoreError};
+
+/// How long a verified (client id, secret, current hash) stays trusted.
+const VERIFIED_TTL: Duration = Duration::from_secs(300);
+const VERIFIED_MAX: usize = 10_000;
+/// `last_used_at` is written at most this often per credential.
+const TOUCH_EVERY_SECS: i64 = 60;
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// What the proxy hands over from the HTTP request.
+pub struct OAuthInput<'a> {
+    pub content_type: Option<&'a [u8]>,
+    pub authorization: Vec<&'a [u8]>,
+    pub body: &'a [u8],
+    pub source: IpAddr,
+}
+
+pub struct TokenEndpoint {
+    store: Arc<dyn Store>,
+    hasher: Arc<Hasher>,
+    audit: Audit,
+    resources: Vec<String>,
+    ttl_seconds: u64,
+    throttle: ThrottleConfig,
+    public_url: String,
+    /// SHA-256 of (client id, secret, current hash) → when it verified.
+    verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// credential id → the last `last_used_at` this process wrote.
+    touched: Mutex<HashMap<String, i64>>,
+}
+
+fn unavailable(m: &Metrics, op: &'static str, e: &StoreError) -> OAuthError {
+    m.store_error(op);
+    tracing::warn!(op, error = %e, "token endpoint store call failed");
+    OAuthError::TemporarilyUnavailable {
+        retry_after_secs: RETRY_AFTER_SECS,
+    }
+}
+
+fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl TokenEndpoint {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: Arc<Hasher>,
+        audit: Audit,
+        resources: Vec<String>,
+        ttl_seconds: u64,
+        throttle: ThrottleConfig,
+        public_url: String,
+    ) -> TokenEndpoint {
+        TokenEndpoint {
+            store,
+            hasher,
+            audit,
+            resources,
+            ttl_seconds,
+            throttle,
+            public_url,
+            verified: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `POST /api/auth/oauth2/token`.
+    pub async fn token(&self, input: OAuthInput<'_>) -> OAuthResponse {
+        let m = Metrics::get();
+        let started = Instant::now();
+        let resp = match self.issue(&input).await {
+            Ok(resp) => {
+                m.token_outcome(OUTCOME_ISSUED);
+                resp
+            }
+            Err(e) => {
+                m.token_outcome(e.outcome());
+                error_response(&e)
+            }
+        };
+        m.token_issue_duration
+            .observe(started.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn issue(&self, input: &OAuthInput<'_>) -> Result<OAuthResponse, OAuthError> {
+        let req = parse_token_request(input.content_type, &input.authorization, input.body)
+            .inspect_err(|e| self.log_failure(None, e))?;
+        let client = self
+            .authenticate(
+                &req.client_id,
+                req.client_secret.expose_secret(),
+                input.source,
+            )
+            .await?;
+        let sa = &client.service_account;
+        let cred = &client.credential;
+        let scopes = match resolve_scopes(req.scope.as_deref(), &sa.scopes, &self.resources) {
+            Ok(s) => s,
+            Err(e) => {
+                self.audit_failure(&client, &e).await;
+                return Err(e);
+            }
+        };
+        let token = new_access_token();
+        let now = now_unix();
+        let record = TokenRecord {
+            organization_id: sa.organization_id.clone(),
+            service_account_id: sa.id.clone(),
+            credential_id: cred.id.clone(),
+            client_id: cred.client_id.clone(),
+            scopes: scopes.clone(),
+            expires_at: now + self.ttl_seconds as i64,
+        };
+        let hash = token_hash(token.expose_secret());
+        self.store
+            .put_token(&hash, &record, self.ttl_seconds)
+            .await
+            .map_err(|e| unavailable(Metrics::get(), "put_token", &e))?;
+        self.touch(&client, now);
+        self.audit
+            .record(Event {
+                organization_id: Some(&sa.organization_id),
+                actor: &cred.client_id,
+                action: "token.issue",
+                target: Some(&sa.id),
+                outcome: "success",
+                details: json!({
+                    "credential_id": cred.id,
+                    "scopes": scopes,
+                    "expires_in": self.ttl_seconds,
+                    "auth_method": req.auth_method.as_str(),
+                }),
+            })
+            .await;
+        Ok(token_response(&token, self.ttl_seconds, &scopes))
+    }
+
+    /// `POST /api/auth/oauth2/revoke` (RFC 7009): 200 for any well-formed,
+    /// authenticated request; the token goes only if it is the client's.
+    pub async fn revoke(&self, input: OAuthInput<'_>) -> OAuthResponse {
+        match self.revoke_inner(&input).await {
+            Ok(()) => revocation_response(),
+            Err(e) => error_response(&e),
+        }
+    }
+
+    async fn revoke_inner(&self, input: &OAuthInput<'_>) -> Result<(), OAuthError> {
+        let req = parse_revocation_request(input.content_type, &input.authorization, input.body)
+            .inspect_err(|e| self.log_failure(None, e))?;
+        let client = self
+            .authenticate(
+                &req.client_id,
+                req.client_secret.expose_secret(),
+                input.source,
+            )
+            .await?;
+        let sa = &client.service_account;
+        let hash = token_hash(req.token.expose_secret());
+        let revoked = self
+            .store
+            .revoke_token(&hash, &sa.organization_id, &sa.id)
+            .await
+            .map_err(|e| unavailable(Metrics::get(), "revoke_token", &e))?;
+        self.audit
+            .record(Event {
+                organization_id: Some(&sa.organization_id),
+                actor: &client.credential.client_id,
+                action: "token.revoke",
+                target: Some(&sa.id),
+                outcome: if revoked { "success" } else { "not_found" },
+                details: json!({"reason": "client", "revoked": u64::from(revoked)}),
+            })
+            .await;
+        Ok(())
+    }
+
+    /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+    pub fn metadata(&self) -> serde_json::Value {
+        json!({
+            "issuer": self.public_url,
+            "token_endpoint": format!("{}/api/auth/oauth2/token", self.public_url),
+            "revocation_endpoint": format!("{}/api/auth/oauth2/revoke", self.public_url),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": ["client_credentials"],
+            "scopes_supported": self.scopes_supported(),
+            "response_types_supported": [],
+        })
+    }
+
+    fn scopes_supported(&self) -> Vec<String> {
+        self.resources
+            .iter()
+            .flat_map(|r| [format!("{r}:read"), format!("{r}:write")])
+            .collect()
+    }
+
+    /// Throttle check, look-up and secret verification. Every failure costs
+    /// one argon2 verification (the dummy one for an unknown client) and
+    /// answers with the same `invalid_client`.
+    async fn authenticate(
+        &self,
+        client_id: &str,
+        secret: &str,
+        source: IpAddr,
+    ) -> Result<ClientLookup, OAuthError> {
+        let m = Metrics::get();
+        let now = now_unix();
+        let keys = throttle::keys(Some(client_id), source, now, &self.throttle);
+        let key_list = [keys.client_source.clone(), keys.source.clone()];
+        let counts = self
+            .store
+            .failure_counts(&key_list, self.throttle.window_seconds, now)
+            .await
+            .map_err(|e| unavailable(m, "failure_counts", &e))?;
+        let counts = FailureCounts {
+            client_source: counts.first().copied().unwrap_or(0),
+            source: counts.get(1).copied().unwrap_or(0),
+        };
+        if let Some(retry_after_secs) = throttle::verdict(counts, &self.throttle, now) {
+            let e = OAuthError::SlowDown { retry_after_secs };
+            self.log_failure(Some(client_id), &e);
+            return Err(e);
+        }
+        let found = self
+            .store
+            .find_client(client_id)
+            .await
+            .map_err(|e| unavailable(m, "find_client", &e))?;
+        let verdict = match found {
+            None => {
+                self.hasher.verify_dummy(secret).await;
+                Err(None)
+            }
+            Some(client) => {
+                if self.secret_matches(&client, client_id, secret).await
+                    && client.service_account.status == SaStatus::Active
+                {
+                    Ok(client)
+                } else {
+                    Err(Some(client))
+                }
+            }
+        };
+        match verdict {
+            Ok(client) => Ok(client),
+            Err(client) => {
+                let e = OAuthError::InvalidClient;
+                if let Err(err) = self
+                    .store
+                    .record_failure(&key_list, self.throttle.window_seconds, now)
+                    .await
+                {
+                    return Err(unavailable(m, "record_failure", &err));
+                }
+                match client {
+                    Some(c) => self.audit_failure(&c, &e).await,
+                    None => self.log_failure(Some(client_id), &e),
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn secret_matches(&self, client: &ClientLookup, client_id: &str, secret: &str) -> bool {
+        let cred = &client.credential;
+        let key = sha256(&[
+            client_id.as_bytes(),
+            secret.as_bytes(),
+            cred.secret_hash.as_bytes(),
+        ]);
+        if let Ok(cache) = self.verified.lock() {
+            if cache
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < VERIFIED_TTL)
+            {
+                return true;
+            }
+        }
+        if self
+            .hasher
+            .verify_any(secret, vec![cred.secret_hash.clone()])
+            .await
+        {
+            if let Ok(mut cache) = self.verified.lock() {
+                if cache.len() >= VERIFIED_MAX {
+                    cache.retain(|_, at| at.elapsed() < VERIFIED_TTL);
+                    if cache.len() >= VERIFIED_MAX {
+                        cache.clear();
+                    }
+                }
+                cache.insert(key, Instant::now());
+            }
+            return true;
+        }
+        // The previous secret during a rotation grace period; not cached.
+        match (&cred.previous_secret_hash, cred.previous_secret_expires_at) {
+            (Some(prev), Some(until)) if until > OffsetDateTime::now_utc() => {
+                self.hasher.verify_any(secret, vec![prev.clone()]).await
+            }
+            _ => false,
+        }
+    }
+
+    /// Coalesced `last_used_at`: written when the stored value is older than
+    /// a minute, in the background.
+    fn touch(&self, client: &ClientLookup, now: i64) {
+        let cred = &client.credential;
+        let stored = cred.last_used_at.map(|t| t.unix_timestamp()).unwrap_or(0);
+        if now - stored < TOUCH_EVERY_SECS {
+            return;
+        }
+        if let Ok(mut touched) = self.touched.lock() {
+            if touched
+                .get(&cred.id)
+                .is_some_and(|at| now - *at < TOUCH_EVERY_SECS)
+            {
+                return;
+            }
+            if touched.len() > VERIFIED_MAX {
+                touched.clear();
+            }
+            touched.insert(cred.id.clone(), now);
+        }
+        let store = self.store.clone();
+        let used = vec![(
+            cred.organization_id.clone(),
+            cred.service_account_id.clone(),
+            cred.id.clone(),
+            now,
+        )];
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_credentials(&used).await {
+                Metrics::get().store_error("touch_credentials");
+                tracing::debug!(error = %e, "last_used_at not written");
+            }
+        });
+    }
+
+    async fn audit_failure(&self, client: &ClientLookup, e: &OAuthError) {
+        let sa = &client.service_account;
+        self.audit
+            .record(Event {
+                organization_id: Some(&sa.organization_id),
+                actor: &client.credential.client_id,
+                action: "token.issue_failed",
+                target: Some(&sa.id),
+                outcome: "failure",
+                details: json!({"reason": e.code(), "credential_id": client.credential.id}),
+            })
+            .await;
+    }
+
+    /// A failure without an organization is only logged. The client id is
+    /// logged only when it has the shape of one of ours.
+    fn log_failure(&self, client_id: Option<&str>, e: &OAuthError) {
+        let client = client_id
+            .filter(|c| crate::ids::is_valid_client_id(c))
+            .unwrap_or("-");
+        tracing::info!(target: "audit", actor = client, action = "token.issue_failed", outcome = "failure", reason = e.code(), "audit event");
+    }
+}

@@ -1,0 +1,106 @@
+//! The upstream table: per upstream a pingora round-robin load balancer over
+//! its addresses, optional active HTTP health checks, and the peer settings
+//! (TLS, SNI, timeouts). Built whole on every (re)load and swapped with the
+//! policy set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::lb::health_check::HttpHealthCheck;
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::LoadBalancer;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::UpstreamConfig;
+
+pub const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Upstream {
+    pub name: String,
+    cfg: UpstreamConfig,
+    lb: LoadBalancer<RoundRobin>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {name}: {problem}")]
+pub struct UpstreamError {
+    pub name: String,
+    pub problem: String,
+}
+
+impl Upstream {
+    pub fn build(name: &str, cfg: &UpstreamConfig) -> Result<Upstream, UpstreamError> {
+        let mut lb =
+            LoadBalancer::<RoundRobin>::try_from_iter(cfg.addrs.iter().map(String::as_str))
+                .map_err(|e| UpstreamError {
+                    name: name.to_string(),
+                    problem: format!("cannot resolve its addresses: {e}"),
+                })?;
+        if let Some(path) = &cfg.health_check_path {
+            let mut hc = HttpHealthCheck::new(&cfg.sni, cfg.tls);
+            hc.req
+                .set_raw_path(path.as_bytes())
+                .map_err(|_| UpstreamError {
+                    name: name.to_string(),
+                    problem: "health_check_path is not a valid request target".into(),
+                })?;
+            hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
+            hc.peer_template.options.read_timeout =
+                Some(cfg.read_timeout.min(Duration::from_secs(2)));
+            lb.set_health_check(Box::new(hc));
+            lb.health_check_frequency = Some(HEALTH_CHECK_EVERY);
+        }
+        Ok(Upstream {
+            name: name.to_string(),
+            cfg: cfg.clone(),
+            lb,
+        })
+    }
+
+    /// The next healthy address, as a peer with this upstream's settings.
+    pub fn peer(&self) -> Option<HttpPeer> {
+        let backend = self.lb.select(b"", 256)?;
+        let mut peer = HttpPeer::new(backend.addr, self.cfg.tls, self.cfg.sni.clone());
+        peer.options.connection_timeout = Some(self.cfg.connect_timeout);
+        peer.options.read_timeout = Some(self.cfg.read_timeout);
+        peer.options.write_timeout = Some(self.cfg.read_timeout);
+        Some(peer)
+    }
+
+    pub fn has_health_check(&self) -> bool {
+        self.cfg.health_check_path.is_some()
+    }
+
+    pub async fn run_health_check(&self) {
+        self.lb.backends().run_health_check(true).await;
+    }
+}
+
+/// Every upstream by name.
+#[derive(Default)]
+pub struct UpstreamTable {
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+}
+
+impl UpstreamTable {
+    pub fn build(cfg: &BTreeMap<String, UpstreamConfig>) -> Result<UpstreamTable, UpstreamError> {
+        let mut upstreams = BTreeMap::new();
+        for (name, u) in cfg {
+            upstreams.insert(name.clone(), Arc::new(Upstream::build(name, u)?));
+        }
+        Ok(UpstreamTable { upstreams })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.upstreams.contains_key(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.upstreams.values()
+    }
+}
