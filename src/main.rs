@@ -1,1 +1,264 @@
-fn main() {}
+//! The `tollgate` command: wires the CLI to the library, nothing more.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use tollgate::config::{Config, EnvOverrides};
+use tollgate::runtime::PolicySource;
+use tollgate::server::{self, App};
+use tollgate::{dev, explain, secret};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "A reverse proxy that is a policy enforcement point for machine identities")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy, admin and metrics listeners.
+    Serve(ServeArgs),
+    /// Validate a config file and its policies; exit 0 when valid, else 1.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show how a request would be decided: the matched route, each check, the decision.
+    Explain(ExplainArgs),
+    /// Read an admin key on stdin and print its argon2id PHC hash for `admin.keys`.
+    HashKey,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The config file (TOML).
+    #[arg(long, required_unless_present = "dev", conflicts_with = "dev")]
+    config: Option<PathBuf>,
+    /// Memory store, demo account, echo upstream and example policy.
+    #[arg(long)]
+    dev: bool,
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    method: String,
+    #[arg(long)]
+    path: String,
+    /// The raw query string, without '?'.
+    #[arg(long)]
+    query: Option<String>,
+    /// The token's scopes, space-separated.
+    #[arg(long, default_value = "")]
+    scopes: String,
+    /// The service account's role in the environment's workspace (member, admin).
+    #[arg(long)]
+    role: Option<String>,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check { config } => check(&config),
+        Command::Explain(args) => run_explain(args),
+        Command::HashKey => hash_key(),
+    }
+}
+
+fn apply_listen_overrides(cfg: &mut Config, args: &ServeArgs) {
+    if let Some(a) = args.listen {
+        cfg.server.listen = a;
+    }
+    if let Some(a) = args.admin_listen {
+        cfg.server.admin_listen = a;
+    }
+    if let Some(a) = args.metrics_listen {
+        cfg.server.metrics_listen = a;
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let env = EnvOverrides::from_process();
+    if args.dev {
+        return serve_dev(args, env);
+    }
+    let Some(path) = args.config.clone() else {
+        eprintln!("tollgate serve: --config FILE or --dev is required");
+        return ExitCode::from(2);
+    };
+    let mut cfg = match Config::load(&path, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    apply_listen_overrides(&mut cfg, &args);
+    let store = match server::build_store(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let source = PolicySource::Dir(cfg.policies_dir.clone());
+    match App::build(cfg, store, source) {
+        Ok(app) => server::run(app, Vec::new()),
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve_dev(args: ServeArgs, mut env: EnvOverrides) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("tollgate serve --dev: {e}");
+        ExitCode::from(1)
+    };
+    let echo_port = match dev::free_port() {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let admin_key = env
+        .admin_key
+        .get_or_insert_with(|| {
+            let key = secret::new_client_secret();
+            SecretString::from(key.expose_secret().replace("tg_sk_", "tg_admin_"))
+        })
+        .clone();
+    let mut cfg = match dev::config(echo_port, &env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    apply_listen_overrides(&mut cfg, &args);
+    let store = match server::build_store(&cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let source = PolicySource::Embedded {
+        label: dev::POLICY_LABEL.into(),
+        text: dev::POLICY.into(),
+    };
+    let app = match App::build(cfg.clone(), store, source) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let seeded = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(dev::seed(&app.registry)).map_err(|e| e.to_string()));
+    let demo = match seeded {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    println!("{}", dev::banner(&cfg, &demo, admin_key.expose_secret()));
+    server::run(app, vec![Box::new(dev::echo_service(echo_port))])
+}
+
+fn load_for_check(path: &Path) -> Result<(Config, tollgate::runtime::Runtime), String> {
+    let cfg = Config::load(path, &EnvOverrides::from_process()).map_err(|e| e.to_string())?;
+    let rt = tollgate::runtime::Runtime::load(&cfg, &PolicySource::Dir(cfg.policies_dir.clone()))?;
+    Ok((cfg, rt))
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load_for_check(path) {
+        Ok((_, rt)) => {
+            println!("{}: valid ({} routes)", path.display(), rt.policy.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_explain(args: ExplainArgs) -> ExitCode {
+    let (cfg, rt) = match load_for_check(&args.config) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match explain::explain(
+        &rt.policy,
+        &cfg,
+        &args.method,
+        &args.path,
+        args.query.as_deref(),
+        &args.scopes,
+        args.role.as_deref(),
+    ) {
+        Ok(report) => {
+            for line in &report.lines {
+                println!("{line}");
+            }
+            ExitCode::from(report.exit_code)
+        }
+        Err(e) => {
+            eprintln!("tollgate explain: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn hash_key() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("tollgate hash-key: cannot read stdin: {e}");
+        return ExitCode::from(1);
+    }
+    let key = input.trim_end_matches(['\n', '\r']);
+    if key.is_empty() {
+        eprintln!("tollgate hash-key: no key on stdin");
+        return ExitCode::from(1);
+    }
+    match secret::hash_secret(&SecretString::from(key.to_string()), &secret::HashParams::default()) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate hash-key: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

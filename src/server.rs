@@ -1,0 +1,223 @@
+//! Composes the process: the store, the registry and endpoints, and the
+//! pingora services — proxy, admin and metrics listeners plus background
+//! tasks (policy reload, upstream health checks, the token gauge).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::{Admin, AdminHttp, AdminKeys};
+use crate::audit::Audit;
+use crate::config::{Backend, Config};
+use crate::hashing::Hasher;
+use crate::metrics::Metrics;
+use crate::oauth::endpoint::TokenEndpoint;
+use crate::proxy::Gateway;
+use crate::registry::Registry;
+use crate::runtime::{fingerprint, Live, PolicySource, Runtime};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::Store;
+
+/// Everything the services share.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub hasher: Arc<Hasher>,
+    pub registry: Arc<Registry>,
+    pub tokens: Arc<TokenEndpoint>,
+    pub live: Arc<Live>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("policies: {0}")]
+    Policy(String),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+pub fn build_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match cfg.store.backend {
+        Backend::Memory => Ok(Arc::new(MemoryStore::new())),
+        Backend::Redis => {
+            let s = &cfg.store;
+            let store = RedisStore::connect(&s.url, &s.key_prefix, s.timeout, s.pool_size)
+                .map_err(|e| StartError::Store(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+impl App {
+    pub fn build(config: Config, store: Arc<dyn Store>, source: PolicySource) -> Result<App, StartError> {
+        let first = Runtime::load(&config, &source).map_err(StartError::Policy)?;
+        let hasher = Arc::new(
+            Hasher::new(config.hashing, config.hashing_max_concurrent)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        );
+        let audit = Audit::new(store.clone(), config.audit_max_events_per_org);
+        let registry = Arc::new(Registry::new(
+            store.clone(),
+            hasher.clone(),
+            config.resources.clone(),
+            config.tokens.revoke_on,
+            audit.clone(),
+        ));
+        let tokens = Arc::new(TokenEndpoint::new(
+            store.clone(),
+            hasher.clone(),
+            audit,
+            config.resources.clone(),
+            config.tokens.ttl_seconds,
+            config.throttle.clone(),
+            config.server.public_url.clone(),
+        ));
+        let live = Arc::new(Live::new(config.clone(), source, first));
+        Ok(App {
+            config,
+            store,
+            hasher,
+            registry,
+            tokens,
+            live,
+        })
+    }
+}
+
+/// Runs every listener until a signal stops the process.
+pub fn run(app: App, extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>) -> ! {
+    let cfg = app.config.clone();
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_grace.as_secs()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let app = Arc::new(app);
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(app.clone()),
+        "tollgate proxy",
+    );
+    proxy.add_tcp(&cfg.server.listen.to_string());
+
+    let keys = AdminKeys::new(
+        cfg.admin_keys.clone(),
+        cfg.env_admin_key.as_ref(),
+        app.hasher.clone(),
+    );
+    let admin = Arc::new(Admin::new(app.registry.clone(), keys, app.live.loaded.clone()));
+    let mut admin_service = Service::new(
+        "tollgate admin".to_string(),
+        HttpServer::new_app(AdminHttp { admin }),
+    );
+    admin_service.add_tcp(&cfg.server.admin_listen.to_string());
+
+    let mut metrics = Service::prometheus_http_service();
+    metrics.add_tcp(&cfg.server.metrics_listen.to_string());
+
+    let background = background_service("tollgate background", Background { app: app.clone() });
+
+    let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = vec![
+        Box::new(proxy),
+        Box::new(admin_service),
+        Box::new(metrics),
+        Box::new(background),
+    ];
+    services.extend(extra);
+    server.add_services(services);
+    tracing::info!(
+        listen = %cfg.server.listen,
+        admin_listen = %cfg.server.admin_listen,
+        metrics_listen = %cfg.server.metrics_listen,
+        store = ?cfg.store.backend,
+        "tollgate started"
+    );
+    server.run_forever()
+}
+
+struct Background {
+    app: Arc<App>,
+}
+
+const RELOAD_POLL: Duration = Duration::from_millis(500);
+const TOKEN_GAUGE_EVERY: Duration = Duration::from_secs(15);
+
+#[async_trait]
+impl BackgroundService for Background {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let live = &self.app.live;
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on file change only");
+                None
+            }
+        };
+        let (dir, config_file) = match live.source() {
+            PolicySource::Dir(d) => (Some(d.clone()), self.app.config.source.clone()),
+            PolicySource::Embedded { .. } => (None, None),
+        };
+        let fp = |dir: &Option<std::path::PathBuf>| {
+            dir.as_ref()
+                .map(|d| fingerprint(d, config_file.as_deref()))
+        };
+        let mut loaded_fp = fp(&dir);
+        let mut last_seen = loaded_fp.clone();
+        let mut poll = tokio::time::interval(RELOAD_POLL);
+        let mut gauge = tokio::time::interval(TOKEN_GAUGE_EVERY);
+        let mut health = tokio::time::interval(crate::upstream::HEALTH_CHECK_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    live.reload("SIGHUP");
+                    loaded_fp = fp(&dir);
+                    last_seen = loaded_fp.clone();
+                }
+                _ = poll.tick(), if dir.is_some() => {
+                    let now = fp(&dir);
+                    // Debounce: reload once the files stopped changing for one poll.
+                    if now != loaded_fp && now == last_seen {
+                        live.reload("file change");
+                        loaded_fp = now.clone();
+                    }
+                    last_seen = now;
+                }
+                _ = gauge.tick() => {
+                    match self.app.store.count_tokens().await {
+                        Ok(n) => Metrics::get().active_tokens.set(n as i64),
+                        Err(_) => Metrics::get().store_error("count_tokens"),
+                    }
+                }
+                _ = health.tick() => {
+                    let rt = live.snapshot();
+                    for u in rt.upstreams.iter().filter(|u| u.has_health_check()) {
+                        u.run_health_check().await;
+                    }
+                }
+            }
+        }
+    }
+}
