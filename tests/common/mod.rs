@@ -17,7 +17,8 @@ use std::time::Duration;
 pub use admin::Admin;
 pub use echo::{EchoBehavior, EchoUpstream, RecordedRequest};
 pub use raw::{raw_http, raw_http_string, raw_http_until_close, RawResponse};
-pub use reqwest::StatusCode;
+pub use reqwest::header::HeaderMap;
+pub use reqwest::{Method, StatusCode};
 pub use serde_json::{json, Value};
 pub use tollgate::{metric_value, StoreKind, Tollgate, TollgateOptions};
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -337,23 +338,56 @@ impl Tollgate {
         if let Some(scope) = scope {
             form.push(("scope", scope));
         }
+        let (status, _headers, body) = self
+            .token_request(Some((client_id, client_secret)), &form)
+            .await;
+        (status, body)
+    }
+
+    /// `POST /api/auth/oauth2/token` with exactly these form pairs (repeats
+    /// allowed, nothing added) and, when given, Basic client authentication.
+    pub async fn token_request(
+        &self,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Value) {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
-        let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let response = self
+        let mut request = self
             .http
             .post(self.proxy_url("/api/auth/oauth2/token"))
-            .basic_auth(encode(client_id), Some(encode(client_secret)))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("token request failed");
+            .body(body);
+        if let Some((client_id, client_secret)) = basic {
+            // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+            let encode =
+                |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(encode(client_id), Some(encode(client_secret)));
+        }
+        let response = request.send().await.expect("token request failed");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("read token response");
-        (status, body_value(&bytes))
+        (status, headers, body_value(&bytes))
+    }
+
+    /// A request on the proxy listener with an optional bearer token.
+    pub async fn proxy_request(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = self.http.request(method, self.proxy_url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("proxy request failed");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("read proxy response");
+        (status, headers, body_value(&bytes))
     }
 
     /// Creates an SA in `org` with `scopes` and issues a token carrying all of
