@@ -1,0 +1,585 @@
+//! The proxy listener's `ProxyHttp`: gathers request facts, serves the
+//! built-in OAuth endpoints, asks `authorize` for the decision (loading the
+//! token, environment and membership from the store in one call), answers
+//! denials itself and forwards allowed requests with identity headers.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::{Error, ErrorType, HttpPeer, Result};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::authorize::{
+    self, Bearer, Decision, Denial, DenyReason, HeaderFacts, Identity, Lookup, Outcome, Plan,
+    RequestFacts,
+};
+use crate::config::canonical_header;
+use crate::metrics::{status_class, Metrics};
+use crate::oauth::endpoint::OAuthInput;
+use crate::oauth::{OAuthError, OAuthResponse, MAX_BODY_BYTES};
+use crate::runtime::Runtime;
+use crate::secret::{looks_like_access_token, token_hash};
+use crate::server::App;
+use crate::store::AccessFacts;
+use crate::upstream::Upstream;
+
+pub const TOKEN_PATH: &str = "/api/auth/oauth2/token";
+pub const REVOKE_PATH: &str = "/api/auth/oauth2/revoke";
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub const WHOAMI_PATH: &str = "/api/v1/service-account/whoami";
+
+pub struct Gateway {
+    app: Arc<App>,
+    /// Canonical (lower case, `-`) names of the identity headers: any
+    /// incoming header that canonicalises to one of these is removed.
+    identity_names: Vec<String>,
+}
+
+/// Per-request state, kept from `request_filter` to `logging`.
+#[derive(Default)]
+pub struct Ctx {
+    started: Option<Instant>,
+    request_id: String,
+    runtime: Option<Arc<Runtime>>,
+    decision: Option<Decision>,
+    /// Normalised path (minus `strip_prefix`) and the raw query.
+    forward_target: Option<String>,
+    upstream: Option<Arc<Upstream>>,
+    /// A built-in endpoint served by tollgate itself.
+    builtin: Option<&'static str>,
+    /// Status of an answer tollgate wrote itself.
+    local_status: Option<u16>,
+    peer: Option<IpAddr>,
+}
+
+fn valid_request_id(v: &[u8]) -> bool {
+    (1..=128).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Gateway {
+    pub fn new(app: Arc<App>) -> Gateway {
+        let identity_names = app
+            .config
+            .identity_headers
+            .all()
+            .iter()
+            .map(|n| canonical_header(n))
+            .collect();
+        Gateway {
+            app,
+            identity_names,
+        }
+    }
+
+    fn is_identity_header(&self, name: &str) -> bool {
+        let canon = canonical_header(name);
+        self.identity_names.iter().any(|n| *n == canon)
+    }
+
+    async fn write(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> Result<bool> {
+        let mut resp = ResponseHeader::build(status, Some(headers.len() + 3))?;
+        let mut has_length = false;
+        for (name, value) in headers {
+            has_length |= name.eq_ignore_ascii_case("content-length");
+            resp.insert_header(name, value)?;
+        }
+        if !has_length {
+            resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ctx.local_status = Some(status);
+        session
+            .write_response_header(Box::new(resp), body.is_empty())
+            .await?;
+        if !body.is_empty() {
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, denial: &Denial) -> Result<bool> {
+        self.write(
+            session,
+            ctx,
+            denial.status,
+            denial.headers(),
+            denial.body().into_bytes(),
+        )
+        .await
+    }
+
+    async fn oauth(&self, session: &mut Session, ctx: &mut Ctx, resp: OAuthResponse) -> Result<bool> {
+        self.write(session, ctx, resp.status.as_u16(), resp.headers, resp.body)
+            .await
+    }
+
+    fn json(status: u16, value: serde_json::Value) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+        (
+            status,
+            vec![
+                ("content-type", "application/json".to_string()),
+                ("cache-control", "no-store".to_string()),
+            ],
+            value.to_string().into_bytes(),
+        )
+    }
+
+    /// Reads the request body up to `limit` bytes; `None` when larger.
+    async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > limit {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+
+    fn source_address(&self, session: &Session, peer: IpAddr) -> IpAddr {
+        let xff: Vec<&[u8]> = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        crate::netaddr::source_address(peer, &xff, &self.app.config.proxy.trusted_proxies)
+    }
+
+    /// The token and revocation endpoints: POST with a form body.
+    async fn serve_oauth(&self, session: &mut Session, ctx: &mut Ctx, revoke: bool) -> Result<bool> {
+        if session.req_header().method != http::Method::POST {
+            let (s, mut h, b) = Self::json(
+                405,
+                json!({"error": "invalid_request", "error_description": "use POST"}),
+            );
+            h.push(("allow", "POST".into()));
+            return self.write(session, ctx, s, h, b).await;
+        }
+        let Some(body) = Self::read_body(session, MAX_BODY_BYTES).await? else {
+            session.set_keepalive(None);
+            if !revoke {
+                Metrics::get().token_outcome(OAuthError::BodyTooLarge.outcome());
+            }
+            let resp = crate::oauth::error_response(&OAuthError::BodyTooLarge);
+            return self.oauth(session, ctx, resp).await;
+        };
+        let peer = ctx.peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let source = self.source_address(session, peer);
+        let req = session.req_header();
+        let content_type = req.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+        let authorization: Vec<&[u8]> = req
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let input = OAuthInput {
+            content_type,
+            authorization,
+            body: &body,
+            source,
+        };
+        let resp = if revoke {
+            self.app.tokens.revoke(input).await
+        } else {
+            self.app.tokens.token(input).await
+        };
+        self.oauth(session, ctx, resp).await
+    }
+
+    async fn serve_whoami(&self, session: &mut Session, ctx: &mut Ctx, facts: &RequestFacts) -> Result<bool> {
+        let reason = match &facts.bearer {
+            Bearer::Missing => DenyReason::MissingToken,
+            Bearer::Present(t) if looks_like_access_token(t.expose_secret()) => {
+                match self.app.store.get_token(&token_hash(t.expose_secret())).await {
+                    Ok(Some(rec)) if rec.expires_at > OffsetDateTime::now_utc().unix_timestamp() => {
+                        let (s, h, b) = Self::json(
+                            200,
+                            json!({
+                                "organizationId": rec.organization_id,
+                                "clientId": rec.client_id,
+                                "scopes": rec.scopes,
+                            }),
+                        );
+                        return self.write(session, ctx, s, h, b).await;
+                    }
+                    Ok(_) => DenyReason::InvalidToken,
+                    Err(_) => {
+                        Metrics::get().store_error("get_token");
+                        DenyReason::StoreUnavailable
+                    }
+                }
+            }
+            Bearer::Present(_) => DenyReason::InvalidToken,
+            Bearer::Repeated => DenyReason::InvalidRequest(authorize::RequestProblem::RepeatedAuthorization),
+        };
+        self.deny(session, ctx, &Denial::new(reason, None)).await
+    }
+
+    /// Phase 2 inputs from one store call.
+    async fn load(&self, load: &authorize::Load) -> std::result::Result<AccessFacts, ()> {
+        self.app
+            .store
+            .lookup_access(&load.token_hash, load.environment_id.as_deref())
+            .await
+            .map_err(|e| {
+                Metrics::get().store_error("lookup_access");
+                tracing::warn!(error = %e, "authorization look-up failed; denying");
+            })
+    }
+
+    fn decide(&self, facts: &RequestFacts, rt: &Runtime) -> DecideStep {
+        match authorize::plan(facts, &rt.policy) {
+            Plan::Decided(d) => DecideStep::Done(d),
+            Plan::Load(load) => DecideStep::Load(load),
+        }
+    }
+}
+
+enum DecideStep {
+    Done(Decision),
+    Load(authorize::Load),
+}
+
+fn decide_with(load: &authorize::Load, facts: &RequestFacts, loaded: std::result::Result<AccessFacts, ()>) -> Decision {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    match loaded {
+        Err(()) => authorize::decide(
+            &load.route,
+            facts,
+            Lookup::Unavailable,
+            load.environment_id.as_ref().map(|_| Lookup::Unavailable),
+            now,
+        ),
+        Ok(f) => {
+            let token = match &f.token {
+                Some(t) => Lookup::Found(t),
+                None => Lookup::NotFound,
+            };
+            let env = load.environment_id.as_ref().map(|_| match &f.environment {
+                Some(e) => Lookup::Found((e, f.role)),
+                None => Lookup::NotFound,
+            });
+            authorize::decide(&load.route, facts, token, env, now)
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.started = Some(Instant::now());
+        ctx.peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let req = session.req_header();
+        ctx.request_id = match req.headers.get("x-request-id") {
+            Some(v) if valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            _ => crate::ids::new_id(),
+        };
+        let rt = self.app.live.snapshot();
+        ctx.runtime = Some(rt.clone());
+
+        let authorization: Vec<&[u8]> = req
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let facts = RequestFacts::gather(
+            req.method.as_str(),
+            req.raw_path(),
+            HeaderFacts {
+                authorization: &authorization,
+                content_length: req.headers.contains_key(header::CONTENT_LENGTH),
+                transfer_encoding: req.headers.contains_key(header::TRANSFER_ENCODING),
+            },
+            self.app.config.proxy.allow_semicolon_in_path,
+        );
+
+        let m = Metrics::get();
+        // Request safety comes first, for the built-in endpoints too.
+        let path = match authorize::check_request(&facts) {
+            Ok(target) => target.path().to_string(),
+            Err(reason) => {
+                let d = Decision {
+                    route: None,
+                    outcome: Outcome::Deny(reason),
+                    identity: None,
+                };
+                m.authz_decisions
+                    .with_label_values(&["-", "deny", reason.as_str()])
+                    .inc();
+                session.set_keepalive(None);
+                let denial = Denial::new(reason, None);
+                ctx.decision = Some(d);
+                return self.deny(session, ctx, &denial).await;
+            }
+        };
+        match path.as_str() {
+            TOKEN_PATH => {
+                ctx.builtin = Some("token");
+                return self.serve_oauth(session, ctx, false).await;
+            }
+            REVOKE_PATH => {
+                ctx.builtin = Some("revoke");
+                return self.serve_oauth(session, ctx, true).await;
+            }
+            METADATA_PATH => {
+                ctx.builtin = Some("metadata");
+                let (s, h, b) = Self::json(200, self.app.tokens.metadata());
+                return self.write(session, ctx, s, h, b).await;
+            }
+            WHOAMI_PATH => {
+                ctx.builtin = Some("whoami");
+                return self.serve_whoami(session, ctx, &facts).await;
+            }
+            _ => {}
+        }
+
+        let started = Instant::now();
+        let decision = match self.decide(&facts, &rt) {
+            DecideStep::Done(d) => d,
+            DecideStep::Load(load) => {
+                let loaded = self.load(&load).await;
+                decide_with(&load, &facts, loaded)
+            }
+        };
+        m.authz_duration.observe(started.elapsed().as_secs_f64());
+        m.authz_decisions
+            .with_label_values(&[
+                decision.route_label(),
+                decision.outcome.decision(),
+                decision.outcome.reason(),
+            ])
+            .inc();
+        if let Outcome::ReportDeny(reason) = decision.outcome {
+            tracing::warn!(
+                target: "access",
+                request_id = %ctx.request_id,
+                route = decision.route_label(),
+                reason = reason.as_str(),
+                "report mode: would deny; forwarding"
+            );
+        }
+        if let Some(denial) = decision.denial() {
+            ctx.decision = Some(decision);
+            return self.deny(session, ctx, &denial).await;
+        }
+        let Some(route) = decision.route.clone() else {
+            // A forwarding decision always has a route; fail closed if not.
+            ctx.decision = Some(decision);
+            return self
+                .deny(session, ctx, &Denial::new(DenyReason::NoRoute, None))
+                .await;
+        };
+        let forward_path = route.forward_path(&path);
+        ctx.forward_target = Some(match facts.target.as_ref().ok().and_then(|t| t.query()) {
+            Some(q) => format!("{forward_path}?{q}"),
+            None => forward_path,
+        });
+        ctx.upstream = rt.upstreams.get(&route.upstream).cloned();
+        ctx.decision = Some(decision);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let peer = ctx.upstream.as_ref().and_then(|u| u.peer());
+        match peer {
+            Some(p) => Ok(Box::new(p)),
+            None => Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "no healthy address for the route's upstream",
+            )),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(target) = &ctx.forward_target {
+            upstream.set_raw_path(target.as_bytes())?;
+        }
+        // Client-sent identity headers go first, in any case or `_` form.
+        let spoofed: Vec<String> = upstream
+            .headers
+            .keys()
+            .map(|k| k.as_str().to_string())
+            .filter(|k| self.is_identity_header(k))
+            .collect();
+        for name in spoofed {
+            upstream.remove_header(&name);
+        }
+        // `Connection` may only carry standard options: a header it names
+        // would otherwise be dropped as hop-by-hop after we inject it.
+        if let Some(conn) = upstream.headers.get(header::CONNECTION) {
+            let kept: Vec<String> = String::from_utf8_lossy(conn.as_bytes())
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| matches!(t.as_str(), "keep-alive" | "close" | "upgrade"))
+                .collect();
+            upstream.remove_header(&header::CONNECTION);
+            if !kept.is_empty() {
+                upstream.insert_header(header::CONNECTION, kept.join(", "))?;
+            }
+        }
+        if !self.app.config.proxy.forward_authorization {
+            upstream.remove_header(&header::AUTHORIZATION);
+        }
+        let names = &self.app.config.identity_headers;
+        if let Some(identity) = ctx.decision.as_ref().and_then(|d| d.identity.as_ref()) {
+            insert_identity(upstream, names, identity)?;
+        }
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
+        let xff = match upstream.headers.get("x-forwarded-for") {
+            Some(prev) if !prev.is_empty() => format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes())),
+            _ => peer,
+        };
+        upstream.insert_header("x-forwarded-for", xff)?;
+        let trusted = ctx.peer.is_some_and(|p| {
+            self.app
+                .config
+                .proxy
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&p))
+        });
+        if !(trusted && upstream.headers.contains_key("x-forwarded-proto")) {
+            upstream.insert_header("x-forwarded-proto", "http")?;
+        }
+        let _ = session;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, error, description) = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                (504, "gateway_timeout", "the upstream did not answer in time")
+            }
+            ErrorType::HTTPStatus(code) if *code >= 400 => {
+                (*code, "invalid_request", "the request could not be processed")
+            }
+            _ if matches!(e.esource(), pingora::ErrorSource::Downstream) => {
+                (400, "invalid_request", "the request could not be read")
+            }
+            _ => (502, "bad_gateway", "the upstream could not be reached"),
+        };
+        tracing::warn!(
+            target: "access",
+            request_id = %ctx.request_id,
+            error_type = ?e.etype(),
+            "proxying failed"
+        );
+        let body = json!({"error": error, "error_description": description}).to_string();
+        let headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("cache-control", "no-store".to_string()),
+        ];
+        let code = match self
+            .write(session, ctx, status, headers, body.into_bytes())
+            .await
+        {
+            Ok(_) => status,
+            Err(_) => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status)
+            .unwrap_or(0);
+        let decision = ctx.decision.as_ref();
+        let route = decision.map_or("-", |d| d.route_label());
+        if ctx.upstream.is_some() && ctx.local_status.is_none() && status > 0 {
+            Metrics::get()
+                .upstream_responses
+                .with_label_values(&[route, status_class(status)])
+                .inc();
+        }
+        let identity = decision.and_then(|d| d.identity.as_ref());
+        let latency_ms = ctx
+            .started
+            .map(|s| s.elapsed().as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.request_id,
+            method = %session.req_header().method,
+            route,
+            builtin = ctx.builtin.unwrap_or("-"),
+            decision = decision.map_or("-", |d| d.outcome.decision()),
+            reason = decision.map_or("-", |d| d.outcome.reason()),
+            status,
+            organization_id = identity.map_or("-", |i| i.organization_id.as_str()),
+            client_id = identity.map_or("-", |i| i.client_id.as_str()),
+            upstream = ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()),
+            latency_ms,
+            "request"
+        );
+    }
+}
+
+fn insert_identity(
+    upstream: &mut RequestHeader,
+    names: &crate::config::IdentityHeaders,
+    id: &Identity,
+) -> Result<()> {
+    upstream.insert_header(names.organization_id.clone(), id.organization_id.as_str())?;
+    upstream.insert_header(names.client_id.clone(), id.client_id.as_str())?;
+    upstream.insert_header(names.service_account_id.clone(), id.service_account_id.as_str())?;
+    upstream.insert_header(names.scopes.clone(), id.scopes.to_string())?;
+    if let Some(ws) = &id.workspace {
+        upstream.insert_header(names.workspace_id.clone(), ws.workspace_id.as_str())?;
+        upstream.insert_header(names.workspace_role.clone(), ws.role.as_str())?;
+        upstream.insert_header(names.environment_id.clone(), ws.environment_id.as_str())?;
+    }
+    Ok(())
+}
