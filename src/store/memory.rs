@@ -217,7 +217,11 @@ impl Store for MemoryStore {
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientLookup>> {
         self.with(|s| {
             let key = s.clients.get(client_id)?;
-            let credential = s.credentials.get(key)?.clone();
+            let credential = s
+                .credentials
+                .get(key)
+                .filter(|c| c.client_id == client_id)?
+                .clone();
             let service_account = s.accounts.get(&k2(&key.0, &key.1))?.clone();
             Some(ClientLookup {
                 credential,

@@ -9,6 +9,7 @@ use crate::model::{
 };
 use crate::scope::Role;
 
+pub mod conformance;
 pub mod memory;
 pub mod redis;
 

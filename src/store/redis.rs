@@ -1,1 +1,1185 @@
-//! The Redis backend (in progress).
+//! The Redis backend. The registry lives in hashes under one hash tag
+//! (`{reg}`), tokens are plain keys with a TTL indexed per account, and every
+//! multi-key change is one Lua script or MULTI/EXEC, so it is all-or-nothing.
+//!
+//! Key layout (`P` = `store.key_prefix`; ids never contain `:`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{reg}:sa:<org>` | hash | sa id → ServiceAccount JSON |
+//! | `P:{reg}:cred:<org>:<sa>` | hash | credential id → StoredCredential JSON |
+//! | `P:{reg}:client` | hash | client id → `"<org> <sa> <cred>"` |
+//! | `P:{reg}:ws:<org>` | hash | workspace id → Workspace JSON |
+//! | `P:{reg}:env` | hash | environment id → Environment JSON (ids are global) |
+//! | `P:{reg}:wsenv:<org>:<ws>` | set | environment ids of the workspace |
+//! | `P:{reg}:mem:<org>:<ws>` | hash | sa id → Membership JSON |
+//! | `P:{reg}:samem:<org>:<sa>` | set | workspaces the account is a member of |
+//! | `P:{reg}:satok:<org>:<sa>` | zset | token hashes scored by expiry (unix ms) |
+//! | `P:{reg}:toksa:<org>` | set | accounts that may have live tokens |
+//! | `P:{reg}:tokorg` | set | organizations that may have live tokens |
+//! | `P:{reg}:audit:<org>` | zset | event ids, score 0 (lexical = time order) |
+//! | `P:{reg}:auditd:<org>` | hash | event id → AuditEvent JSON |
+//! | `P:tok:<hash>` | string | TokenRecord JSON, `EX` = token TTL |
+//! | `P:thr:<window>:<key>` | string | failure counter, expires after two windows |
+//!
+//! Scripts here build some key names at run time (a token's account index,
+//! an environment's membership hash). That is fine on a standalone Redis; the
+//! registry keys share the `{reg}` slot, but token keys do not, so a Redis
+//! Cluster backend needs its own path for lookup and revocation (read the
+//! index in the `{reg}` slot, then touch token keys slot by slot).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_redis::redis::{self, AsyncConnectionConfig, Cmd, RedisError, Script};
+use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{
+    window_index, AccessFacts, ClientLookup, EnvPutOutcome, PutOutcome, Store, StoreError,
+    StoreResult,
+};
+use crate::model::{
+    AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
+};
+
+pub struct RedisStore {
+    pool: Pool,
+    keys: Keys,
+    scripts: Scripts,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("key_prefix", &self.keys.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Prepares a pool; no connection is made until the first call, so the
+    /// process starts (and reports not ready) while Redis is down and
+    /// recovers by itself when it comes back. Every call, connection set-up
+    /// included, is bounded by `timeout`.
+    pub fn connect(
+        url: &str,
+        key_prefix: &str,
+        timeout: Duration,
+        pool_size: usize,
+    ) -> StoreResult<RedisStore> {
+        let conn_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        // The URL may carry a password: it never goes into an error message.
+        let manager = Manager::new_with_config(url, conn_config)
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot build redis pool: {e}")))?;
+        Ok(RedisStore {
+            pool,
+            keys: Keys::new(key_prefix),
+            scripts: Scripts::new(),
+            timeout,
+        })
+    }
+
+    /// Runs one store call (connection included) within the timeout.
+    async fn bounded<T>(&self, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    async fn conn(&self, op: &'static str) -> StoreResult<Connection> {
+        self.pool.get().await.map_err(|e| pool_error(op, e))
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> StoreResult<T> {
+        self.bounded(async {
+            let mut conn = self.conn(op).await?;
+            cmd.query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(op, e))
+        })
+        .await
+    }
+
+    async fn pipe<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> StoreResult<T> {
+        self.bounded(async {
+            let mut conn = self.conn(op).await?;
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(op, e))
+        })
+        .await
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
+        self.bounded(async {
+            let mut conn = self.conn(op).await?;
+            inv.invoke_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(op, e))
+        })
+        .await
+    }
+
+    async fn hget<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        key: &str,
+        field: &str,
+        what: &'static str,
+    ) -> StoreResult<Option<T>> {
+        let raw: Option<String> = self
+            .query(op, redis::cmd("HGET").arg(key).arg(field))
+            .await?;
+        raw.map(|r| decode(what, &r)).transpose()
+    }
+
+    /// Every value of a hash, in field order.
+    async fn hvals_sorted<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        key: &str,
+        what: &'static str,
+    ) -> StoreResult<Vec<T>> {
+        let all: BTreeMap<String, String> = self.query(op, redis::cmd("HGETALL").arg(key)).await?;
+        all.values().map(|raw| decode(what, raw)).collect()
+    }
+}
+
+/// Key names; see the module documentation.
+struct Keys {
+    prefix: String,
+    /// `P:{reg}:`
+    reg: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_string(),
+            reg: format!("{prefix}:{{reg}}:"),
+        }
+    }
+    fn sa(&self, org: &str) -> String {
+        format!("{}sa:{org}", self.reg)
+    }
+    fn cred(&self, org: &str, sa: &str) -> String {
+        format!("{}cred:{org}:{sa}", self.reg)
+    }
+    fn client(&self) -> String {
+        format!("{}client", self.reg)
+    }
+    fn ws(&self, org: &str) -> String {
+        format!("{}ws:{org}", self.reg)
+    }
+    fn env(&self) -> String {
+        format!("{}env", self.reg)
+    }
+    fn wsenv(&self, org: &str, ws: &str) -> String {
+        format!("{}wsenv:{org}:{ws}", self.reg)
+    }
+    fn mem_prefix(&self) -> String {
+        format!("{}mem:", self.reg)
+    }
+    fn mem(&self, org: &str, ws: &str) -> String {
+        format!("{}mem:{org}:{ws}", self.reg)
+    }
+    fn samem_prefix(&self, org: &str) -> String {
+        format!("{}samem:{org}:", self.reg)
+    }
+    fn samem(&self, org: &str, sa: &str) -> String {
+        format!("{}samem:{org}:{sa}", self.reg)
+    }
+    fn satok_prefix(&self, org: &str) -> String {
+        format!("{}satok:{org}:", self.reg)
+    }
+    fn satok(&self, org: &str, sa: &str) -> String {
+        format!("{}satok:{org}:{sa}", self.reg)
+    }
+    fn toksa_prefix(&self) -> String {
+        format!("{}toksa:", self.reg)
+    }
+    fn toksa(&self, org: &str) -> String {
+        format!("{}toksa:{org}", self.reg)
+    }
+    fn tokorg(&self) -> String {
+        format!("{}tokorg", self.reg)
+    }
+    fn audit(&self, org: &str) -> String {
+        format!("{}audit:{org}", self.reg)
+    }
+    fn auditd(&self, org: &str) -> String {
+        format!("{}auditd:{org}", self.reg)
+    }
+    fn tok_prefix(&self) -> String {
+        format!("{}:tok:", self.prefix)
+    }
+    fn tok(&self, hash: &str) -> String {
+        format!("{}:tok:{hash}", self.prefix)
+    }
+    fn thr(&self, window: i64, key: &str) -> String {
+        format!("{}:thr:{window}:{key}", self.prefix)
+    }
+}
+
+/// The client-index value of a credential.
+fn client_ref(org: &str, sa: &str, cred: &str) -> String {
+    format!("{org} {sa} {cred}")
+}
+
+fn encode<T: Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode {what} ({:?})", e.classify())))
+}
+
+/// The error text names the position only: serde's messages can quote the
+/// stored value, which may be a hash.
+fn decode<T: DeserializeOwned>(what: &'static str, raw: &str) -> StoreResult<T> {
+    serde_json::from_str(raw).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{what} record ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Error texts carry the operation and the error's kind, never arguments.
+fn redis_error(op: &'static str, e: RedisError) -> StoreError {
+    if e.is_timeout() {
+        return StoreError::Timeout;
+    }
+    let what = if e.is_connection_refusal() {
+        "connection refused".to_string()
+    } else if e.is_connection_dropped() {
+        "connection dropped".to_string()
+    } else if e.is_io_error() {
+        "i/o error".to_string()
+    } else if let Some(code) = e.code() {
+        format!("server error {code}")
+    } else {
+        format!("{:?}", e.kind())
+    };
+    StoreError::Unavailable(format!("{op}: {what}"))
+}
+
+fn pool_error(op: &'static str, e: PoolError) -> StoreError {
+    match e {
+        PoolError::Timeout(_) => StoreError::Timeout,
+        PoolError::Backend(e) => redis_error(op, e),
+        PoolError::Closed => StoreError::Unavailable(format!("{op}: pool closed")),
+        PoolError::NoRuntimeSpecified => StoreError::Unavailable(format!("{op}: no runtime")),
+        PoolError::PostCreateHook(_) => {
+            StoreError::Unavailable(format!("{op}: connection set-up failed"))
+        }
+    }
+}
+
+struct Scripts {
+    update_sa: Script,
+    delete_sa: Script,
+    put_cred: Script,
+    delete_cred: Script,
+    find_client: Script,
+    touch_creds: Script,
+    delete_ws: Script,
+    put_env: Script,
+    delete_env: Script,
+    list_envs: Script,
+    put_token: Script,
+    revoke_token: Script,
+    revoke_sa: Script,
+    revoke_org: Script,
+    count_tokens: Script,
+    lookup: Script,
+    append_audit: Script,
+    list_audit: Script,
+}
+
+/// `now` in unix milliseconds from the server's clock, the clock that
+/// expires the token keys.
+const LUA_NOW_MS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+impl Scripts {
+    fn new() -> Scripts {
+        let with_now = |body: &str| Script::new(&format!("{LUA_NOW_MS}{body}"));
+        Scripts {
+            // KEYS: sa hash. ARGV: sa id, json.
+            update_sa: Script::new(
+                r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1",
+            ),
+            // KEYS: sa hash, cred hash, client hash, samem set.
+            // ARGV: sa id, membership key prefix of the org, client ref prefix.
+            delete_sa: Script::new(
+                r"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+local creds = redis.call('HGETALL', KEYS[2])
+for i = 1, #creds, 2 do
+  local ok, c = pcall(cjson.decode, creds[i + 1])
+  if ok and type(c) == 'table' and type(c.client_id) == 'string'
+     and redis.call('HGET', KEYS[3], c.client_id) == ARGV[3] .. creds[i] then
+    redis.call('HDEL', KEYS[3], c.client_id)
+  end
+end
+redis.call('DEL', KEYS[2])
+for _, ws in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  redis.call('HDEL', ARGV[2] .. ws, ARGV[1])
+end
+redis.call('DEL', KEYS[4])
+return 1",
+            ),
+            // KEYS: sa hash, cred hash, client hash.
+            // ARGV: sa id, cred id, json, client id, client ref.
+            put_cred: Script::new(
+                r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local old = redis.call('HGET', KEYS[2], ARGV[2])
+if old then
+  local ok, c = pcall(cjson.decode, old)
+  if ok and type(c) == 'table' and type(c.client_id) == 'string' and c.client_id ~= ARGV[4]
+     and redis.call('HGET', KEYS[3], c.client_id) == ARGV[5] then
+    redis.call('HDEL', KEYS[3], c.client_id)
+  end
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+return 1",
+            ),
+            // KEYS: cred hash, client hash. ARGV: cred id, client ref.
+            delete_cred: Script::new(
+                r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local ok, c = pcall(cjson.decode, old)
+if ok and type(c) == 'table' and type(c.client_id) == 'string'
+   and redis.call('HGET', KEYS[2], c.client_id) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], c.client_id)
+end
+return 1",
+            ),
+            // KEYS: client hash. ARGV: client id, registry prefix.
+            find_client: Script::new(
+                r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return {} end
+local org, sa, cred = string.match(v, '^(%S+) (%S+) (%S+)$')
+if not org then return {} end
+local c = redis.call('HGET', ARGV[2] .. 'cred:' .. org .. ':' .. sa, cred)
+local s = redis.call('HGET', ARGV[2] .. 'sa:' .. org, sa)
+if not c or not s then return {} end
+return {c, s}",
+            ),
+            // KEYS: one cred hash per credential. ARGV: (id, old json, new json)
+            // per credential; a value changed meanwhile is left alone.
+            touch_creds: Script::new(
+                r"
+local n = 0
+for i = 1, #KEYS do
+  local b = (i - 1) * 3
+  if redis.call('HGET', KEYS[i], ARGV[b + 1]) == ARGV[b + 2] then
+    redis.call('HSET', KEYS[i], ARGV[b + 1], ARGV[b + 3])
+    n = n + 1
+  end
+end
+return n",
+            ),
+            // KEYS: ws hash, env hash, wsenv set, mem hash.
+            // ARGV: ws id, samem key prefix of the org, org id.
+            delete_ws: Script::new(
+                r"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local raw = redis.call('HGET', KEYS[2], id)
+  if raw then
+    local ok, e = pcall(cjson.decode, raw)
+    if ok and type(e) == 'table' and e.organization_id == ARGV[3] and e.workspace_id == ARGV[1] then
+      redis.call('HDEL', KEYS[2], id)
+    end
+  end
+end
+redis.call('DEL', KEYS[3])
+for _, sa in ipairs(redis.call('HKEYS', KEYS[4])) do
+  redis.call('SREM', ARGV[2] .. sa, ARGV[1])
+end
+redis.call('DEL', KEYS[4])
+return 1",
+            ),
+            // KEYS: env hash, wsenv set. ARGV: env id, json, org, ws.
+            // 0 created, 1 updated, 2 conflict, -1 the stored record is corrupt.
+            put_env: Script::new(
+                r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local outcome = 0
+if cur then
+  local ok, e = pcall(cjson.decode, cur)
+  if not ok or type(e) ~= 'table' then return -1 end
+  if e.organization_id ~= ARGV[3] or e.workspace_id ~= ARGV[4] then return 2 end
+  outcome = 1
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return outcome",
+            ),
+            // KEYS: env hash, wsenv set. ARGV: env id, org, ws.
+            delete_env: Script::new(
+                r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local ok, e = pcall(cjson.decode, cur)
+if not ok or type(e) ~= 'table' or e.organization_id ~= ARGV[2] or e.workspace_id ~= ARGV[3] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1",
+            ),
+            // KEYS: env hash, wsenv set.
+            list_envs: Script::new(
+                r"
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local v = redis.call('HGET', KEYS[1], id)
+  if v then out[#out + 1] = v end
+end
+return out",
+            ),
+            // KEYS: token key, satok zset, toksa set, tokorg set.
+            // ARGV: json, ttl seconds, hash, sa id, org id.
+            put_token: with_now(
+                r"
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+redis.call('ZADD', KEYS[2], now + ttl * 1000, ARGV[3])
+if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('SADD', KEYS[4], ARGV[5])
+return 1",
+            ),
+            // KEYS: token key, satok zset. ARGV: org, sa, hash.
+            revoke_token: Script::new(
+                r"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local ok, t = pcall(cjson.decode, v)
+if not ok or type(t) ~= 'table' or t.o ~= ARGV[1] or t.s ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[3])
+return 1",
+            ),
+            // KEYS: satok zset, toksa set. ARGV: token key prefix, sa id.
+            // DEL answers 0 for an expired key: only live tokens are counted.
+            revoke_sa: Script::new(
+                r"
+local n = 0
+for _, h in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  n = n + redis.call('DEL', ARGV[1] .. h)
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return n",
+            ),
+            // KEYS: toksa set, tokorg set. ARGV: token key prefix, satok prefix, org.
+            revoke_org: Script::new(
+                r"
+local n = 0
+for _, sa in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local z = ARGV[2] .. sa
+  for _, h in ipairs(redis.call('ZRANGE', z, 0, -1)) do
+    n = n + redis.call('DEL', ARGV[1] .. h)
+  end
+  redis.call('DEL', z)
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[3])
+return n",
+            ),
+            // KEYS: tokorg set. ARGV: toksa prefix, registry prefix.
+            // Sums live index entries; drops index entries with none left.
+            count_tokens: with_now(
+                r"
+local n = 0
+for _, org in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local s = ARGV[1] .. org
+  for _, sa in ipairs(redis.call('SMEMBERS', s)) do
+    local c = redis.call('ZCOUNT', ARGV[2] .. 'satok:' .. org .. ':' .. sa, '(' .. now, '+inf')
+    if c == 0 then redis.call('SREM', s, sa) end
+    n = n + c
+  end
+  if redis.call('SCARD', s) == 0 then redis.call('SREM', KEYS[1], org) end
+end
+return n",
+            ),
+            // KEYS: token key, env hash. ARGV: env id or '', membership prefix.
+            // Answers {} (no token), {tok}, {tok, env} or {tok, env, membership|nil}.
+            lookup: Script::new(
+                r"
+local tok = redis.call('GET', KEYS[1])
+if not tok then return {} end
+if ARGV[1] == '' then return {tok} end
+local env = redis.call('HGET', KEYS[2], ARGV[1])
+if not env then return {tok} end
+local ok1, t = pcall(cjson.decode, tok)
+local ok2, e = pcall(cjson.decode, env)
+if not (ok1 and ok2 and type(t) == 'table' and type(e) == 'table' and type(t.s) == 'string'
+        and type(e.organization_id) == 'string' and type(e.workspace_id) == 'string') then
+  return {tok, env}
+end
+local m = redis.call('HGET', ARGV[2] .. e.organization_id .. ':' .. e.workspace_id, t.s)
+return {tok, env, m}",
+            ),
+            // KEYS: audit zset, auditd hash. ARGV: id, json, cap.
+            append_audit: Script::new(
+                r"
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local cap = tonumber(ARGV[3])
+local n = redis.call('ZCARD', KEYS[1])
+if n > cap then
+  local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
+  for _, id in ipairs(old) do redis.call('HDEL', KEYS[2], id) end
+end
+return 1",
+            ),
+            // KEYS: audit zset, auditd hash. ARGV: lex upper bound, limit.
+            // Answers {more ('1'/'0'), json...}.
+            list_audit: Script::new(
+                r"
+local lim = tonumber(ARGV[2])
+local ids = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[1], '-', 'LIMIT', 0, lim + 1)
+local out = {}
+if #ids > lim then out[1] = '1' else out[1] = '0' end
+for i = 1, math.min(#ids, lim) do
+  out[#out + 1] = redis.call('HGET', KEYS[2], ids[i]) or ''
+end
+return out",
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let _: String = self.query("ping", &redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    async fn create_service_account(
+        &self,
+        sa: &ServiceAccount,
+        cred: &StoredCredential,
+    ) -> StoreResult<()> {
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(k.sa(&sa.organization_id))
+            .arg(&sa.id)
+            .arg(encode("service account", sa)?)
+            .ignore()
+            .cmd("HSET")
+            .arg(k.cred(&cred.organization_id, &cred.service_account_id))
+            .arg(&cred.id)
+            .arg(encode("credential", cred)?)
+            .ignore()
+            .cmd("HSET")
+            .arg(k.client())
+            .arg(&cred.client_id)
+            .arg(client_ref(
+                &cred.organization_id,
+                &cred.service_account_id,
+                &cred.id,
+            ))
+            .ignore();
+        self.pipe("create_service_account", &pipe).await
+    }
+
+    async fn get_service_account(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<ServiceAccount>> {
+        self.hget(
+            "get_service_account",
+            &self.keys.sa(org),
+            id,
+            "service account",
+        )
+        .await
+    }
+
+    async fn list_service_accounts(&self, org: &str) -> StoreResult<Vec<ServiceAccount>> {
+        self.hvals_sorted(
+            "list_service_accounts",
+            &self.keys.sa(org),
+            "service account",
+        )
+        .await
+    }
+
+    async fn update_service_account(&self, sa: &ServiceAccount) -> StoreResult<bool> {
+        let n: i64 = self
+            .invoke(
+                "update_service_account",
+                self.scripts
+                    .update_sa
+                    .key(self.keys.sa(&sa.organization_id))
+                    .arg(&sa.id)
+                    .arg(encode("service account", sa)?),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_service_account(&self, org: &str, id: &str) -> StoreResult<bool> {
+        let k = &self.keys;
+        let n: i64 = self
+            .invoke(
+                "delete_service_account",
+                self.scripts
+                    .delete_sa
+                    .key(k.sa(org))
+                    .key(k.cred(org, id))
+                    .key(k.client())
+                    .key(k.samem(org, id))
+                    .arg(id)
+                    .arg(format!("{}{org}:", k.mem_prefix()))
+                    .arg(format!("{org} {id} ")),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<bool> {
+        let k = &self.keys;
+        let (org, sa) = (&cred.organization_id, &cred.service_account_id);
+        let n: i64 = self
+            .invoke(
+                "put_credential",
+                self.scripts
+                    .put_cred
+                    .key(k.sa(org))
+                    .key(k.cred(org, sa))
+                    .key(k.client())
+                    .arg(sa)
+                    .arg(&cred.id)
+                    .arg(encode("credential", cred)?)
+                    .arg(&cred.client_id)
+                    .arg(client_ref(org, sa, &cred.id)),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn get_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+    ) -> StoreResult<Option<StoredCredential>> {
+        self.hget("get_credential", &self.keys.cred(org, sa), id, "credential")
+            .await
+    }
+
+    async fn list_credentials(&self, org: &str, sa: &str) -> StoreResult<Vec<StoredCredential>> {
+        self.hvals_sorted("list_credentials", &self.keys.cred(org, sa), "credential")
+            .await
+    }
+
+    async fn delete_credential(&self, org: &str, sa: &str, id: &str) -> StoreResult<bool> {
+        let k = &self.keys;
+        let n: i64 = self
+            .invoke(
+                "delete_credential",
+                self.scripts
+                    .delete_cred
+                    .key(k.cred(org, sa))
+                    .key(k.client())
+                    .arg(id)
+                    .arg(client_ref(org, sa, id)),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientLookup>> {
+        let found: Vec<String> = self
+            .invoke(
+                "find_client",
+                self.scripts
+                    .find_client
+                    .key(self.keys.client())
+                    .arg(client_id)
+                    .arg(&self.keys.reg),
+            )
+            .await?;
+        let [cred, sa] = found.as_slice() else {
+            return Ok(None);
+        };
+        let credential: StoredCredential = decode("credential", cred)?;
+        let service_account: ServiceAccount = decode("service account", sa)?;
+        // A stale index entry must not hand out another client's credential.
+        if credential.client_id != client_id
+            || credential.organization_id != service_account.organization_id
+            || credential.service_account_id != service_account.id
+        {
+            return Ok(None);
+        }
+        Ok(Some(ClientLookup {
+            credential,
+            service_account,
+        }))
+    }
+
+    async fn touch_credentials(&self, used: &[(String, String, String, i64)]) -> StoreResult<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        // The latest use per credential.
+        let mut latest: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
+        for (org, sa, id, at) in used {
+            let slot = latest
+                .entry((org.as_str(), sa.as_str(), id.as_str()))
+                .or_insert(*at);
+            *slot = (*slot).max(*at);
+        }
+        self.bounded(async {
+            let mut conn = self.conn("touch_credentials").await?;
+            let mut read = redis::pipe();
+            for (org, sa, id) in latest.keys() {
+                read.cmd("HGET").arg(self.keys.cred(org, sa)).arg(*id);
+            }
+            let current: Vec<Option<String>> = read
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("touch_credentials", e))?;
+            let mut inv = self.scripts.touch_creds.prepare_invoke();
+            let mut any = false;
+            for (((org, sa, id), at), old) in latest.iter().zip(current) {
+                let Some(old) = old else { continue };
+                let mut cred: StoredCredential = decode("credential", &old)?;
+                cred.last_used_at = time::OffsetDateTime::from_unix_timestamp(*at).ok();
+                inv.key(self.keys.cred(org, sa))
+                    .arg(*id)
+                    .arg(old)
+                    .arg(encode("credential", &cred)?);
+                any = true;
+            }
+            if any {
+                let _: i64 = inv
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| redis_error("touch_credentials", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_workspace(&self, ws: &Workspace) -> StoreResult<PutOutcome> {
+        let added: i64 = self
+            .query(
+                "put_workspace",
+                redis::cmd("HSET")
+                    .arg(self.keys.ws(&ws.organization_id))
+                    .arg(&ws.id)
+                    .arg(encode("workspace", ws)?),
+            )
+            .await?;
+        Ok(if added == 1 {
+            PutOutcome::Created
+        } else {
+            PutOutcome::Updated
+        })
+    }
+
+    async fn get_workspace(&self, org: &str, id: &str) -> StoreResult<Option<Workspace>> {
+        self.hget("get_workspace", &self.keys.ws(org), id, "workspace")
+            .await
+    }
+
+    async fn list_workspaces(&self, org: &str) -> StoreResult<Vec<Workspace>> {
+        self.hvals_sorted("list_workspaces", &self.keys.ws(org), "workspace")
+            .await
+    }
+
+    async fn delete_workspace(&self, org: &str, id: &str) -> StoreResult<bool> {
+        let k = &self.keys;
+        let n: i64 = self
+            .invoke(
+                "delete_workspace",
+                self.scripts
+                    .delete_ws
+                    .key(k.ws(org))
+                    .key(k.env())
+                    .key(k.wsenv(org, id))
+                    .key(k.mem(org, id))
+                    .arg(id)
+                    .arg(k.samem_prefix(org))
+                    .arg(org),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn put_environment(&self, env: &Environment) -> StoreResult<EnvPutOutcome> {
+        let k = &self.keys;
+        let n: i64 = self
+            .invoke(
+                "put_environment",
+                self.scripts
+                    .put_env
+                    .key(k.env())
+                    .key(k.wsenv(&env.organization_id, &env.workspace_id))
+                    .arg(&env.id)
+                    .arg(encode("environment", env)?)
+                    .arg(&env.organization_id)
+                    .arg(&env.workspace_id),
+            )
+            .await?;
+        match n {
+            0 => Ok(EnvPutOutcome::Created),
+            1 => Ok(EnvPutOutcome::Updated),
+            2 => Ok(EnvPutOutcome::Conflict),
+            _ => Err(StoreError::Corrupt("environment record".into())),
+        }
+    }
+
+    async fn get_environment(&self, id: &str) -> StoreResult<Option<Environment>> {
+        self.hget("get_environment", &self.keys.env(), id, "environment")
+            .await
+    }
+
+    async fn list_environments(&self, org: &str, ws: &str) -> StoreResult<Vec<Environment>> {
+        let raw: Vec<String> = self
+            .invoke(
+                "list_environments",
+                self.scripts
+                    .list_envs
+                    .key(self.keys.env())
+                    .key(self.keys.wsenv(org, ws)),
+            )
+            .await?;
+        let mut envs = raw
+            .iter()
+            .map(|r| decode::<Environment>("environment", r))
+            .collect::<StoreResult<Vec<_>>>()?;
+        envs.retain(|e| e.organization_id == org && e.workspace_id == ws);
+        envs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(envs)
+    }
+
+    async fn delete_environment(&self, org: &str, ws: &str, id: &str) -> StoreResult<bool> {
+        let k = &self.keys;
+        let n: i64 = self
+            .invoke(
+                "delete_environment",
+                self.scripts
+                    .delete_env
+                    .key(k.env())
+                    .key(k.wsenv(org, ws))
+                    .arg(id)
+                    .arg(org)
+                    .arg(ws),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<PutOutcome> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(self.keys.mem(org, &m.workspace_id))
+            .arg(&m.service_account_id)
+            .arg(encode("membership", m)?)
+            .cmd("SADD")
+            .arg(self.keys.samem(org, &m.service_account_id))
+            .arg(&m.workspace_id)
+            .ignore();
+        let (added,): (i64,) = self.pipe("put_membership", &pipe).await?;
+        Ok(if added == 1 {
+            PutOutcome::Created
+        } else {
+            PutOutcome::Updated
+        })
+    }
+
+    async fn get_membership(
+        &self,
+        org: &str,
+        ws: &str,
+        sa: &str,
+    ) -> StoreResult<Option<Membership>> {
+        self.hget("get_membership", &self.keys.mem(org, ws), sa, "membership")
+            .await
+    }
+
+    async fn list_memberships(&self, org: &str, ws: &str) -> StoreResult<Vec<Membership>> {
+        self.hvals_sorted("list_memberships", &self.keys.mem(org, ws), "membership")
+            .await
+    }
+
+    async fn delete_membership(&self, org: &str, ws: &str, sa: &str) -> StoreResult<bool> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HDEL")
+            .arg(self.keys.mem(org, ws))
+            .arg(sa)
+            .cmd("SREM")
+            .arg(self.keys.samem(org, sa))
+            .arg(ws)
+            .ignore();
+        let (removed,): (i64,) = self.pipe("delete_membership", &pipe).await?;
+        Ok(removed == 1)
+    }
+
+    async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()> {
+        let k = &self.keys;
+        let (org, sa) = (&rec.organization_id, &rec.service_account_id);
+        let _: i64 = self
+            .invoke(
+                "put_token",
+                self.scripts
+                    .put_token
+                    .key(k.tok(hash))
+                    .key(k.satok(org, sa))
+                    .key(k.toksa(org))
+                    .key(k.tokorg())
+                    .arg(encode("token", rec)?)
+                    .arg(ttl_secs.max(1))
+                    .arg(hash)
+                    .arg(sa)
+                    .arg(org),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_token(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let raw: Option<String> = self
+            .query("get_token", redis::cmd("GET").arg(self.keys.tok(hash)))
+            .await?;
+        raw.map(|r| decode("token", &r)).transpose()
+    }
+
+    async fn revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool> {
+        let n: i64 = self
+            .invoke(
+                "revoke_token",
+                self.scripts
+                    .revoke_token
+                    .key(self.keys.tok(hash))
+                    .key(self.keys.satok(org, sa))
+                    .arg(org)
+                    .arg(sa)
+                    .arg(hash),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_service_account_tokens(&self, org: &str, sa: &str) -> StoreResult<u64> {
+        let n: u64 = self
+            .invoke(
+                "revoke_service_account_tokens",
+                self.scripts
+                    .revoke_sa
+                    .key(self.keys.satok(org, sa))
+                    .key(self.keys.toksa(org))
+                    .arg(self.keys.tok_prefix())
+                    .arg(sa),
+            )
+            .await?;
+        Ok(n)
+    }
+
+    async fn revoke_organization_tokens(&self, org: &str) -> StoreResult<u64> {
+        let n: u64 = self
+            .invoke(
+                "revoke_organization_tokens",
+                self.scripts
+                    .revoke_org
+                    .key(self.keys.toksa(org))
+                    .key(self.keys.tokorg())
+                    .arg(self.keys.tok_prefix())
+                    .arg(self.keys.satok_prefix(org))
+                    .arg(org),
+            )
+            .await?;
+        Ok(n)
+    }
+
+    /// Exact over the account indexes (one walk over every organization and
+    /// account that has tokens); meant for a sampled gauge, not the hot path.
+    async fn count_tokens(&self) -> StoreResult<u64> {
+        self.invoke(
+            "count_tokens",
+            self.scripts
+                .count_tokens
+                .key(self.keys.tokorg())
+                .arg(self.keys.toksa_prefix())
+                .arg(&self.keys.reg),
+        )
+        .await
+    }
+
+    async fn lookup_access(
+        &self,
+        hash: &str,
+        environment: Option<&str>,
+    ) -> StoreResult<AccessFacts> {
+        let raw: Vec<Option<String>> = self
+            .invoke(
+                "lookup_access",
+                self.scripts
+                    .lookup
+                    .key(self.keys.tok(hash))
+                    .key(self.keys.env())
+                    .arg(environment.unwrap_or(""))
+                    .arg(self.keys.mem_prefix()),
+            )
+            .await?;
+        let mut it = raw.into_iter();
+        let token = it
+            .next()
+            .flatten()
+            .map(|r| decode::<TokenRecord>("token", &r))
+            .transpose()?;
+        let environment = it
+            .next()
+            .flatten()
+            .map(|r| decode::<Environment>("environment", &r))
+            .transpose()?;
+        let role = it
+            .next()
+            .flatten()
+            .map(|r| decode::<Membership>("membership", &r))
+            .transpose()?
+            .map(|m| m.role);
+        Ok(AccessFacts {
+            token,
+            environment,
+            role,
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let w = window_index(now_unix, window_secs);
+        let keep = window_secs.max(1).saturating_mul(2);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in keys {
+            let k = self.keys.thr(w, key);
+            pipe.cmd("INCR").arg(&k).ignore();
+            pipe.cmd("EXPIRE").arg(&k).arg(keep).ignore();
+        }
+        self.pipe("record_failure", &pipe).await
+    }
+
+    async fn failure_counts(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<Vec<u64>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let w = window_index(now_unix, window_secs);
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.keys.thr(w, key));
+        }
+        let counts: Vec<Option<u64>> = self.query("failure_counts", &cmd).await?;
+        Ok(counts.into_iter().map(|c| c.unwrap_or(0)).collect())
+    }
+
+    async fn append_audit(&self, org: &str, event: &AuditEvent, cap: usize) -> StoreResult<()> {
+        let _: i64 = self
+            .invoke(
+                "append_audit",
+                self.scripts
+                    .append_audit
+                    .key(self.keys.audit(org))
+                    .key(self.keys.auditd(org))
+                    .arg(&event.id)
+                    .arg(encode("audit event", event)?)
+                    .arg(cap),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        org: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> StoreResult<(Vec<AuditEvent>, bool)> {
+        let upper = match after {
+            Some(cursor) => format!("({cursor}"),
+            None => "+".to_string(),
+        };
+        let raw: Vec<String> = self
+            .invoke(
+                "list_audit",
+                self.scripts
+                    .list_audit
+                    .key(self.keys.audit(org))
+                    .key(self.keys.auditd(org))
+                    .arg(upper)
+                    .arg(limit),
+            )
+            .await?;
+        let mut it = raw.into_iter();
+        let more = it.next().as_deref() == Some("1");
+        let events = it
+            .filter(|r| !r.is_empty())
+            .map(|r| decode::<AuditEvent>("audit event", &r))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((events, more))
+    }
+}

@@ -1,0 +1,355 @@
+//! The Redis backend against a real Redis: the conformance suite, bounded
+//! failures when Redis is down or silent, recovery, corrupt records, and no
+//! plain token at rest. Needs `TOLLGATE_TEST_REDIS_URL`; every test works
+//! under its own random key prefix, so tests share one server in parallel.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+use tollgate::ids::{new_client_id, new_id};
+use tollgate::model::TokenRecord;
+use tollgate::scope::{default_resources, ScopeSet};
+use tollgate::secret::{expose, new_access_token, token_hash, ACCESS_TOKEN_PREFIX};
+use tollgate::store::redis::RedisStore;
+use tollgate::store::{conformance, Store, StoreError};
+
+fn redis_url() -> String {
+    std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "TOLLGATE_TEST_REDIS_URL is not set: run `make test`, which starts a \
+             throwaway Redis and sets it (never point it at a Redis holding data)"
+        )
+    })
+}
+
+fn unique_prefix() -> String {
+    format!("tgtest-{}", new_id())
+}
+
+fn store_at(url: &str, prefix: &str, timeout: Duration) -> RedisStore {
+    RedisStore::connect(url, prefix, timeout, 4).expect("a pool is built without connecting")
+}
+
+async fn raw_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("valid url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("test Redis is reachable")
+}
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+fn record(org: &str, sa: &str) -> TokenRecord {
+    TokenRecord {
+        organization_id: org.to_string(),
+        service_account_id: sa.to_string(),
+        credential_id: new_id(),
+        client_id: new_client_id(),
+        scopes: ScopeSet::parse_all(["tools:write", "knowledge:read"], &default_resources())
+            .expect("valid scopes"),
+        expires_at: 1_900_000_000,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_passes_the_conformance_suite() {
+    let store = store_at(&redis_url(), &unique_prefix(), Duration::from_secs(2));
+    conformance::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_fast_and_construction_does_not_need_it() {
+    let timeout = Duration::from_millis(300);
+    let url = format!("redis://127.0.0.1:{}/0", closed_port());
+    let store = store_at(&url, &unique_prefix(), timeout);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = store.ping().await.expect_err("nothing listens there");
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Timeout),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < timeout + Duration::from_millis(200));
+        let started = Instant::now();
+        let err = store
+            .lookup_access(&token_hash("tg_at_x"), Some("env"))
+            .await
+            .expect_err("nothing listens there");
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Timeout),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < timeout + Duration::from_millis(200));
+    }
+}
+
+#[tokio::test]
+async fn silent_redis_times_out_within_the_bound() {
+    // Accepts connections, reads what it is sent, never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let timeout = Duration::from_millis(300);
+    let store = store_at(&format!("redis://127.0.0.1:{port}/0"), "silent", timeout);
+    let hash = token_hash("tg_at_x");
+    for round in 0..3 {
+        let started = Instant::now();
+        let err = match round {
+            0 => store.ping().await.expect_err("no answer"),
+            1 => store.get_token(&hash).await.expect_err("no answer"),
+            _ => store
+                .lookup_access(&hash, Some("env"))
+                .await
+                .expect_err("no answer"),
+        };
+        let took = started.elapsed();
+        assert!(matches!(err, StoreError::Timeout), "{err:?}");
+        assert!(
+            took < timeout + Duration::from_millis(100),
+            "took {took:?} for a {timeout:?} bound"
+        );
+    }
+}
+
+#[tokio::test]
+async fn store_recovers_when_redis_comes_back_without_a_new_store() {
+    let port = closed_port();
+    let store = store_at(
+        &format!("redis://127.0.0.1:{port}/0"),
+        &unique_prefix(),
+        Duration::from_millis(300),
+    );
+    assert!(store.ping().await.is_err());
+
+    // "Redis comes back": a forwarder to the test Redis appears on that port.
+    let target = redis::Client::open(redis_url())
+        .expect("valid url")
+        .get_connection_info()
+        .addr()
+        .to_string();
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind the port");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match store.ping().await {
+            Ok(()) => break,
+            Err(e) if Instant::now() > deadline => panic!("store did not recover: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert_eq!(
+        store.get_token(&token_hash("tg_at_x")).await.ok(),
+        Some(None)
+    );
+}
+
+#[tokio::test]
+async fn corrupt_records_are_errors_that_do_not_echo_the_value() {
+    let prefix = unique_prefix();
+    let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
+    let mut raw = raw_connection().await;
+    let hash = token_hash(expose(&new_access_token()));
+    let leak = r#"{"o":12345678,"s":"tg_sk_do_not_echo"}"#;
+    let _: () = raw
+        .set_ex(format!("{prefix}:tok:{hash}"), leak, 60)
+        .await
+        .expect("set");
+    let _: () = raw
+        .hset(
+            format!("{prefix}:{{reg}}:sa:org"),
+            "sa",
+            "tg_sk_do_not_echo",
+        )
+        .await
+        .expect("hset");
+
+    let errors = [
+        store.get_token(&hash).await.expect_err("corrupt"),
+        store.lookup_access(&hash, None).await.expect_err("corrupt"),
+        store
+            .lookup_access(&hash, Some("env"))
+            .await
+            .expect_err("corrupt"),
+        store
+            .list_service_accounts("org")
+            .await
+            .expect_err("corrupt"),
+        store
+            .get_service_account("org", "sa")
+            .await
+            .expect_err("corrupt"),
+    ];
+    for err in errors {
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            !text.contains("do_not_echo") && !text.contains("12345678"),
+            "{text}"
+        );
+        assert!(!text.contains(&hash), "{text}");
+    }
+}
+
+/// Every byte a key or value holds, for a plain-text search.
+async fn contents(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<Vec<u8>> {
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query_async(raw)
+        .await
+        .expect("TYPE");
+    let mut out: Vec<Vec<u8>> = vec![key.as_bytes().to_vec()];
+    let items: Vec<Vec<u8>> = match kind.as_str() {
+        "string" => vec![raw.get(key).await.expect("GET")],
+        "hash" => raw.hgetall(key).await.expect("HGETALL"),
+        "zset" => redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(raw)
+            .await
+            .expect("ZRANGE"),
+        "set" => raw.smembers(key).await.expect("SMEMBERS"),
+        "none" => Vec::new(),
+        other => panic!("unexpected key type {other} at {key}"),
+    };
+    out.extend(items);
+    let dump: Option<Vec<u8>> = redis::cmd("DUMP")
+        .arg(key)
+        .query_async(raw)
+        .await
+        .expect("DUMP");
+    out.extend(dump);
+    out
+}
+
+async fn memory_usage(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    let bytes: Option<u64> = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(raw)
+        .await
+        .expect("MEMORY USAGE");
+    bytes.unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plain_token_is_at_rest_and_a_token_costs_little_memory() {
+    // As long as the default prefix `tollgate`, so the memory figure is the
+    // production one; org ids of 30 characters and two scopes.
+    let prefix = format!("tg{}", &new_id()[..6]);
+    let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
+    let org = format!("org-{}", new_id());
+    let accounts: Vec<String> = (0..10).map(|_| new_id()).collect();
+    let mut secrets: HashSet<Vec<u8>> = HashSet::new();
+    for i in 0..1000 {
+        let plain = new_access_token();
+        let plain = expose(&plain);
+        let random = plain
+            .strip_prefix(ACCESS_TOKEN_PREFIX)
+            .expect("token prefix");
+        secrets.insert(random.as_bytes().to_vec());
+        store
+            .put_token(
+                &token_hash(plain),
+                &record(&org, &accounts[i % accounts.len()]),
+                900,
+            )
+            .await
+            .expect("put_token");
+    }
+    let window = secrets.iter().next().map(|s| s.len()).expect("tokens");
+
+    let mut raw = raw_connection().await;
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut raw)
+            .await
+            .expect("SCAN");
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let token_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{prefix}:tok:")))
+        .collect();
+    assert_eq!(token_keys.len(), 1000);
+
+    for key in &keys {
+        for blob in contents(&mut raw, key).await {
+            assert!(
+                !blob
+                    .windows(ACCESS_TOKEN_PREFIX.len())
+                    .any(|w| w == ACCESS_TOKEN_PREFIX.as_bytes()),
+                "a token prefix is stored under {key}"
+            );
+            assert!(
+                !blob.windows(window).any(|w| secrets.contains(w)),
+                "a plain token is stored under {key}"
+            );
+        }
+    }
+
+    let mut total = 0;
+    for key in &keys {
+        if key.contains(":tok:") || key.contains(":satok:") {
+            total += memory_usage(&mut raw, key).await;
+        }
+    }
+    let per_token = total / 1000;
+    eprintln!("redis memory per live token (key, value, account index): {per_token} bytes");
+    assert!(per_token <= 400, "{per_token} bytes per token");
+    assert_eq!(
+        store
+            .revoke_organization_tokens(&org)
+            .await
+            .expect("revoke"),
+        1000
+    );
+}
