@@ -4,3 +4,4 @@ pub mod model;
 pub mod scope;
 pub mod ids;
 pub mod secret;
+pub mod pathnorm;
