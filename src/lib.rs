@@ -5,3 +5,4 @@ pub mod scope;
 pub mod ids;
 pub mod secret;
 pub mod pathnorm;
+pub mod policy;
