@@ -6,3 +6,4 @@ pub mod ids;
 pub mod secret;
 pub mod pathnorm;
 pub mod policy;
+pub mod authorize;
