@@ -2,7 +2,10 @@
 
 pub mod admin;
 pub mod audit;
+pub mod authorize;
 pub mod config;
+pub mod dev;
+pub mod explain;
 pub mod hashing;
 pub mod ids;
 pub mod metrics;
@@ -10,8 +13,13 @@ pub mod model;
 pub mod netaddr;
 pub mod oauth;
 pub mod openapi;
+pub mod pathnorm;
+pub mod policy;
+pub mod proxy;
 pub mod registry;
+pub mod runtime;
 pub mod scope;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod upstream;

@@ -1,0 +1,452 @@
+//! Request-target safety and RFC 3986 §6 normalisation (SPEC §5.2 step 1).
+//! Only origin-form targets pass; the normalised path is the one that is
+//! matched against routes and forwarded, so an upstream can never be made to
+//! see a path that differs from the one the policy was checked against.
+
+use std::fmt;
+
+/// Longest request-target (path and query, as received) that is accepted.
+/// Longer targets are rejected rather than truncated.
+pub const MAX_TARGET_LEN: usize = 8192;
+
+/// An origin-form request-target that passed the safety checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    path: String,
+    query: Option<String>,
+}
+
+impl Target {
+    /// The normalised path: starts with `/`, no dot segments, no empty
+    /// segment except a final one (a trailing slash), no encoded `/`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The raw query after `?`, unchanged (`Some("")` for a bare `?`).
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The path's segments: `/` gives `[""]`, `/a/` gives `["a", ""]`.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        segments(&self.path)
+    }
+
+    /// What is forwarded: the normalised path and the raw query.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// The segments of an absolute path (the part after each `/`).
+pub fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.strip_prefix('/').unwrap_or(path).split('/')
+}
+
+/// Why a request-target was refused. Descriptions never repeat the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PathError {
+    Empty,
+    TooLong,
+    AbsoluteForm,
+    AuthorityForm,
+    AsteriskForm,
+    NotOriginForm,
+    Fragment,
+    InvalidEscape,
+    EncodedSlash,
+    Backslash,
+    ControlCharacter,
+    NonAscii,
+    InvalidCharacter,
+    EmptySegment,
+    Semicolon,
+    /// With `;` allowed: a parameter on an empty or dot segment (`/..;x/`),
+    /// which some servers treat as the bare dot segment.
+    ParameterOnDotSegment,
+    AboveRoot,
+}
+
+impl PathError {
+    pub fn description(self) -> &'static str {
+        match self {
+            PathError::Empty => "the request target is empty",
+            PathError::TooLong => "the request target is longer than 8192 bytes",
+            PathError::AbsoluteForm => "absolute-form request targets are not accepted",
+            PathError::AuthorityForm => "authority-form request targets are not accepted",
+            PathError::AsteriskForm => "the asterisk request target is not accepted",
+            PathError::NotOriginForm => "the request target must start with /",
+            PathError::Fragment => "the request target must not contain a fragment (#)",
+            PathError::InvalidEscape => "the request target contains an invalid percent-escape",
+            PathError::EncodedSlash => "the request path contains an encoded slash (%2F)",
+            PathError::Backslash => "the request path contains a backslash",
+            PathError::ControlCharacter => "the request target contains a control character",
+            PathError::NonAscii => "the request target contains a raw non-ASCII byte",
+            PathError::InvalidCharacter => {
+                "the request target contains a character that is not allowed"
+            }
+            PathError::EmptySegment => "the request path contains an empty segment (//)",
+            PathError::Semicolon => "the request path contains a semicolon",
+            PathError::ParameterOnDotSegment => {
+                "the request path has a parameter on an empty or dot segment"
+            }
+            PathError::AboveRoot => "the request path climbs above the root",
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Checks and normalises a request-target as it appeared on the request line.
+///
+/// The path is percent-decoded for unreserved characters only (never twice:
+/// `%252e` stays `%252e`), remaining escapes are upper-cased, the printable
+/// ASCII characters RFC 3986 does not allow in a path (`"<>[]^`{|}`) are
+/// percent-encoded, and dot segments are removed (also `%2e` ones). The query
+/// is returned unchanged; it is only checked for bytes that cannot appear in
+/// a request line (controls, space, non-ASCII, `#`).
+pub fn normalize_target(raw: impl AsRef<[u8]>, allow_semicolon: bool) -> Result<Target, PathError> {
+    let raw = raw.as_ref();
+    if raw.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if raw.len() > MAX_TARGET_LEN {
+        return Err(PathError::TooLong);
+    }
+    if raw[0] != b'/' {
+        return Err(classify_non_origin(raw));
+    }
+    let (path, query) = match raw.iter().position(|&b| b == b'?') {
+        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        None => (raw, None),
+    };
+    let query = query.map(check_query).transpose()?;
+    let path = normalize_path(path, allow_semicolon)?;
+    Ok(Target { path, query })
+}
+
+/// Normalises an absolute path (no query) with the same rules.
+pub fn normalize_path(path: &[u8], allow_semicolon: bool) -> Result<String, PathError> {
+    let rest = match path.split_first() {
+        Some((b'/', rest)) => rest,
+        _ => return Err(PathError::NotOriginForm),
+    };
+    let raw_segments: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
+    let last = raw_segments.len() - 1;
+    let mut out: Vec<String> = Vec::with_capacity(raw_segments.len());
+    for (i, raw_segment) in raw_segments.into_iter().enumerate() {
+        let is_last = i == last;
+        if raw_segment.is_empty() && !is_last {
+            return Err(PathError::EmptySegment);
+        }
+        let segment = normalize_segment(raw_segment, allow_semicolon)?;
+        match segment.as_str() {
+            "." => {}
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+            }
+            _ => {
+                out.push(segment);
+                continue;
+            }
+        }
+        // A dot segment at the end leaves a trailing slash (RFC 3986 §5.2.4).
+        if is_last {
+            out.push(String::new());
+        }
+    }
+    let mut path = String::with_capacity(path.len());
+    for segment in &out {
+        path.push('/');
+        path.push_str(segment);
+    }
+    Ok(path)
+}
+
+/// Normalises one path segment (no `/` inside). Dot segments are returned
+/// as `.` / `..` for the caller to resolve.
+pub(crate) fn normalize_segment(raw: &[u8], allow_semicolon: bool) -> Result<String, PathError> {
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        match b {
+            b'%' => {
+                let hi = raw.get(i + 1).copied().and_then(hex_value);
+                let lo = raw.get(i + 2).copied().and_then(hex_value);
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::InvalidEscape);
+                };
+                let decoded = hi << 4 | lo;
+                match decoded {
+                    b'/' => return Err(PathError::EncodedSlash),
+                    b'\\' => return Err(PathError::Backslash),
+                    0x00..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                    _ if is_unreserved(decoded) => out.push(decoded as char),
+                    _ => push_escape(&mut out, decoded),
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0x00..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            0x80..=0xff => return Err(PathError::NonAscii),
+            b' ' => return Err(PathError::InvalidCharacter),
+            b'#' => return Err(PathError::Fragment),
+            b';' if !allow_semicolon => return Err(PathError::Semicolon),
+            _ if is_unreserved(b) || is_sub_delim(b) || b == b':' || b == b'@' => {
+                out.push(b as char)
+            }
+            // `"<>[]^`{|}`: not allowed raw in a path; encode so that the raw
+            // and the encoded spelling normalise to the same path.
+            _ => push_escape(&mut out, b),
+        }
+        i += 1;
+    }
+    if allow_semicolon {
+        if let Some((before, _)) = out.split_once(';') {
+            if before.is_empty() || before == "." || before == ".." {
+                return Err(PathError::ParameterOnDotSegment);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_query(query: &[u8]) -> Result<String, PathError> {
+    for &b in query {
+        match b {
+            0x00..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+            0x80..=0xff => return Err(PathError::NonAscii),
+            b' ' => return Err(PathError::InvalidCharacter),
+            b'#' => return Err(PathError::Fragment),
+            _ => {}
+        }
+    }
+    // Every byte is printable ASCII, so this cannot fail.
+    String::from_utf8(query.to_vec()).map_err(|_| PathError::NonAscii)
+}
+
+fn classify_non_origin(raw: &[u8]) -> PathError {
+    if raw == b"*" {
+        return PathError::AsteriskForm;
+    }
+    if raw.contains(&b'#') {
+        return PathError::Fragment;
+    }
+    let scheme_len = raw
+        .iter()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        .count();
+    match raw.get(scheme_len) {
+        Some(b':') if scheme_len > 0 && raw[scheme_len + 1..].starts_with(b"//") => {
+            PathError::AbsoluteForm
+        }
+        Some(b':') if scheme_len > 0 => PathError::AuthorityForm,
+        _ => PathError::NotOriginForm,
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn push_escape(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(HEX[usize::from(b >> 4)] as char);
+    out.push(HEX[usize::from(b & 0xf)] as char);
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    use PathError::*;
+
+    fn norm(raw: &str) -> Result<String, PathError> {
+        normalize_target(raw, false).map(|t| t.path_and_query())
+    }
+
+    #[test]
+    fn table_of_targets_normalises_or_rejects_as_documented() {
+        let long_ok = format!("/{}", "a".repeat(MAX_TARGET_LEN - 1));
+        let long_bad = format!("/{}", "a".repeat(MAX_TARGET_LEN));
+        let cases: Vec<(&str, Result<&str, PathError>)> = vec![
+            ("/", Ok("/")),
+            ("/api/v1/workflows", Ok("/api/v1/workflows")),
+            ("/api/v1/workflows/", Ok("/api/v1/workflows/")),
+            ("/a/./b", Ok("/a/b")),
+            ("/a/b/..", Ok("/a/")),
+            ("/a/b/.", Ok("/a/b/")),
+            ("/a/b/../c", Ok("/a/c")),
+            ("/a/../..", Err(AboveRoot)),
+            ("/..", Err(AboveRoot)),
+            ("/../a", Err(AboveRoot)),
+            ("/.", Ok("/")),
+            ("/a/%2e%2e/b", Ok("/b")),
+            ("/a/%2E%2E", Ok("/")),
+            ("/a/.%2e/b", Ok("/b")),
+            ("/%2e%2e/etc/passwd", Err(AboveRoot)),
+            ("/a/..%2f..%2fetc", Err(EncodedSlash)),
+            ("/a/%252e%252e/b", Ok("/a/%252e%252e/b")),
+            ("/a/%252E", Ok("/a/%252E")),
+            ("/a%2Fb", Err(EncodedSlash)),
+            ("/a%2fb", Err(EncodedSlash)),
+            ("/a\\b", Err(Backslash)),
+            ("/a%5Cb", Err(Backslash)),
+            ("/a%5cb", Err(Backslash)),
+            ("/a%00b", Err(ControlCharacter)),
+            ("/a%1fb", Err(ControlCharacter)),
+            ("/a%7Fb", Err(ControlCharacter)),
+            ("/a\tb", Err(ControlCharacter)),
+            ("/a\u{7f}", Err(ControlCharacter)),
+            ("//a", Err(EmptySegment)),
+            ("/a//b", Err(EmptySegment)),
+            ("/a/b//", Err(EmptySegment)),
+            ("/a;x=1", Err(Semicolon)),
+            ("/a/b;jsessionid=1/c", Err(Semicolon)),
+            ("/a%3Bx=1", Ok("/a%3Bx=1")),
+            ("/caf\u{e9}", Err(NonAscii)),
+            ("/caf%c3%a9", Ok("/caf%C3%A9")),
+            ("/%7euser/%41%62", Ok("/~user/Ab")),
+            ("/a%2db%5fc%2e", Ok("/a-b_c.")),
+            ("/a%zz", Err(InvalidEscape)),
+            ("/a%4", Err(InvalidEscape)),
+            ("/a%", Err(InvalidEscape)),
+            ("/a%%41", Err(InvalidEscape)),
+            ("/a%20b", Ok("/a%20b")),
+            ("/a b", Err(InvalidCharacter)),
+            ("/a{b}|c", Ok("/a%7Bb%7D%7Cc")),
+            ("/a:b@c!$&'()*+,=", Ok("/a:b@c!$&'()*+,=")),
+            ("/a#frag", Err(Fragment)),
+            ("/a?x=1#frag", Err(Fragment)),
+            ("/a?x=%2F&y=..%2f;z", Ok("/a?x=%2F&y=..%2f;z")),
+            ("/a/../b?environmentId=e1", Ok("/b?environmentId=e1")),
+            ("/a?", Ok("/a?")),
+            ("/a?x=\u{e9}", Err(NonAscii)),
+            ("/a?x=\n", Err(ControlCharacter)),
+            ("http://example.com/a", Err(AbsoluteForm)),
+            ("HTTPS://example.com", Err(AbsoluteForm)),
+            ("example.com:443", Err(AuthorityForm)),
+            ("*", Err(AsteriskForm)),
+            ("a/b", Err(NotOriginForm)),
+            ("", Err(Empty)),
+            (&long_ok, Ok(&long_ok)),
+            (&long_bad, Err(TooLong)),
+        ];
+        assert!(cases.len() >= 40);
+        for (raw, expected) in cases {
+            let got = norm(raw);
+            assert_eq!(got.as_deref().map_err(|e| *e), expected, "target {raw:?}");
+        }
+    }
+
+    #[test]
+    fn semicolons_pass_only_when_allowed_and_never_after_a_dot_segment() {
+        let ok = normalize_target("/a;x=1/b", true).map(|t| t.path().to_string());
+        assert_eq!(ok.as_deref(), Ok("/a;x=1/b"));
+        assert_eq!(
+            normalize_target("/a/..;x/b", true),
+            Err(ParameterOnDotSegment)
+        );
+        assert_eq!(
+            normalize_target("/a/.;/b", true),
+            Err(ParameterOnDotSegment)
+        );
+        assert_eq!(
+            normalize_target("/a/;x/b", true),
+            Err(ParameterOnDotSegment)
+        );
+        assert_eq!(
+            normalize_target("/a/%2e%2e;x", true),
+            Err(ParameterOnDotSegment)
+        );
+    }
+
+    #[test]
+    fn raw_non_utf8_bytes_are_rejected() {
+        assert_eq!(normalize_target(b"/a\xff", false), Err(NonAscii));
+    }
+
+    #[test]
+    fn segments_keep_a_trailing_empty_segment() {
+        let t = normalize_target("/a/b/", false).expect("valid");
+        assert_eq!(t.segments().collect::<Vec<_>>(), ["a", "b", ""]);
+        let root = normalize_target("/?q", false).expect("valid");
+        assert_eq!(root.segments().collect::<Vec<_>>(), [""]);
+        assert_eq!(root.query(), Some("q"));
+    }
+
+    #[test]
+    fn descriptions_never_contain_the_input() {
+        let err = normalize_target("/<script>%2F", false).expect_err("encoded slash");
+        assert!(!err.description().contains("script"));
+    }
+
+    fn target_strategy() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "/", "/", "/", "a", "b", "~", ".", "..", "%2e", "%2E", "%2f", "%41", "%7e", "%25",
+            "%zz", "%c3%a9", "%3b", ";", "?", "#", "\\", "{", ":", "@", "-", "%00", " ", "é",
+        ]);
+        prop::collection::vec(pieces, 0..16).prop_map(|v| format!("/{}", v.concat()))
+    }
+
+    proptest! {
+        #[test]
+        fn normalisation_is_idempotent(raw in target_strategy(), semi in any::<bool>()) {
+            if let Ok(t) = normalize_target(&raw, semi) {
+                let again = normalize_target(t.path_and_query(), semi);
+                prop_assert_eq!(again, Ok(t));
+            }
+        }
+
+        #[test]
+        fn normalised_paths_have_no_dot_empty_or_encoded_slash_segments(
+            raw in target_strategy(),
+            semi in any::<bool>(),
+        ) {
+            if let Ok(t) = normalize_target(&raw, semi) {
+                let segs: Vec<&str> = t.segments().collect();
+                let last = segs.len() - 1;
+                for (i, s) in segs.iter().enumerate() {
+                    prop_assert!(*s != "." && *s != "..", "dot segment in {}", t.path());
+                    prop_assert!(!s.is_empty() || i == last, "empty segment in {}", t.path());
+                }
+                let upper = t.path().to_ascii_uppercase();
+                prop_assert!(!upper.contains("%2F") && !upper.contains("%5C"));
+                prop_assert!(!upper.contains("%2E"));
+                prop_assert!(t.path().starts_with('/'));
+            }
+        }
+    }
+}
