@@ -24,7 +24,9 @@ pub const POLICY: &str = include_str!("../policies/example.toml");
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 /// The dev configuration: memory store, the `backend` upstream on the echo port.
@@ -51,7 +53,15 @@ pub struct Demo {
 /// Creates the demo organization's objects in the (empty) store.
 pub async fn seed(registry: &Registry) -> Result<Demo, crate::registry::RegistryError> {
     let actor = "admin:dev";
-    let resources = ["chat", "workflows", "storage", "knowledge", "templates", "tools", "logs"];
+    let resources = [
+        "chat",
+        "workflows",
+        "storage",
+        "knowledge",
+        "templates",
+        "tools",
+        "logs",
+    ];
     let (sa, cred) = registry
         .create_service_account(
             DEMO_ORG,
@@ -67,7 +77,13 @@ pub async fn seed(registry: &Registry) -> Result<Demo, crate::registry::Registry
         .put_workspace(DEMO_ORG, DEMO_WORKSPACE, actor, "Demo workspace".into())
         .await?;
     registry
-        .put_environment(DEMO_ORG, DEMO_WORKSPACE, DEMO_ENVIRONMENT, actor, "Demo environment".into())
+        .put_environment(
+            DEMO_ORG,
+            DEMO_WORKSPACE,
+            DEMO_ENVIRONMENT,
+            actor,
+            "Demo environment".into(),
+        )
         .await?;
     registry
         .put_membership(DEMO_ORG, DEMO_WORKSPACE, &sa.id, actor, "member")
@@ -125,7 +141,12 @@ impl ServeHttp for EchoApp {
         let headers: Vec<(String, String)> = req
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let body = serde_json::to_vec_pretty(&json!({
             "echo": true,
@@ -145,7 +166,10 @@ impl ServeHttp for EchoApp {
 }
 
 pub fn echo_service(port: u16) -> Service<HttpServer<EchoApp>> {
-    let mut s = Service::new("dev echo upstream".to_string(), HttpServer::new_app(EchoApp));
+    let mut s = Service::new(
+        "dev echo upstream".to_string(),
+        HttpServer::new_app(EchoApp),
+    );
     s.add_tcp(&format!("127.0.0.1:{port}"));
     s
 }

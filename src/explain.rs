@@ -21,10 +21,14 @@ pub fn explain(
         .map_err(|e| format!("--scopes: {e}"))?;
     let role = match role {
         None => None,
-        Some(r) => Some(Role::parse(r).ok_or_else(|| format!("--role: {r:?} is not member or admin"))?),
+        Some(r) => {
+            Some(Role::parse(r).ok_or_else(|| format!("--role: {r:?} is not member or admin"))?)
+        }
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(format!("--method: {method:?} is not an HTTP method in upper case"));
+        return Err(format!(
+            "--method: {method:?} is not an HTTP method in upper case"
+        ));
     }
     Ok(authorize::explain(
         policy,

@@ -14,7 +14,11 @@ use tollgate::server::{self, App};
 use tollgate::{dev, explain, secret};
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "A reverse proxy that is a policy enforcement point for machine identities")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A reverse proxy that is a policy enforcement point for machine identities"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,9 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -87,7 +93,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
@@ -182,7 +192,10 @@ fn serve_dev(args: ServeArgs, mut env: EnvOverrides) -> ExitCode {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(dev::seed(&app.registry)).map_err(|e| e.to_string()));
+        .and_then(|rt| {
+            rt.block_on(dev::seed(&app.registry))
+                .map_err(|e| e.to_string())
+        });
     let demo = match seeded {
         Ok(d) => d,
         Err(e) => return fail(&e),
@@ -231,7 +244,7 @@ fn run_explain(args: ExplainArgs) -> ExitCode {
             for line in &report.lines {
                 println!("{line}");
             }
-            ExitCode::from(report.exit_code)
+            ExitCode::from(u8::try_from(report.exit_code).unwrap_or(2))
         }
         Err(e) => {
             eprintln!("tollgate explain: {e}");
@@ -251,7 +264,10 @@ fn hash_key() -> ExitCode {
         eprintln!("tollgate hash-key: no key on stdin");
         return ExitCode::from(1);
     }
-    match secret::hash_secret(&SecretString::from(key.to_string()), &secret::HashParams::default()) {
+    match secret::hash_secret(
+        &SecretString::from(key.to_string()),
+        &secret::HashParams::default(),
+    ) {
         Ok(h) => {
             println!("{h}");
             ExitCode::SUCCESS

@@ -119,3 +119,36 @@ pub fn status_class(status: u16) -> &'static str {
         _ => "other",
     }
 }
+
+/// The metrics listener: Prometheus text format at `/metrics`.
+pub struct MetricsHttp;
+
+#[async_trait::async_trait]
+impl pingora::apps::http_app::ServeHttp for MetricsHttp {
+    async fn response(
+        &self,
+        session: &mut pingora::protocols::http::ServerSession,
+    ) -> http::Response<Vec<u8>> {
+        use prometheus::Encoder;
+        let (status, body, ctype) = if session.req_header().uri.path() == "/metrics" {
+            let encoder = prometheus::TextEncoder::new();
+            let mut buf = Vec::new();
+            match encoder.encode(&prometheus::gather(), &mut buf) {
+                Ok(()) => (200, buf, encoder.format_type().to_string()),
+                Err(_) => (500, b"encoding failed\n".to_vec(), "text/plain".to_string()),
+            }
+        } else {
+            (
+                404,
+                b"not found; see /metrics\n".to_vec(),
+                "text/plain".to_string(),
+            )
+        };
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, ctype)
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap_or_else(|_| http::Response::new(Vec::new()))
+    }
+}

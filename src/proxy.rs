@@ -127,7 +127,12 @@ impl Gateway {
         .await
     }
 
-    async fn oauth(&self, session: &mut Session, ctx: &mut Ctx, resp: OAuthResponse) -> Result<bool> {
+    async fn oauth(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        resp: OAuthResponse,
+    ) -> Result<bool> {
         self.write(session, ctx, resp.status.as_u16(), resp.headers, resp.body)
             .await
     }
@@ -167,7 +172,12 @@ impl Gateway {
     }
 
     /// The token and revocation endpoints: POST with a form body.
-    async fn serve_oauth(&self, session: &mut Session, ctx: &mut Ctx, revoke: bool) -> Result<bool> {
+    async fn serve_oauth(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        revoke: bool,
+    ) -> Result<bool> {
         if session.req_header().method != http::Method::POST {
             let (s, mut h, b) = Self::json(
                 405,
@@ -208,12 +218,24 @@ impl Gateway {
         self.oauth(session, ctx, resp).await
     }
 
-    async fn serve_whoami(&self, session: &mut Session, ctx: &mut Ctx, facts: &RequestFacts) -> Result<bool> {
+    async fn serve_whoami(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        facts: &RequestFacts,
+    ) -> Result<bool> {
         let reason = match &facts.bearer {
             Bearer::Missing => DenyReason::MissingToken,
             Bearer::Present(t) if looks_like_access_token(t.expose_secret()) => {
-                match self.app.store.get_token(&token_hash(t.expose_secret())).await {
-                    Ok(Some(rec)) if rec.expires_at > OffsetDateTime::now_utc().unix_timestamp() => {
+                match self
+                    .app
+                    .store
+                    .get_token(&token_hash(t.expose_secret()))
+                    .await
+                {
+                    Ok(Some(rec))
+                        if rec.expires_at > OffsetDateTime::now_utc().unix_timestamp() =>
+                    {
                         let (s, h, b) = Self::json(
                             200,
                             json!({
@@ -232,7 +254,9 @@ impl Gateway {
                 }
             }
             Bearer::Present(_) => DenyReason::InvalidToken,
-            Bearer::Repeated => DenyReason::InvalidRequest(authorize::RequestProblem::RepeatedAuthorization),
+            Bearer::Repeated => {
+                DenyReason::InvalidRequest(authorize::RequestProblem::RepeatedAuthorization)
+            }
         };
         self.deny(session, ctx, &Denial::new(reason, None)).await
     }
@@ -262,7 +286,11 @@ enum DecideStep {
     Load(authorize::Load),
 }
 
-fn decide_with(load: &authorize::Load, facts: &RequestFacts, loaded: std::result::Result<AccessFacts, ()>) -> Decision {
+fn decide_with(
+    load: &authorize::Load,
+    facts: &RequestFacts,
+    loaded: std::result::Result<AccessFacts, ()>,
+) -> Decision {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     match loaded {
         Err(()) => authorize::decide(
@@ -302,7 +330,9 @@ impl ProxyHttp for Gateway {
             .map(|a| a.ip());
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
-            Some(v) if valid_request_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            Some(v) if valid_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
             _ => crate::ids::new_id(),
         };
         let rt = self.app.live.snapshot();
@@ -464,7 +494,9 @@ impl ProxyHttp for Gateway {
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
         let xff = match upstream.headers.get("x-forwarded-for") {
-            Some(prev) if !prev.is_empty() => format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes())),
+            Some(prev) if !prev.is_empty() => {
+                format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes()))
+            }
             _ => peer,
         };
         upstream.insert_header("x-forwarded-for", xff)?;
@@ -495,12 +527,16 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (status, error, description) = match e.etype() {
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                (504, "gateway_timeout", "the upstream did not answer in time")
-            }
-            ErrorType::HTTPStatus(code) if *code >= 400 => {
-                (*code, "invalid_request", "the request could not be processed")
-            }
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => (
+                504,
+                "gateway_timeout",
+                "the upstream did not answer in time",
+            ),
+            ErrorType::HTTPStatus(code) if *code >= 400 => (
+                *code,
+                "invalid_request",
+                "the request could not be processed",
+            ),
             _ if matches!(e.esource(), pingora::ErrorSource::Downstream) => {
                 (400, "invalid_request", "the request could not be read")
             }
@@ -574,7 +610,10 @@ fn insert_identity(
 ) -> Result<()> {
     upstream.insert_header(names.organization_id.clone(), id.organization_id.as_str())?;
     upstream.insert_header(names.client_id.clone(), id.client_id.as_str())?;
-    upstream.insert_header(names.service_account_id.clone(), id.service_account_id.as_str())?;
+    upstream.insert_header(
+        names.service_account_id.clone(),
+        id.service_account_id.as_str(),
+    )?;
     upstream.insert_header(names.scopes.clone(), id.scopes.to_string())?;
     if let Some(ws) = &id.workspace {
         upstream.insert_header(names.workspace_id.clone(), ws.workspace_id.as_str())?;

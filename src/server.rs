@@ -58,7 +58,11 @@ pub fn build_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
 }
 
 impl App {
-    pub fn build(config: Config, store: Arc<dyn Store>, source: PolicySource) -> Result<App, StartError> {
+    pub fn build(
+        config: Config,
+        store: Arc<dyn Store>,
+        source: PolicySource,
+    ) -> Result<App, StartError> {
         let first = Runtime::load(&config, &source).map_err(StartError::Policy)?;
         let hasher = Arc::new(
             Hasher::new(config.hashing, config.hashing_max_concurrent)
@@ -118,14 +122,21 @@ pub fn run(app: App, extra: Vec<Box<dyn pingora::services::ServiceWithDependents
         cfg.env_admin_key.as_ref(),
         app.hasher.clone(),
     );
-    let admin = Arc::new(Admin::new(app.registry.clone(), keys, app.live.loaded.clone()));
+    let admin = Arc::new(Admin::new(
+        app.registry.clone(),
+        keys,
+        app.live.loaded.clone(),
+    ));
     let mut admin_service = Service::new(
         "tollgate admin".to_string(),
         HttpServer::new_app(AdminHttp { admin }),
     );
     admin_service.add_tcp(&cfg.server.admin_listen.to_string());
 
-    let mut metrics = Service::prometheus_http_service();
+    let mut metrics = Service::new(
+        "tollgate metrics".to_string(),
+        HttpServer::new_app(crate::metrics::MetricsHttp),
+    );
     metrics.add_tcp(&cfg.server.metrics_listen.to_string());
 
     let background = background_service("tollgate background", Background { app: app.clone() });
@@ -159,7 +170,8 @@ const TOKEN_GAUGE_EVERY: Duration = Duration::from_secs(15);
 impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let live = &self.app.live;
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on file change only");
@@ -171,8 +183,7 @@ impl BackgroundService for Background {
             PolicySource::Embedded { .. } => (None, None),
         };
         let fp = |dir: &Option<std::path::PathBuf>| {
-            dir.as_ref()
-                .map(|d| fingerprint(d, config_file.as_deref()))
+            dir.as_ref().map(|d| fingerprint(d, config_file.as_deref()))
         };
         let mut loaded_fp = fp(&dir);
         let mut last_seen = loaded_fp.clone();
