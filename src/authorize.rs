@@ -402,6 +402,25 @@ pub enum Lookup<T> {
     Unavailable,
 }
 
+impl<T> Lookup<T> {
+    /// From a store call: an error (or timeout) is `Unavailable`.
+    pub fn from_result<E>(result: Result<Option<T>, E>) -> Lookup<T> {
+        match result {
+            Ok(Some(v)) => Lookup::Found(v),
+            Ok(None) => Lookup::NotFound,
+            Err(_) => Lookup::Unavailable,
+        }
+    }
+
+    pub fn as_ref(&self) -> Lookup<&T> {
+        match self {
+            Lookup::Found(v) => Lookup::Found(v),
+            Lookup::NotFound => Lookup::NotFound,
+            Lookup::Unavailable => Lookup::Unavailable,
+        }
+    }
+}
+
 /// An environment and the account's membership role in its workspace
 /// (`None`: no membership).
 pub type EnvironmentAccess<'a> = (&'a Environment, Option<Role>);
@@ -1491,6 +1510,20 @@ mode = "report"
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_store_error_is_an_unavailable_lookup() {
+        let failed: Result<Option<u8>, &str> = Err("connection reset");
+        assert_eq!(Lookup::from_result(failed), Lookup::Unavailable);
+        assert_eq!(
+            Lookup::from_result(Ok::<_, ()>(None::<u8>)),
+            Lookup::NotFound
+        );
+        assert_eq!(
+            Lookup::from_result(Ok::<_, ()>(Some(1))).as_ref(),
+            Lookup::Found(&1)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod load;
 mod matcher;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -325,7 +325,7 @@ impl PolicySet {
     /// Builds the set. Duplicate names and routes that could match the same
     /// method and path with equal specificity are errors.
     pub fn new(routes: Vec<Route>) -> Result<PolicySet, PolicyError> {
-        let mut names: std::collections::HashMap<&str, &Route> = Default::default();
+        let mut names: HashMap<&str, &Route> = HashMap::new();
         for route in &routes {
             if let Some(first) = names.insert(&route.name, route) {
                 return Err(PolicyError::route(
