@@ -1,0 +1,54 @@
+//! A bare pingora passthrough proxy: the baseline tollgate is measured
+//! against in `benches/load.sh`. Same pingora version and settings, no
+//! checks at all.
+//!
+//! Usage: passthrough LISTEN_ADDR UPSTREAM_ADDR [THREADS]
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+
+struct Passthrough {
+    upstream: String,
+}
+
+#[async_trait]
+impl ProxyHttp for Passthrough {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.upstream.as_str(),
+            false,
+            String::new(),
+        )))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(listen), Some(upstream)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: passthrough LISTEN_ADDR UPSTREAM_ADDR [THREADS]");
+        std::process::exit(2);
+    };
+    let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        Passthrough {
+            upstream: upstream.clone(),
+        },
+    );
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.run_forever();
+}

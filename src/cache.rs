@@ -1,0 +1,392 @@
+//! The in-process decision cache: token records and (environment,
+//! membership) look-ups kept for `cache.ttl_ms`, bounded in size, and
+//! evicted when any instance publishes an invalidation (revocations,
+//! membership, environment and account changes). Time is passed in.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::model::{Environment, TokenRecord};
+use crate::scope::Role;
+
+/// What changed, as published on the invalidation channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One token (by hash) was revoked.
+    Token(String),
+    /// Every token of one account (revocation, delete, disable, rotate).
+    ServiceAccount { org: String, sa: String },
+    /// Every token of one organization.
+    Organization(String),
+    /// An account's role in a workspace changed or was removed.
+    Membership {
+        org: String,
+        workspace: String,
+        sa: String,
+    },
+    /// An environment was removed (or a whole workspace).
+    Workspace { org: String, workspace: String },
+    /// Anything: clear everything (also sent when the subscription was lost).
+    All,
+}
+
+impl Invalidation {
+    /// The wire form: fields separated by spaces (ids never contain one).
+    pub fn encode(&self) -> String {
+        match self {
+            Invalidation::Token(h) => format!("tok {h}"),
+            Invalidation::ServiceAccount { org, sa } => format!("sa {org} {sa}"),
+            Invalidation::Organization(org) => format!("org {org}"),
+            Invalidation::Membership { org, workspace, sa } => {
+                format!("mem {org} {workspace} {sa}")
+            }
+            Invalidation::Workspace { org, workspace } => format!("ws {org} {workspace}"),
+            Invalidation::All => "all".to_string(),
+        }
+    }
+
+    /// Anything unreadable clears everything: failing safe costs only misses.
+    pub fn decode(msg: &str) -> Invalidation {
+        let parts: Vec<&str> = msg.split(' ').collect();
+        match parts.as_slice() {
+            ["tok", h] => Invalidation::Token(h.to_string()),
+            ["sa", org, sa] => Invalidation::ServiceAccount {
+                org: org.to_string(),
+                sa: sa.to_string(),
+            },
+            ["org", org] => Invalidation::Organization(org.to_string()),
+            ["mem", org, workspace, sa] => Invalidation::Membership {
+                org: org.to_string(),
+                workspace: workspace.to_string(),
+                sa: sa.to_string(),
+            },
+            ["ws", org, workspace] => Invalidation::Workspace {
+                org: org.to_string(),
+                workspace: workspace.to_string(),
+            },
+            _ => Invalidation::All,
+        }
+    }
+}
+
+/// A cached environment look-up with the account's role in its workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvAccess {
+    pub environment: Option<Environment>,
+    pub role: Option<Role>,
+}
+
+struct Entry<T> {
+    value: T,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Maps {
+    /// token hash → record (None: known not to exist).
+    tokens: HashMap<String, Entry<Option<TokenRecord>>>,
+    /// (environment id, account id) → environment and role.
+    access: HashMap<(String, String), Entry<EnvAccess>>,
+}
+
+pub struct DecisionCache {
+    ttl: Duration,
+    /// Negative token results live shorter: a flood of distinct bad tokens
+    /// must not push out the good ones for long.
+    negative_ttl: Duration,
+    max_entries: usize,
+    maps: Mutex<Maps>,
+}
+
+impl DecisionCache {
+    pub fn new(ttl: Duration, max_entries: usize) -> DecisionCache {
+        DecisionCache {
+            ttl,
+            negative_ttl: ttl / 4,
+            max_entries: max_entries.max(1),
+            maps: Mutex::new(Maps::default()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    fn fresh<T>(e: &Entry<T>, ttl: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(e.at) < ttl
+    }
+
+    /// `Some(record or None)` on a hit.
+    pub fn token(&self, hash: &str, now: Instant) -> Option<Option<TokenRecord>> {
+        if !self.enabled() {
+            return None;
+        }
+        let maps = self.maps.lock().ok()?;
+        let e = maps.tokens.get(hash)?;
+        let ttl = if e.value.is_some() {
+            self.ttl
+        } else {
+            self.negative_ttl
+        };
+        Self::fresh(e, ttl, now).then(|| e.value.clone())
+    }
+
+    pub fn access(&self, env: &str, sa: &str, now: Instant) -> Option<EnvAccess> {
+        if !self.enabled() {
+            return None;
+        }
+        let maps = self.maps.lock().ok()?;
+        let e = maps.access.get(&(env.to_string(), sa.to_string()))?;
+        Self::fresh(e, self.ttl, now).then(|| e.value.clone())
+    }
+
+    pub fn put_token(&self, hash: &str, record: Option<TokenRecord>, now: Instant) {
+        if !self.enabled() {
+            return;
+        }
+        if let Ok(mut maps) = self.maps.lock() {
+            let ttl = self.ttl;
+            if maps.tokens.len() >= self.max_entries {
+                maps.tokens.retain(|_, e| Self::fresh(e, ttl, now));
+                if maps.tokens.len() >= self.max_entries {
+                    maps.tokens.clear();
+                }
+            }
+            maps.tokens.insert(
+                hash.to_string(),
+                Entry {
+                    value: record,
+                    at: now,
+                },
+            );
+        }
+    }
+
+    pub fn put_access(&self, env: &str, sa: &str, value: EnvAccess, now: Instant) {
+        if !self.enabled() {
+            return;
+        }
+        if let Ok(mut maps) = self.maps.lock() {
+            let ttl = self.ttl;
+            if maps.access.len() >= self.max_entries {
+                maps.access.retain(|_, e| Self::fresh(e, ttl, now));
+                if maps.access.len() >= self.max_entries {
+                    maps.access.clear();
+                }
+            }
+            maps.access
+                .insert((env.to_string(), sa.to_string()), Entry { value, at: now });
+        }
+    }
+
+    pub fn invalidate(&self, what: &Invalidation) {
+        let Ok(mut maps) = self.maps.lock() else {
+            return;
+        };
+        match what {
+            Invalidation::Token(hash) => {
+                maps.tokens.remove(hash);
+            }
+            Invalidation::ServiceAccount { org, sa } => {
+                maps.tokens.retain(|_, e| {
+                    !e.value
+                        .as_ref()
+                        .is_some_and(|r| r.organization_id == *org && r.service_account_id == *sa)
+                });
+                maps.access.retain(|(_, s), _| s != sa);
+            }
+            Invalidation::Organization(org) => {
+                maps.tokens
+                    .retain(|_, e| !e.value.as_ref().is_some_and(|r| r.organization_id == *org));
+            }
+            Invalidation::Membership { sa, .. } => {
+                maps.access.retain(|(_, s), _| s != sa);
+            }
+            Invalidation::Workspace { org, workspace } => {
+                maps.access.retain(|_, e| {
+                    !e.value.environment.as_ref().is_some_and(|env| {
+                        env.organization_id == *org && env.workspace_id == *workspace
+                    })
+                });
+            }
+            Invalidation::All => {
+                maps.tokens.clear();
+                maps.access.clear();
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.maps
+            .lock()
+            .map(|m| m.tokens.len() + m.access.len())
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::ScopeSet;
+
+    fn record(org: &str, sa: &str) -> TokenRecord {
+        TokenRecord {
+            organization_id: org.into(),
+            service_account_id: sa.into(),
+            credential_id: "c".into(),
+            client_id: "sa_x".into(),
+            scopes: ScopeSet::default(),
+            expires_at: i64::MAX,
+        }
+    }
+
+    fn env(org: &str, ws: &str, id: &str) -> Environment {
+        Environment {
+            id: id.into(),
+            workspace_id: ws.into(),
+            organization_id: org.into(),
+            name: id.into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn cache() -> DecisionCache {
+        DecisionCache::new(Duration::from_millis(500), 100)
+    }
+
+    #[test]
+    fn a_cached_token_is_served_until_its_ttl_runs_out() {
+        let c = cache();
+        let t0 = Instant::now();
+        c.put_token("h", Some(record("o", "s")), t0);
+        assert_eq!(
+            c.token("h", t0 + Duration::from_millis(499)),
+            Some(Some(record("o", "s")))
+        );
+        assert_eq!(c.token("h", t0 + Duration::from_millis(500)), None);
+    }
+
+    #[test]
+    fn unknown_tokens_are_remembered_for_a_shorter_time() {
+        let c = cache();
+        let t0 = Instant::now();
+        c.put_token("bad", None, t0);
+        assert_eq!(c.token("bad", t0 + Duration::from_millis(100)), Some(None));
+        assert_eq!(c.token("bad", t0 + Duration::from_millis(200)), None);
+    }
+
+    #[test]
+    fn a_zero_ttl_disables_the_cache() {
+        let c = DecisionCache::new(Duration::ZERO, 100);
+        let t0 = Instant::now();
+        c.put_token("h", Some(record("o", "s")), t0);
+        assert_eq!(c.token("h", t0), None);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn revoking_an_account_evicts_its_tokens_and_memberships_only() {
+        let c = cache();
+        let t0 = Instant::now();
+        c.put_token("a", Some(record("o", "s1")), t0);
+        c.put_token("b", Some(record("o", "s2")), t0);
+        c.put_access(
+            "e",
+            "s1",
+            EnvAccess {
+                environment: Some(env("o", "w", "e")),
+                role: Some(Role::Member),
+            },
+            t0,
+        );
+        c.invalidate(&Invalidation::ServiceAccount {
+            org: "o".into(),
+            sa: "s1".into(),
+        });
+        assert_eq!(c.token("a", t0), None);
+        assert!(c.token("b", t0).is_some());
+        assert_eq!(c.access("e", "s1", t0), None);
+    }
+
+    #[test]
+    fn an_organization_kill_switch_evicts_every_token_of_that_organization() {
+        let c = cache();
+        let t0 = Instant::now();
+        c.put_token("a", Some(record("o1", "s1")), t0);
+        c.put_token("b", Some(record("o2", "s2")), t0);
+        c.invalidate(&Invalidation::Organization("o1".into()));
+        assert_eq!(c.token("a", t0), None);
+        assert!(c.token("b", t0).is_some());
+    }
+
+    #[test]
+    fn removing_a_workspace_evicts_its_environments() {
+        let c = cache();
+        let t0 = Instant::now();
+        c.put_access(
+            "e1",
+            "s",
+            EnvAccess {
+                environment: Some(env("o", "w1", "e1")),
+                role: Some(Role::Admin),
+            },
+            t0,
+        );
+        c.put_access(
+            "e2",
+            "s",
+            EnvAccess {
+                environment: Some(env("o", "w2", "e2")),
+                role: Some(Role::Admin),
+            },
+            t0,
+        );
+        c.invalidate(&Invalidation::Workspace {
+            org: "o".into(),
+            workspace: "w1".into(),
+        });
+        assert_eq!(c.access("e1", "s", t0), None);
+        assert!(c.access("e2", "s", t0).is_some());
+    }
+
+    #[test]
+    fn the_cache_never_grows_past_its_bound() {
+        let c = DecisionCache::new(Duration::from_secs(1), 10);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            c.put_token(&format!("h{i}"), None, t0);
+        }
+        assert!(c.len() <= 10);
+    }
+
+    #[test]
+    fn invalidations_survive_the_wire_and_garbage_clears_everything() {
+        let all = [
+            Invalidation::Token("abc".into()),
+            Invalidation::ServiceAccount {
+                org: "o".into(),
+                sa: "s".into(),
+            },
+            Invalidation::Organization("o".into()),
+            Invalidation::Membership {
+                org: "o".into(),
+                workspace: "w".into(),
+                sa: "s".into(),
+            },
+            Invalidation::Workspace {
+                org: "o".into(),
+                workspace: "w".into(),
+            },
+            Invalidation::All,
+        ];
+        for inv in all {
+            assert_eq!(Invalidation::decode(&inv.encode()), inv);
+        }
+        assert_eq!(Invalidation::decode("what?"), Invalidation::All);
+    }
+}
