@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Load benchmark: tollgate against a bare pingora passthrough, in one run on
+# this machine. Builds release binaries, starts a fixed small-response
+# upstream, a throwaway Redis, and each proxy on one worker thread pinned to
+# CPU 0 while wrk and the upstream share CPU 1. Prints requests/s, p50 and
+# p99 per case and the ratios c/b and d/b.
+#
+#   benches/load.sh            # 10 s per case, 64 connections
+#   DURATION=30s CONNS=128 benches/load.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+COLD_CLIENTS=${COLD_CLIENTS:-20}
+
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else
+    echo "missing $1: run  sudo apt-get install -y $2" >&2
+    exit 1
+  fi
+}
+need wrk wrk
+need redis-server redis-server
+need curl curl
+need taskset util-linux
+scripts/ensure-deps.sh build
+
+cargo build --release --locked --bin tollgate --example passthrough --example fixed_upstream
+BIN=target/release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+wait_http() {
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  exit 1
+}
+
+UP=$(free_port); REDIS=$(free_port)
+redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+  --logfile "$WORK/redis.log" --daemonize no &
+PIDS+=($!)
+taskset -c "$LOAD_CPU" "$BIN/examples/fixed_upstream" "127.0.0.1:$UP" 1 &
+PIDS+=($!)
+for _ in $(seq 1 50); do redis-cli -p "$REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$UP/"
+
+mkdir -p "$WORK/policies"
+cat >"$WORK/policies/bench.toml" <<TOML
+[[route]]
+name = "bench-read"
+methods = ["GET"]
+path = "/api/v1/workflows/**"
+upstream = "bench"
+scope = "workflows:read"
+workspace_role = "member"
+TOML
+
+ADMIN_KEY=bench-admin-key-$RANDOM$RANDOM
+write_config() { # name cache_ttl_ms listen admin metrics
+  cat >"$WORK/$1.toml" <<TOML
+[server]
+listen = "127.0.0.1:$3"
+admin_listen = "127.0.0.1:$4"
+metrics_listen = "127.0.0.1:$5"
+threads = 1
+[store]
+url = "redis://127.0.0.1:$REDIS/0"
+key_prefix = "bench"
+[cache]
+ttl_ms = $2
+[policies]
+dir = "$WORK/policies"
+[upstreams.bench]
+addrs = ["127.0.0.1:$UP"]
+TOML
+}
+
+start_tollgate() { # config -> sets TG_PID
+  TOLLGATE_ADMIN_KEY=$ADMIN_KEY TOLLGATE_LOG=warn taskset -c "$PROXY_CPU" "$BIN/tollgate" serve --config "$1" \
+    >"$WORK/tollgate.log" 2>&1 &
+  TG_PID=$!
+  PIDS+=("$TG_PID")
+}
+
+RESULTS=()
+run_wrk() { # label url [extra wrk args...]
+  local label=$1 url=$2; shift 2
+  local out
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$@" "$url")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local non2xx
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  RESULTS+=("$(printf '%-44s %12s %10s %10s %s' "$label" "$rps" "$p50" "$p99" "${non2xx:+(non-2xx: $non2xx)}")")
+  echo "$label: $rps req/s, p50 $p50, p99 $p99 ${non2xx:+non-2xx $non2xx}" >&2
+  LAST_RPS=$rps
+}
+
+# (a) direct upstream
+run_wrk "(a) direct upstream" "http://127.0.0.1:$UP/api/v1/workflows/x"
+A=$LAST_RPS
+
+# (b) bare pingora passthrough
+PT=$(free_port)
+taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$PT" "127.0.0.1:$UP" 1 &
+PT_PID=$!; PIDS+=("$PT_PID")
+wait_http "http://127.0.0.1:$PT/"
+run_wrk "(b) bare pingora passthrough" "http://127.0.0.1:$PT/api/v1/workflows/x"
+B=$LAST_RPS
+kill "$PT_PID"; wait "$PT_PID" 2>/dev/null || true
+
+# Registry set-up through the admin API of a first tollgate.
+P=$(free_port); AD=$(free_port); ME=$(free_port)
+write_config cached 500 "$P" "$AD" "$ME"
+start_tollgate "$WORK/cached.toml"
+wait_http "http://127.0.0.1:$AD/healthz"
+admin() { curl -s -X "$1" "http://127.0.0.1:$AD/v1/organizations/bench$2" -H "Authorization: Bearer $ADMIN_KEY" -H 'content-type: application/json' ${3:+-d "$3"}; }
+SA_JSON=$(admin POST /service-accounts '{"name":"bench","scopes":["workflows:write"]}')
+SA_ID=$(sed -E 's/.*"service_account":\{"id":"([^"]+)".*/\1/' <<<"$SA_JSON")
+CLIENT_ID=$(sed -E 's/.*"client_id":"([^"]+)".*/\1/' <<<"$SA_JSON")
+SECRET=$(sed -E 's/.*"client_secret":"([^"]+)".*/\1/' <<<"$SA_JSON")
+admin PUT /workspaces/ws '{"name":"ws"}' >/dev/null
+admin PUT /workspaces/ws/environments/bench-env '{"name":"env"}' >/dev/null
+admin PUT "/workspaces/ws/members/$SA_ID" '{"role":"member"}' >/dev/null
+TOKEN=$(curl -s -u "$CLIENT_ID:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$P/api/auth/oauth2/token" \
+  | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+URL="http://127.0.0.1:$P/api/v1/workflows/x?environmentId=bench-env"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL" -H "Authorization: Bearer $TOKEN")" = 200 ] \
+  || { echo "set-up failed: the benchmark request is not allowed" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
+
+# (c) tollgate, cache on (scope + workspace check)
+run_wrk "(c) tollgate, cache hits" "$URL" -H "Authorization: Bearer $TOKEN"
+C=$LAST_RPS
+C_P99=$(awk '{print $4}' <<<"${RESULTS[-1]}")
+
+# (f) (c) while the token endpoint is flooded with bad secrets
+cat >"$WORK/bad.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials&client_id=$CLIENT_ID&client_secret=tg_sk_wrong"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+LUA
+taskset -c "$LOAD_CPU" wrk -t1 -c16 -d"$DURATION" -s "$WORK/bad.lua" "http://127.0.0.1:$P/api/auth/oauth2/token" >"$WORK/flood.txt" &
+FLOOD=$!
+sleep 1
+run_wrk "(f) (c) under a bad-secret flood" "$URL" -H "Authorization: Bearer $TOKEN"
+wait "$FLOOD" || true
+
+# (e) token issuance: warm (verified-secret cache hit) and cold
+BASIC=$(printf '%s:%s' "$CLIENT_ID" "$SECRET" | base64 -w0)
+cat >"$WORK/token.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $BASIC"
+LUA
+DB_BEFORE=$(redis-cli -p "$REDIS" dbsize); MEM_BEFORE=$(redis-cli -p "$REDIS" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+run_wrk "(e) token issuance, warm client" "http://127.0.0.1:$P/api/auth/oauth2/token" -s "$WORK/token.lua"
+DB_AFTER=$(redis-cli -p "$REDIS" dbsize); MEM_AFTER=$(redis-cli -p "$REDIS" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+
+CREDS=()
+for i in $(seq 1 "$COLD_CLIENTS"); do
+  J=$(admin POST "/service-accounts/$SA_ID/credentials" "{\"name\":\"cold$i\"}")
+  CREDS+=("$(sed -E 's/.*"client_id":"([^"]+)".*/\1/' <<<"$J"):$(sed -E 's/.*"client_secret":"([^"]+)".*/\1/' <<<"$J")")
+done
+T0=$(date +%s.%N)
+for c in "${CREDS[@]}"; do
+  curl -s -o /dev/null -u "$c" -d grant_type=client_credentials "http://127.0.0.1:$P/api/auth/oauth2/token"
+done
+T1=$(date +%s.%N)
+COLD=$(awk -v n="$COLD_CLIENTS" -v a="$T0" -v b="$T1" 'BEGIN {printf "%.1f", n/(b-a)}')
+RESULTS+=("$(printf '%-44s %12s %10s %10s' "(e) token issuance, cold (sequential)" "$COLD" "-" "-")")
+
+# Idle keep-alive connections: RSS with 1,000 of them open.
+RSS=$(python3 - "$P" "$TG_PID" <<'PY'
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+socks = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /healthz-nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+    socks.append(s)
+for s in socks:
+    s.recv(4096)
+time.sleep(1)
+rss = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0].split()[1]
+print(int(rss) // 1024)
+PY
+)
+kill "$TG_PID"; wait "$TG_PID" 2>/dev/null || true
+
+# (d) tollgate, cache off
+P=$(free_port); AD=$(free_port); ME=$(free_port)
+write_config uncached 0 "$P" "$AD" "$ME"
+start_tollgate "$WORK/uncached.toml"
+wait_http "http://127.0.0.1:$AD/healthz"
+URL="http://127.0.0.1:$P/api/v1/workflows/x?environmentId=bench-env"
+run_wrk "(d) tollgate, cache.ttl_ms = 0" "$URL" -H "Authorization: Bearer $TOKEN"
+D=$LAST_RPS
+
+echo
+echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); proxies on 1 worker thread (CPU $PROXY_CPU), wrk -t1 -c$CONNS -d$DURATION on CPU $LOAD_CPU"
+printf '%-44s %12s %10s %10s\n' "case" "req/s" "p50" "p99"
+printf '%s\n' "${RESULTS[@]}"
+awk -v a="$A" -v b="$B" -v c="$C" -v d="$D" 'BEGIN {printf "\nratios: b/a = %.3f   c/b = %.3f   d/b = %.3f\n", b/a, c/b, d/b}'
+TOKENS=$((DB_AFTER - DB_BEFORE))
+[ "$TOKENS" -gt 0 ] && awk -v m=$((MEM_AFTER - MEM_BEFORE)) -v n="$TOKENS" 'BEGIN {printf "redis: %d new keys, %.0f bytes of used_memory per new key\n", n, m/n}'
+echo "tollgate RSS with 1,000 idle keep-alive connections: ${RSS} MiB"
