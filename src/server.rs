@@ -48,6 +48,11 @@ pub enum StartError {
 pub fn build_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
     match cfg.store.backend {
         Backend::Memory => Ok(Arc::new(MemoryStore::new())),
+        Backend::Redis if cfg.store.cluster => Err(StartError::Store(
+            "store.cluster = true: the Redis Cluster backend is not available in this version; \
+             use a single Redis (with replicas and Sentinel for failover)"
+                .into(),
+        )),
         Backend::Redis => {
             let s = &cfg.store;
             let store = RedisStore::connect(&s.url, &s.key_prefix, s.timeout, s.pool_size)
