@@ -54,6 +54,7 @@ mod file {
         pub public_url: String,
         pub threads: usize,
         pub shutdown_grace_seconds: u64,
+        pub upgrade_sock: String,
     }
     impl Default for Server {
         fn default() -> Self {
@@ -64,6 +65,7 @@ mod file {
                 public_url: "http://localhost:8080".into(),
                 threads: 2,
                 shutdown_grace_seconds: 10,
+                upgrade_sock: "/tmp/tollgate_upgrade.sock".into(),
             }
         }
     }
@@ -283,6 +285,8 @@ pub struct ServerConfig {
     pub public_url: String,
     pub threads: usize,
     pub shutdown_grace: Duration,
+    /// Unix socket over which `serve --upgrade` takes the listeners over.
+    pub upgrade_sock: PathBuf,
 }
 
 #[derive(Clone, Debug)]
@@ -475,6 +479,11 @@ fn validate(
             _ => return Err(err("server.threads", "must be between 1 and 256".into())),
         },
         shutdown_grace: Duration::from_secs(s.shutdown_grace_seconds),
+        upgrade_sock: if s.upgrade_sock.is_empty() {
+            return Err(err("server.upgrade_sock", "must be a path".into()));
+        } else {
+            base.join(&s.upgrade_sock)
+        },
     };
 
     let st = &root.store;

@@ -53,6 +53,10 @@ struct ServeArgs {
     admin_listen: Option<SocketAddr>,
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Take the listening sockets over from a running tollgate (graceful
+    /// upgrade): start the new process with --upgrade, then send the old one SIGQUIT.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 #[derive(Args)]
@@ -147,7 +151,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let source = PolicySource::Dir(cfg.policies_dir.clone());
     match App::build(cfg, store, source) {
-        Ok(app) => server::run(app, Vec::new()),
+        Ok(app) => server::run(app, Vec::new(), args.upgrade),
         Err(e) => {
             eprintln!("tollgate: {e}");
             ExitCode::from(1)
@@ -201,7 +205,11 @@ fn serve_dev(args: ServeArgs, mut env: EnvOverrides) -> ExitCode {
         Err(e) => return fail(&e),
     };
     println!("{}", dev::banner(&cfg, &demo, admin_key.expose_secret()));
-    server::run(app, vec![Box::new(dev::echo_service(echo_port))])
+    server::run(
+        app,
+        vec![Box::new(dev::echo_service(echo_port))],
+        args.upgrade,
+    )
 }
 
 fn load_for_check(path: &Path) -> Result<(Config, tollgate::runtime::Runtime), String> {

@@ -103,15 +103,26 @@ impl App {
 }
 
 /// Runs every listener until a signal stops the process.
-pub fn run(app: App, extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>) -> ! {
+/// With `upgrade`, the listening sockets are taken over from a running
+/// process (pingora's graceful upgrade; send that process SIGQUIT).
+pub fn run(
+    app: App,
+    extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
+    upgrade: bool,
+) -> ! {
     let cfg = app.config.clone();
     let conf = ServerConf {
         threads: cfg.server.threads,
+        upgrade_sock: cfg.server.upgrade_sock.display().to_string(),
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_grace.as_secs()),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let app = Arc::new(app);
 
