@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit;
 pub mod authorize;
+pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod dev;
