@@ -1,5 +1,6 @@
 //! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
 
+pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authorize;
