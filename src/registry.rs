@@ -130,12 +130,12 @@ fn check_name_id(field: &str, id: &str) -> RegistryResult<()> {
     }
 }
 
-/// Generated ids that don't have their shape cannot exist: not found.
-fn check_generated(id: &str, what: &'static str) -> RegistryResult<()> {
+/// Generated ids (service accounts, credentials) are 26 URL-safe characters.
+fn check_generated(field: &str, id: &str) -> RegistryResult<()> {
     if is_valid_generated_id(id) {
         Ok(())
     } else {
-        Err(RegistryError::NotFound(what))
+        Err(invalid(field, "must be 26 characters from [A-Za-z0-9_-]"))
     }
 }
 
@@ -227,7 +227,7 @@ impl Registry {
 
     async fn account(&self, org: &str, sa: &str) -> RegistryResult<ServiceAccount> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
+        check_generated("service_account_id", sa)?;
         self.store
             .get_service_account(org, sa)
             .await?
@@ -412,7 +412,7 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
+        check_generated("service_account_id", sa)?;
         if !self.store.delete_service_account(org, sa).await? {
             return Err(RegistryError::NotFound("service account"));
         }
@@ -525,8 +525,8 @@ impl Registry {
         id: &str,
     ) -> RegistryResult<StoredCredential> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
-        check_generated(id, "credential")?;
+        check_generated("service_account_id", sa)?;
+        check_generated("credential_id", id)?;
         self.store
             .get_credential(org, sa, id)
             .await?
@@ -588,8 +588,8 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
-        check_generated(id, "credential")?;
+        check_generated("service_account_id", sa)?;
+        check_generated("credential_id", id)?;
         if !self.store.delete_credential(org, sa, id).await? {
             return Err(RegistryError::NotFound("credential"));
         }
@@ -705,9 +705,7 @@ impl Registry {
 
     async fn workspace(&self, org: &str, ws: &str) -> RegistryResult<Workspace> {
         check_org(org)?;
-        if !is_valid_name_id(ws) {
-            return Err(RegistryError::NotFound("workspace"));
-        }
+        check_name_id("workspace_id", ws)?;
         self.store
             .get_workspace(org, ws)
             .await?
@@ -731,7 +729,8 @@ impl Registry {
 
     pub async fn delete_workspace(&self, org: &str, ws: &str, actor: &str) -> RegistryResult<()> {
         check_org(org)?;
-        if !is_valid_name_id(ws) || !self.store.delete_workspace(org, ws).await? {
+        check_name_id("workspace_id", ws)?;
+        if !self.store.delete_workspace(org, ws).await? {
             return Err(RegistryError::NotFound("workspace"));
         }
         self.audit(org, actor, "workspace.delete", ws, json!({}))
@@ -802,10 +801,9 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        if !is_valid_name_id(ws)
-            || !is_valid_name_id(env)
-            || !self.store.delete_environment(org, ws, env).await?
-        {
+        check_name_id("workspace_id", ws)?;
+        check_name_id("environment_id", env)?;
+        if !self.store.delete_environment(org, ws, env).await? {
             return Err(RegistryError::NotFound("environment"));
         }
         self.audit(
@@ -873,10 +871,9 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        if !is_valid_name_id(ws)
-            || !is_valid_generated_id(sa)
-            || !self.store.delete_membership(org, ws, sa).await?
-        {
+        check_name_id("workspace_id", ws)?;
+        check_generated("service_account_id", sa)?;
+        if !self.store.delete_membership(org, ws, sa).await? {
             return Err(RegistryError::NotFound("membership"));
         }
         self.audit(
