@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::scope::{Role, ScopeSet};
 use crate::secret::new_client_secret;
-use crate::store::{EnvPutOutcome, PutOutcome, Store, StoreError};
+use crate::store::{EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -746,9 +746,12 @@ impl Registry {
         actor: &str,
         name: String,
     ) -> RegistryResult<(Environment, bool)> {
+        check_org(org)?;
+        check_name_id("workspace_id", ws)?;
         check_name_id("environment_id", env)?;
         validate_name("name", &name)?;
-        self.workspace(org, ws).await?;
+        // The store checks that the workspace exists in the same atomic step
+        // as the write, so a concurrent workspace delete leaves no orphan.
         let created_at = match self.store.get_environment(env).await? {
             Some(e) if e.organization_id == org && e.workspace_id == ws => e.created_at,
             _ => now(),
@@ -768,6 +771,7 @@ impl Registry {
                     "the environment id already belongs to another workspace".into(),
                 ))
             }
+            EnvPutOutcome::WorkspaceMissing => return Err(RegistryError::NotFound("workspace")),
         };
         self.audit(
             org,
@@ -827,8 +831,11 @@ impl Registry {
     ) -> RegistryResult<Membership> {
         let role =
             Role::parse(role).ok_or_else(|| invalid("role", "must be \"member\" or \"admin\""))?;
-        self.workspace(org, ws).await?;
-        self.account(org, sa).await?;
+        check_org(org)?;
+        check_name_id("workspace_id", ws)?;
+        check_generated("service_account_id", sa)?;
+        // Workspace and account are checked by the store in the same atomic
+        // step as the write, so a concurrent delete of either leaves no orphan.
         let created_at = match self.store.get_membership(org, ws, sa).await? {
             Some(m) => m.created_at,
             None => now(),
@@ -839,13 +846,20 @@ impl Registry {
             role,
             created_at,
         };
-        self.store.put_membership(org, &m).await?;
+        let created = match self.store.put_membership(org, &m).await? {
+            MemberPutOutcome::Created => true,
+            MemberPutOutcome::Updated => false,
+            MemberPutOutcome::WorkspaceMissing => return Err(RegistryError::NotFound("workspace")),
+            MemberPutOutcome::ServiceAccountMissing => {
+                return Err(RegistryError::NotFound("service account"))
+            }
+        };
         self.audit(
             org,
             actor,
             "membership.put",
             sa,
-            json!({"workspace_id": ws, "role": role}),
+            json!({"workspace_id": ws, "role": role, "created": created}),
         )
         .await;
         Ok(m)
