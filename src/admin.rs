@@ -353,6 +353,37 @@ fn list_params(query: Option<&str>) -> Result<ListParams, Reply> {
     Ok(p)
 }
 
+/// The audit action and target of an admin mutation, by method and path
+/// below `/v1/organizations/{org}`; None for reads and unknown paths.
+fn mutation<'a>(
+    method: &Method,
+    org: &'a str,
+    rest: &[&'a str],
+) -> Option<(&'static str, &'a str)> {
+    let found = match (method.as_str(), rest) {
+        ("POST", ["service-accounts"]) => ("service_account.create", org),
+        ("PATCH", ["service-accounts", sa]) => ("service_account.update", *sa),
+        ("DELETE", ["service-accounts", sa]) => ("service_account.delete", *sa),
+        ("POST", ["service-accounts", sa, "rotate-secret"]) => ("credential.rotate_secret", *sa),
+        ("POST", ["service-accounts", sa, "revoke-tokens"]) => ("token.revoke", *sa),
+        ("POST", ["service-accounts", sa, "credentials"]) => ("credential.create", *sa),
+        ("PATCH", ["service-accounts", _, "credentials", cred]) => ("credential.update", *cred),
+        ("DELETE", ["service-accounts", _, "credentials", cred]) => ("credential.delete", *cred),
+        ("POST", ["service-accounts", _, "credentials", cred, "rotate-secret"]) => {
+            ("credential.rotate_secret", *cred)
+        }
+        ("POST", ["revoke-tokens"]) => ("token.revoke", org),
+        ("PUT", ["workspaces", ws]) => ("workspace.put", *ws),
+        ("DELETE", ["workspaces", ws]) => ("workspace.delete", *ws),
+        ("PUT", ["workspaces", _, "environments", env]) => ("environment.put", *env),
+        ("DELETE", ["workspaces", _, "environments", env]) => ("environment.delete", *env),
+        ("PUT", ["workspaces", _, "members", sa]) => ("membership.put", *sa),
+        ("DELETE", ["workspaces", _, "members", sa]) => ("membership.delete", *sa),
+        _ => return None,
+    };
+    Some(found)
+}
+
 fn method_not_allowed(allow: &'static str) -> Reply {
     let mut r = Reply::error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -415,8 +446,41 @@ impl Admin {
         };
         match self.route(&req, org, rest, &actor).await {
             Ok(r) => r,
-            Err(r) => r,
+            Err(r) => {
+                if r.status.is_client_error() {
+                    if let Some((action, target)) = mutation(&req.method, org, rest) {
+                        self.audit_refused(org, &actor, action, target, &r).await;
+                    }
+                }
+                r
+            }
         }
+    }
+
+    async fn audit_refused(
+        &self,
+        org: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+        reply: &Reply,
+    ) {
+        let error = serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        // Path segments are the caller's text: bounded before they are kept.
+        let target: String = target.chars().take(128).collect();
+        self.registry
+            .audit_refused(
+                org,
+                actor,
+                action,
+                Some(&target),
+                &error,
+                reply.status.as_u16(),
+            )
+            .await;
     }
 
     async fn readyz(&self) -> Reply {

@@ -215,6 +215,30 @@ impl Registry {
             .await;
     }
 
+    /// Records an admin mutation that was refused (a 4xx answer), so that
+    /// attempts show up next to what was done. An event without a valid
+    /// organization id is only logged.
+    pub async fn audit_refused(
+        &self,
+        org: &str,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        error: &str,
+        status: u16,
+    ) {
+        self.audit
+            .record(Event {
+                organization_id: Some(org).filter(|o| is_valid_name_id(o)),
+                actor,
+                action,
+                target,
+                outcome: "failure",
+                details: json!({"error": error, "status": status}),
+            })
+            .await;
+    }
+
     async fn new_secret(&self) -> RegistryResult<(SecretString, String)> {
         let secret = new_client_secret();
         let hash = self

@@ -513,7 +513,7 @@ async fn registry_round_trip(tg: &Tollgate) {
     let events = walk(&admin, &format!("{}/audit-events", org_path(&org)), 200).await;
     let admin_actions: Vec<String> = events
         .iter()
-        .filter(|e| e["actor"] == "admin:env")
+        .filter(|e| e["actor"] == "admin:env" && e["outcome"] == "success")
         .map(|e| str_of(e, "action").to_string())
         .collect();
     let expected_newest_first = [
@@ -1982,7 +1982,10 @@ async fn every_mutation_is_audited_newest_first_with_actor_action_target_and_out
         let at = assert_utc_timestamp(event, "time");
         assert!(at >= started, "{event}");
     }
-    let admin_events: Vec<&Value> = all.iter().filter(|e| e["actor"] == "admin:env").collect();
+    let admin_events: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["actor"] == "admin:env" && e["outcome"] == "success")
+        .collect();
     let got: Vec<(&str, String)> = admin_events
         .iter()
         .map(|e| (str_of(e, "action"), str_of(e, "target").to_string()))
@@ -2024,6 +2027,86 @@ async fn every_mutation_is_audited_newest_first_with_actor_action_target_and_out
     }
     // The audit events are logged too, with target `audit`.
     assert!(logs.contains("credential.rotate_secret"), "{logs}");
+}
+
+#[tokio::test]
+async fn refused_mutations_are_audited_as_failures_and_reads_are_not_audited() {
+    let tg = Tollgate::start(options()).await;
+    let admin = tg.admin();
+    let org = unique_id("org");
+    let (sa, _, _) = new_account(&tg, &org, "refusals", &["chat:read"]).await;
+    new_credential(&tg, &org, &sa, "second").await;
+    let ws = unique_id("ws");
+    let ghost = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let attempts: Vec<(Method, String, Value, &str, &str, &str, u16)> = vec![
+        (
+            Method::POST,
+            format!("{}/rotate-secret", sa_path(&org, &sa)),
+            json!({}),
+            "credential.rotate_secret",
+            sa.as_str(),
+            "conflict",
+            409,
+        ),
+        (
+            Method::DELETE,
+            sa_path(&org, ghost),
+            Value::Null,
+            "service_account.delete",
+            ghost,
+            "not_found",
+            404,
+        ),
+        (
+            Method::POST,
+            format!("{}/service-accounts", org_path(&org)),
+            json!({ "name": "", "scopes": [] }),
+            "service_account.create",
+            org.as_str(),
+            "invalid_request",
+            400,
+        ),
+        (
+            Method::PUT,
+            format!("{}/members/{sa}", ws_path(&org, &ws)),
+            json!({ "role": "member" }),
+            "membership.put",
+            sa.as_str(),
+            "not_found",
+            404,
+        ),
+    ];
+    for (method, path, body, ..) in &attempts {
+        let body = (!body.is_null()).then_some(body);
+        let (status, answer) = admin.request(method.clone(), path, body).await;
+        assert!(status.is_client_error(), "{method} {path}: {answer}");
+    }
+    // Reads, successful or not, leave no trace.
+    admin.get(&sa_path(&org, ghost)).await;
+    admin
+        .get(&format!("{}/service-accounts", org_path(&org)))
+        .await;
+
+    let events = walk(&admin, &format!("{}/audit-events", org_path(&org)), 200).await;
+    let failures: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["outcome"] == "failure")
+        .collect();
+    assert_eq!(failures.len(), attempts.len(), "{events:?}");
+    for (event, (_, _, _, action, target, error, status)) in
+        failures.iter().zip(attempts.iter().rev())
+    {
+        assert_fields(event, AUDIT_FIELDS);
+        assert_eq!(event["actor"], "admin:env");
+        assert_eq!(event["action"], *action, "{event}");
+        assert_eq!(event["target"], *target, "{event}");
+        assert_eq!(
+            event["details"],
+            json!({ "error": error, "status": status })
+        );
+    }
+    let successes = events.iter().filter(|e| e["outcome"] == "success").count();
+    assert_eq!(successes, 2, "the create and the credential: {events:?}");
 }
 
 #[tokio::test]
