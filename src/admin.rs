@@ -13,7 +13,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
@@ -165,89 +165,136 @@ fn store_error(e: &StoreError) -> Reply {
     )
 }
 
-/// Deserializes a present field (even `null`) as `Some(..)`, so PATCH can
-/// tell "absent" from "set to null".
-fn present<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(de).map(Some)
+/// A JSON object body read field by field, so that every error names the
+/// field it is about (serde's own messages name a position, not a field).
+struct Fields(serde_json::Map<String, Value>);
+
+impl Fields {
+    /// Parses an object whose fields are all in `allowed`.
+    fn parse(body: &[u8], allowed: &[&str]) -> Result<Fields, Reply> {
+        let map = match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(bad("body", "must be a JSON object")),
+            Err(e) => {
+                return Err(bad(
+                    "body",
+                    &format!(
+                        "is not valid JSON ({:?} error at line {} column {})",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ),
+                ))
+            }
+        };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(bad(unknown, "unknown field"));
+        }
+        Ok(Fields(map))
+    }
+
+    /// Like `parse`, but an empty body is an empty object.
+    fn parse_optional(body: &[u8], allowed: &[&str]) -> Result<Fields, Reply> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(Fields(serde_json::Map::new()))
+        } else {
+            Fields::parse(body, allowed)
+        }
+    }
+
+    fn convert<T: DeserializeOwned>(name: &str, value: Value, expected: &str) -> Result<T, Reply> {
+        serde_json::from_value(value).map_err(|_| bad(name, &format!("must be {expected}")))
+    }
+
+    /// A field that must be present and not null.
+    fn required<T: DeserializeOwned>(&mut self, name: &str, expected: &str) -> Result<T, Reply> {
+        match self.0.remove(name) {
+            None | Some(Value::Null) => Err(bad(name, &format!("is required ({expected})"))),
+            Some(v) => Self::convert(name, v, expected),
+        }
+    }
+
+    /// Absent is `None`; `null` is an error.
+    fn optional<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<T>, Reply> {
+        match self.0.remove(name) {
+            None => Ok(None),
+            Some(Value::Null) => Err(bad(name, &format!("must be {expected}, not null"))),
+            Some(v) => Self::convert(name, v, expected).map(Some),
+        }
+    }
+
+    /// Absent is `None`, `null` is `Some(None)` (clear the value).
+    fn nullable<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<Option<T>>, Reply> {
+        match self.0.remove(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(v) => Self::convert(name, v, expected).map(|t| Some(Some(t))),
+        }
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateServiceAccount {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    scopes: Vec<String>,
-}
+const A_STRING: &str = "a string";
+const A_STRING_OR_NULL: &str = "a string or null";
+const SCOPE_LIST: &str = "a list of scope strings";
+const GRACE: &str = "an integer from 0 to 86400";
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchServiceAccount {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    description: Option<Option<String>>,
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
-    #[serde(default)]
-    status: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Rotate {
-    #[serde(default)]
-    grace_seconds: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateCredential {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchCredential {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    description: Option<Option<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Named {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutMember {
-    role: String,
-}
-
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the field ("unknown field `x`", "missing field `name`").
-        bad("body", &msg)
+fn create_service_account_body(body: &[u8]) -> Result<NewServiceAccount, Reply> {
+    let mut f = Fields::parse(body, &["name", "description", "scopes"])?;
+    Ok(NewServiceAccount {
+        name: f.required("name", A_STRING)?,
+        description: f.nullable("description", A_STRING_OR_NULL)?.flatten(),
+        scopes: f.required("scopes", SCOPE_LIST)?,
     })
 }
 
-/// An optional body: empty means `{}`.
-fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Reply> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        parse_json(body)
-    }
+fn patch_service_account_body(body: &[u8]) -> Result<ServiceAccountPatch, Reply> {
+    let mut f = Fields::parse(body, &["name", "description", "scopes", "status"])?;
+    Ok(ServiceAccountPatch {
+        name: f.optional("name", A_STRING)?,
+        description: f.nullable("description", A_STRING_OR_NULL)?,
+        scopes: f.optional("scopes", SCOPE_LIST)?,
+        status: f.optional("status", "\"active\" or \"disabled\"")?,
+    })
+}
+
+/// `(name, description)` of a new credential.
+fn create_credential_body(body: &[u8]) -> Result<(String, Option<String>), Reply> {
+    let mut f = Fields::parse(body, &["name", "description"])?;
+    Ok((
+        f.required("name", A_STRING)?,
+        f.nullable("description", A_STRING_OR_NULL)?.flatten(),
+    ))
+}
+
+fn patch_credential_body(body: &[u8]) -> Result<CredentialPatch, Reply> {
+    let mut f = Fields::parse(body, &["name", "description"])?;
+    Ok(CredentialPatch {
+        name: f.optional("name", A_STRING)?,
+        description: f.nullable("description", A_STRING_OR_NULL)?,
+    })
+}
+
+/// `grace_seconds` of a rotation; an empty body means 0.
+fn rotate_body(body: &[u8]) -> Result<u64, Reply> {
+    let mut f = Fields::parse_optional(body, &["grace_seconds"])?;
+    Ok(f.optional("grace_seconds", GRACE)?.unwrap_or(0))
+}
+
+/// The `name` of a workspace or environment.
+fn named_body(body: &[u8]) -> Result<String, Reply> {
+    Fields::parse(body, &["name"])?.required("name", A_STRING)
+}
+
+fn member_body(body: &[u8]) -> Result<String, Reply> {
+    Fields::parse(body, &["role"])?.required("role", "\"member\" or \"admin\"")
 }
 
 fn with_secret(issued: &IssuedCredential) -> Value {
@@ -304,6 +351,37 @@ fn list_params(query: Option<&str>) -> Result<ListParams, Reply> {
         }
     }
     Ok(p)
+}
+
+/// The audit action and target of an admin mutation, by method and path
+/// below `/v1/organizations/{org}`; None for reads and unknown paths.
+fn mutation<'a>(
+    method: &Method,
+    org: &'a str,
+    rest: &[&'a str],
+) -> Option<(&'static str, &'a str)> {
+    let found = match (method.as_str(), rest) {
+        ("POST", ["service-accounts"]) => ("service_account.create", org),
+        ("PATCH", ["service-accounts", sa]) => ("service_account.update", *sa),
+        ("DELETE", ["service-accounts", sa]) => ("service_account.delete", *sa),
+        ("POST", ["service-accounts", sa, "rotate-secret"]) => ("credential.rotate_secret", *sa),
+        ("POST", ["service-accounts", sa, "revoke-tokens"]) => ("token.revoke", *sa),
+        ("POST", ["service-accounts", sa, "credentials"]) => ("credential.create", *sa),
+        ("PATCH", ["service-accounts", _, "credentials", cred]) => ("credential.update", *cred),
+        ("DELETE", ["service-accounts", _, "credentials", cred]) => ("credential.delete", *cred),
+        ("POST", ["service-accounts", _, "credentials", cred, "rotate-secret"]) => {
+            ("credential.rotate_secret", *cred)
+        }
+        ("POST", ["revoke-tokens"]) => ("token.revoke", org),
+        ("PUT", ["workspaces", ws]) => ("workspace.put", *ws),
+        ("DELETE", ["workspaces", ws]) => ("workspace.delete", *ws),
+        ("PUT", ["workspaces", _, "environments", env]) => ("environment.put", *env),
+        ("DELETE", ["workspaces", _, "environments", env]) => ("environment.delete", *env),
+        ("PUT", ["workspaces", _, "members", sa]) => ("membership.put", *sa),
+        ("DELETE", ["workspaces", _, "members", sa]) => ("membership.delete", *sa),
+        _ => return None,
+    };
+    Some(found)
 }
 
 fn method_not_allowed(allow: &'static str) -> Reply {
@@ -368,8 +446,41 @@ impl Admin {
         };
         match self.route(&req, org, rest, &actor).await {
             Ok(r) => r,
-            Err(r) => r,
+            Err(r) => {
+                if r.status.is_client_error() {
+                    if let Some((action, target)) = mutation(&req.method, org, rest) {
+                        self.audit_refused(org, &actor, action, target, &r).await;
+                    }
+                }
+                r
+            }
         }
+    }
+
+    async fn audit_refused(
+        &self,
+        org: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+        reply: &Reply,
+    ) {
+        let error = serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        // Path segments are the caller's text: bounded before they are kept.
+        let target: String = target.chars().take(128).collect();
+        self.registry
+            .audit_refused(
+                org,
+                actor,
+                action,
+                Some(&target),
+                &error,
+                reply.status.as_u16(),
+            )
+            .await;
     }
 
     async fn readyz(&self) -> Reply {
@@ -405,17 +516,9 @@ impl Admin {
         match rest {
             ["service-accounts"] => match *m {
                 Method::POST => {
-                    let input: CreateServiceAccount = parse_json(body)?;
+                    let input = create_service_account_body(body)?;
                     let (sa, cred) = r
-                        .create_service_account(
-                            org,
-                            actor,
-                            NewServiceAccount {
-                                name: input.name,
-                                description: input.description,
-                                scopes: input.scopes,
-                            },
-                        )
+                        .create_service_account(org, actor, input)
                         .await
                         .map_err(registry_error)?;
                     Ok(Reply::json(
@@ -439,13 +542,7 @@ impl Admin {
                     .await
                     .map_err(registry_error)?),
                 Method::PATCH => {
-                    let p: PatchServiceAccount = parse_json(body)?;
-                    let patch = ServiceAccountPatch {
-                        name: p.name,
-                        description: p.description,
-                        scopes: p.scopes,
-                        status: p.status,
-                    };
+                    let patch = patch_service_account_body(body)?;
                     ok(&r
                         .update_service_account(org, sa, actor, patch)
                         .await
@@ -461,9 +558,9 @@ impl Admin {
             },
             ["service-accounts", sa, "rotate-secret"] => match *m {
                 Method::POST => {
-                    let p: Rotate = parse_optional(body)?;
+                    let grace = rotate_body(body)?;
                     let issued = r
-                        .rotate_service_account_secret(org, sa, actor, p.grace_seconds.unwrap_or(0))
+                        .rotate_service_account_secret(org, sa, actor, grace)
                         .await
                         .map_err(registry_error)?;
                     Ok(Reply::json(StatusCode::OK, &with_secret(&issued)))
@@ -482,9 +579,9 @@ impl Admin {
             },
             ["service-accounts", sa, "credentials"] => match *m {
                 Method::POST => {
-                    let p: CreateCredential = parse_json(body)?;
+                    let (name, description) = create_credential_body(body)?;
                     let issued = r
-                        .create_credential(org, sa, actor, p.name, p.description)
+                        .create_credential(org, sa, actor, name, description)
                         .await
                         .map_err(registry_error)?;
                     Ok(Reply::json(StatusCode::CREATED, &with_secret(&issued)))
@@ -505,11 +602,7 @@ impl Admin {
                     .await
                     .map_err(registry_error)?),
                 Method::PATCH => {
-                    let p: PatchCredential = parse_json(body)?;
-                    let patch = CredentialPatch {
-                        name: p.name,
-                        description: p.description,
-                    };
+                    let patch = patch_credential_body(body)?;
                     ok(&r
                         .update_credential(org, sa, cred, actor, patch)
                         .await
@@ -525,9 +618,9 @@ impl Admin {
             },
             ["service-accounts", sa, "credentials", cred, "rotate-secret"] => match *m {
                 Method::POST => {
-                    let p: Rotate = parse_optional(body)?;
+                    let grace = rotate_body(body)?;
                     let issued = r
-                        .rotate_credential(org, sa, cred, actor, p.grace_seconds.unwrap_or(0))
+                        .rotate_credential(org, sa, cred, actor, grace)
                         .await
                         .map_err(registry_error)?;
                     Ok(Reply::json(StatusCode::OK, &with_secret(&issued)))
@@ -557,9 +650,9 @@ impl Admin {
             },
             ["workspaces", ws] => match *m {
                 Method::PUT => {
-                    let p: Named = parse_json(body)?;
+                    let name = named_body(body)?;
                     let (w, created) = r
-                        .put_workspace(org, ws, actor, p.name)
+                        .put_workspace(org, ws, actor, name)
                         .await
                         .map_err(registry_error)?;
                     let status = if created {
@@ -591,9 +684,9 @@ impl Admin {
             },
             ["workspaces", ws, "environments", env] => match *m {
                 Method::PUT => {
-                    let p: Named = parse_json(body)?;
+                    let name = named_body(body)?;
                     let (e, created) = r
-                        .put_environment(org, ws, env, actor, p.name)
+                        .put_environment(org, ws, env, actor, name)
                         .await
                         .map_err(registry_error)?;
                     let status = if created {
@@ -624,9 +717,9 @@ impl Admin {
             },
             ["workspaces", ws, "members", sa] => match *m {
                 Method::PUT => {
-                    let p: PutMember = parse_json(body)?;
+                    let role = member_body(body)?;
                     ok(&r
-                        .put_membership(org, ws, sa, actor, &p.role)
+                        .put_membership(org, ws, sa, actor, &role)
                         .await
                         .map_err(registry_error)?)
                 }

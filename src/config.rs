@@ -441,10 +441,9 @@ impl Config {
             key: e
                 .span()
                 .map(|s| {
-                    format!(
-                        "line {}",
-                        text[..s.start.min(text.len())].lines().count().max(1)
-                    )
+                    // 1-based: the newlines before the error, plus one.
+                    let before = text.get(..s.start).unwrap_or(text);
+                    format!("line {}", before.matches('\n').count() + 1)
                 })
                 .unwrap_or_else(|| "-".into()),
             problem: e.message().to_string(),

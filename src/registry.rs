@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::scope::{Role, ScopeSet};
 use crate::secret::new_client_secret;
-use crate::store::{EnvPutOutcome, PutOutcome, Store, StoreError};
+use crate::store::{EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -130,12 +130,12 @@ fn check_name_id(field: &str, id: &str) -> RegistryResult<()> {
     }
 }
 
-/// Generated ids that don't have their shape cannot exist: not found.
-fn check_generated(id: &str, what: &'static str) -> RegistryResult<()> {
+/// Generated ids (service accounts, credentials) are 26 URL-safe characters.
+fn check_generated(field: &str, id: &str) -> RegistryResult<()> {
     if is_valid_generated_id(id) {
         Ok(())
     } else {
-        Err(RegistryError::NotFound(what))
+        Err(invalid(field, "must be 26 characters from [A-Za-z0-9_-]"))
     }
 }
 
@@ -215,6 +215,30 @@ impl Registry {
             .await;
     }
 
+    /// Records an admin mutation that was refused (a 4xx answer), so that
+    /// attempts show up next to what was done. An event without a valid
+    /// organization id is only logged.
+    pub async fn audit_refused(
+        &self,
+        org: &str,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        error: &str,
+        status: u16,
+    ) {
+        self.audit
+            .record(Event {
+                organization_id: Some(org).filter(|o| is_valid_name_id(o)),
+                actor,
+                action,
+                target,
+                outcome: "failure",
+                details: json!({"error": error, "status": status}),
+            })
+            .await;
+    }
+
     async fn new_secret(&self) -> RegistryResult<(SecretString, String)> {
         let secret = new_client_secret();
         let hash = self
@@ -227,7 +251,7 @@ impl Registry {
 
     async fn account(&self, org: &str, sa: &str) -> RegistryResult<ServiceAccount> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
+        check_generated("service_account_id", sa)?;
         self.store
             .get_service_account(org, sa)
             .await?
@@ -412,7 +436,7 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
+        check_generated("service_account_id", sa)?;
         if !self.store.delete_service_account(org, sa).await? {
             return Err(RegistryError::NotFound("service account"));
         }
@@ -525,8 +549,8 @@ impl Registry {
         id: &str,
     ) -> RegistryResult<StoredCredential> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
-        check_generated(id, "credential")?;
+        check_generated("service_account_id", sa)?;
+        check_generated("credential_id", id)?;
         self.store
             .get_credential(org, sa, id)
             .await?
@@ -588,8 +612,8 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        check_generated(sa, "service account")?;
-        check_generated(id, "credential")?;
+        check_generated("service_account_id", sa)?;
+        check_generated("credential_id", id)?;
         if !self.store.delete_credential(org, sa, id).await? {
             return Err(RegistryError::NotFound("credential"));
         }
@@ -705,9 +729,7 @@ impl Registry {
 
     async fn workspace(&self, org: &str, ws: &str) -> RegistryResult<Workspace> {
         check_org(org)?;
-        if !is_valid_name_id(ws) {
-            return Err(RegistryError::NotFound("workspace"));
-        }
+        check_name_id("workspace_id", ws)?;
         self.store
             .get_workspace(org, ws)
             .await?
@@ -731,7 +753,8 @@ impl Registry {
 
     pub async fn delete_workspace(&self, org: &str, ws: &str, actor: &str) -> RegistryResult<()> {
         check_org(org)?;
-        if !is_valid_name_id(ws) || !self.store.delete_workspace(org, ws).await? {
+        check_name_id("workspace_id", ws)?;
+        if !self.store.delete_workspace(org, ws).await? {
             return Err(RegistryError::NotFound("workspace"));
         }
         self.audit(org, actor, "workspace.delete", ws, json!({}))
@@ -747,9 +770,12 @@ impl Registry {
         actor: &str,
         name: String,
     ) -> RegistryResult<(Environment, bool)> {
+        check_org(org)?;
+        check_name_id("workspace_id", ws)?;
         check_name_id("environment_id", env)?;
         validate_name("name", &name)?;
-        self.workspace(org, ws).await?;
+        // The store checks that the workspace exists in the same atomic step
+        // as the write, so a concurrent workspace delete leaves no orphan.
         let created_at = match self.store.get_environment(env).await? {
             Some(e) if e.organization_id == org && e.workspace_id == ws => e.created_at,
             _ => now(),
@@ -769,6 +795,7 @@ impl Registry {
                     "the environment id already belongs to another workspace".into(),
                 ))
             }
+            EnvPutOutcome::WorkspaceMissing => return Err(RegistryError::NotFound("workspace")),
         };
         self.audit(
             org,
@@ -802,10 +829,9 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        if !is_valid_name_id(ws)
-            || !is_valid_name_id(env)
-            || !self.store.delete_environment(org, ws, env).await?
-        {
+        check_name_id("workspace_id", ws)?;
+        check_name_id("environment_id", env)?;
+        if !self.store.delete_environment(org, ws, env).await? {
             return Err(RegistryError::NotFound("environment"));
         }
         self.audit(
@@ -829,8 +855,11 @@ impl Registry {
     ) -> RegistryResult<Membership> {
         let role =
             Role::parse(role).ok_or_else(|| invalid("role", "must be \"member\" or \"admin\""))?;
-        self.workspace(org, ws).await?;
-        self.account(org, sa).await?;
+        check_org(org)?;
+        check_name_id("workspace_id", ws)?;
+        check_generated("service_account_id", sa)?;
+        // Workspace and account are checked by the store in the same atomic
+        // step as the write, so a concurrent delete of either leaves no orphan.
         let created_at = match self.store.get_membership(org, ws, sa).await? {
             Some(m) => m.created_at,
             None => now(),
@@ -841,13 +870,20 @@ impl Registry {
             role,
             created_at,
         };
-        self.store.put_membership(org, &m).await?;
+        let created = match self.store.put_membership(org, &m).await? {
+            MemberPutOutcome::Created => true,
+            MemberPutOutcome::Updated => false,
+            MemberPutOutcome::WorkspaceMissing => return Err(RegistryError::NotFound("workspace")),
+            MemberPutOutcome::ServiceAccountMissing => {
+                return Err(RegistryError::NotFound("service account"))
+            }
+        };
         self.audit(
             org,
             actor,
             "membership.put",
             sa,
-            json!({"workspace_id": ws, "role": role}),
+            json!({"workspace_id": ws, "role": role, "created": created}),
         )
         .await;
         Ok(m)
@@ -873,10 +909,9 @@ impl Registry {
         actor: &str,
     ) -> RegistryResult<()> {
         check_org(org)?;
-        if !is_valid_name_id(ws)
-            || !is_valid_generated_id(sa)
-            || !self.store.delete_membership(org, ws, sa).await?
-        {
+        check_name_id("workspace_id", ws)?;
+        check_generated("service_account_id", sa)?;
+        if !self.store.delete_membership(org, ws, sa).await? {
             return Err(RegistryError::NotFound("membership"));
         }
         self.audit(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
-use super::{AccessFacts, EnvPutOutcome, PutOutcome, Store, StoreResult};
+use super::{AccessFacts, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreResult};
 use crate::ids::{new_client_id, new_id, new_sortable_id};
 use crate::model::{
     AuditEvent, Environment, Membership, SaStatus, ServiceAccount, StoredCredential, TokenRecord,
@@ -24,6 +24,7 @@ pub async fn run_all(store: &dyn Store) {
     workspaces_and_environments(store).await;
     environment_ids_are_global(store).await;
     memberships(store).await;
+    puts_under_a_missing_parent_write_nothing(store).await;
     deleting_a_service_account_cascades(store).await;
     deleting_a_workspace_cascades(store).await;
     tokens_and_ownership(store).await;
@@ -475,17 +476,17 @@ async fn memberships(store: &dyn Store) {
     let mb = membership(&ws, &b, Role::Admin);
     assert_eq!(
         ok(store.put_membership(&org, &ma).await, "put"),
-        PutOutcome::Created
+        MemberPutOutcome::Created
     );
     assert_eq!(
         ok(store.put_membership(&org, &mb).await, "put"),
-        PutOutcome::Created
+        MemberPutOutcome::Created
     );
     let mut ma2 = ma.clone();
     ma2.role = Role::Admin;
     assert_eq!(
         ok(store.put_membership(&org, &ma2).await, "put"),
-        PutOutcome::Updated
+        MemberPutOutcome::Updated
     );
     assert_eq!(
         ok(store.get_membership(&org, &ws.id, &a.id).await, "get"),
@@ -517,6 +518,109 @@ async fn memberships(store: &dyn Store) {
         ok(store.list_memberships(&org, &ws.id).await, "list"),
         vec![mb]
     );
+}
+
+/// Environments and memberships are written only under a workspace (and an
+/// account) that exists at the moment of the write, so a delete racing a put
+/// cannot leave an orphan behind.
+async fn puts_under_a_missing_parent_write_nothing(store: &dyn Store) {
+    let org = new_org();
+    let other_org = new_org();
+    let ws = workspace(&org);
+    let sa = stored_account(store, &org, "member").await;
+    let env = environment(&ws);
+
+    assert_eq!(
+        ok(store.put_environment(&env).await, "put"),
+        EnvPutOutcome::WorkspaceMissing
+    );
+    assert_eq!(ok(store.get_environment(&env.id).await, "get"), None);
+    assert_eq!(
+        ok(
+            store
+                .put_membership(&org, &membership(&ws, &sa, Role::Member))
+                .await,
+            "put"
+        ),
+        MemberPutOutcome::WorkspaceMissing
+    );
+    assert_eq!(
+        ok(store.get_membership(&org, &ws.id, &sa.id).await, "get"),
+        None
+    );
+
+    ok(store.put_workspace(&ws).await, "put_workspace");
+    let stranger = account(&org, "never stored");
+    assert_eq!(
+        ok(
+            store
+                .put_membership(&org, &membership(&ws, &stranger, Role::Member))
+                .await,
+            "put"
+        ),
+        MemberPutOutcome::ServiceAccountMissing
+    );
+    let foreign = stored_account(store, &other_org, "foreign").await;
+    assert_eq!(
+        ok(
+            store
+                .put_membership(&org, &membership(&ws, &foreign, Role::Admin))
+                .await,
+            "put"
+        ),
+        MemberPutOutcome::ServiceAccountMissing,
+        "an account of another organization is not in this one"
+    );
+    let mut foreign_env = env.clone();
+    foreign_env.organization_id = other_org.clone();
+    assert_eq!(
+        ok(store.put_environment(&foreign_env).await, "put"),
+        EnvPutOutcome::WorkspaceMissing,
+        "the same workspace id in another organization is another workspace"
+    );
+    assert!(ok(store.list_memberships(&org, &ws.id).await, "list").is_empty());
+    assert!(ok(store.list_environments(&org, &ws.id).await, "list").is_empty());
+
+    assert_eq!(
+        ok(store.put_environment(&env).await, "put"),
+        EnvPutOutcome::Created
+    );
+    assert_eq!(
+        ok(
+            store
+                .put_membership(&org, &membership(&ws, &sa, Role::Member))
+                .await,
+            "put"
+        ),
+        MemberPutOutcome::Created
+    );
+
+    // A put that arrives after the delete finds no parent.
+    assert!(ok(
+        store.delete_service_account(&org, &sa.id).await,
+        "delete"
+    ));
+    assert_eq!(
+        ok(
+            store
+                .put_membership(&org, &membership(&ws, &sa, Role::Admin))
+                .await,
+            "put"
+        ),
+        MemberPutOutcome::ServiceAccountMissing
+    );
+    assert!(ok(store.delete_workspace(&org, &ws.id).await, "delete"));
+    assert_eq!(
+        ok(store.put_environment(&env).await, "put"),
+        EnvPutOutcome::WorkspaceMissing
+    );
+    assert_eq!(ok(store.get_environment(&env.id).await, "get"), None);
+    ok(store.put_workspace(&ws).await, "put_workspace");
+    assert!(
+        ok(store.list_memberships(&org, &ws.id).await, "list").is_empty(),
+        "no membership survived under the re-created workspace"
+    );
+    assert!(ok(store.list_environments(&org, &ws.id).await, "list").is_empty());
 }
 
 async fn deleting_a_service_account_cascades(store: &dyn Store) {

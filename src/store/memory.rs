@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{
-    window_index, AccessFacts, ClientLookup, EnvPutOutcome, PutOutcome, Store, StoreError,
-    StoreResult,
+    window_index, AccessFacts, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store,
+    StoreError, StoreResult,
 };
 use crate::model::{
     AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
@@ -274,6 +274,12 @@ impl Store for MemoryStore {
 
     async fn put_environment(&self, env: &Environment) -> StoreResult<EnvPutOutcome> {
         self.with(|s| match s.environments.get(&env.id) {
+            _ if !s
+                .workspaces
+                .contains_key(&k2(&env.organization_id, &env.workspace_id)) =>
+            {
+                EnvPutOutcome::WorkspaceMissing
+            }
             Some(e)
                 if e.organization_id != env.organization_id
                     || e.workspace_id != env.workspace_id =>
@@ -316,14 +322,20 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<PutOutcome> {
+    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<MemberPutOutcome> {
         self.with(|s| {
+            if !s.workspaces.contains_key(&k2(org, &m.workspace_id)) {
+                return MemberPutOutcome::WorkspaceMissing;
+            }
+            if !s.accounts.contains_key(&k2(org, &m.service_account_id)) {
+                return MemberPutOutcome::ServiceAccountMissing;
+            }
             match s
                 .memberships
                 .insert(k3(org, &m.workspace_id, &m.service_account_id), m.clone())
             {
-                Some(_) => PutOutcome::Updated,
-                None => PutOutcome::Created,
+                Some(_) => MemberPutOutcome::Updated,
+                None => MemberPutOutcome::Created,
             }
         })
     }

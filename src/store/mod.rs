@@ -40,6 +40,18 @@ pub enum EnvPutOutcome {
     Updated,
     /// The id already belongs to another workspace or organization.
     Conflict,
+    /// The workspace does not exist (any more): nothing was written.
+    WorkspaceMissing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberPutOutcome {
+    Created,
+    Updated,
+    /// The workspace does not exist (any more): nothing was written.
+    WorkspaceMissing,
+    /// The service account does not exist (any more): nothing was written.
+    ServiceAccountMissing,
 }
 
 /// What the proxy needs to decide on one request, fetched together.
@@ -100,13 +112,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a workspace with its environments and memberships.
     async fn delete_workspace(&self, org: &str, id: &str) -> StoreResult<bool>;
 
-    /// Creates or renames an environment; its id is globally unique.
+    /// Creates or renames an environment of an existing workspace, checked in
+    /// the same atomic step as the write (a workspace deleted meanwhile leaves
+    /// no orphan); its id is globally unique.
     async fn put_environment(&self, env: &Environment) -> StoreResult<EnvPutOutcome>;
     async fn get_environment(&self, id: &str) -> StoreResult<Option<Environment>>;
     async fn list_environments(&self, org: &str, ws: &str) -> StoreResult<Vec<Environment>>;
     async fn delete_environment(&self, org: &str, ws: &str, id: &str) -> StoreResult<bool>;
 
-    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<PutOutcome>;
+    /// Creates or replaces a membership when both its workspace and its
+    /// account exist, checked in the same atomic step as the write.
+    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<MemberPutOutcome>;
     async fn get_membership(
         &self,
         org: &str,

@@ -39,8 +39,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    window_index, AccessFacts, ClientLookup, EnvPutOutcome, PutOutcome, Store, StoreError,
-    StoreResult,
+    window_index, AccessFacts, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store,
+    StoreError, StoreResult,
 };
 use crate::model::{
     AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
@@ -309,6 +309,7 @@ struct Scripts {
     touch_creds: Script,
     delete_ws: Script,
     put_env: Script,
+    put_member: Script,
     delete_env: Script,
     list_envs: Script,
     put_token: Script,
@@ -436,10 +437,12 @@ end
 redis.call('DEL', KEYS[4])
 return 1",
             ),
-            // KEYS: env hash, wsenv set. ARGV: env id, json, org, ws.
-            // 0 created, 1 updated, 2 conflict, -1 the stored record is corrupt.
+            // KEYS: env hash, wsenv set, ws hash. ARGV: env id, json, org, ws.
+            // 0 created, 1 updated, 2 conflict, 3 no such workspace,
+            // -1 the stored record is corrupt.
             put_env: Script::new(
                 r"
+if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 0 then return 3 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local outcome = 0
 if cur then
@@ -451,6 +454,17 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
 return outcome",
+            ),
+            // KEYS: ws hash, sa hash, mem hash, samem set. ARGV: ws id, sa id, json.
+            // 0 created, 1 updated, 2 no such workspace, 3 no such account.
+            put_member: Script::new(
+                r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 2 end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return 3 end
+local added = redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[1])
+if added == 1 then return 0 end
+return 1",
             ),
             // KEYS: env hash, wsenv set. ARGV: env id, org, ws.
             delete_env: Script::new(
@@ -865,6 +879,7 @@ impl Store for RedisStore {
                     .put_env
                     .key(k.env())
                     .key(k.wsenv(&env.organization_id, &env.workspace_id))
+                    .key(k.ws(&env.organization_id))
                     .arg(&env.id)
                     .arg(encode("environment", env)?)
                     .arg(&env.organization_id)
@@ -875,6 +890,7 @@ impl Store for RedisStore {
             0 => Ok(EnvPutOutcome::Created),
             1 => Ok(EnvPutOutcome::Updated),
             2 => Ok(EnvPutOutcome::Conflict),
+            3 => Ok(EnvPutOutcome::WorkspaceMissing),
             _ => Err(StoreError::Corrupt("environment record".into())),
         }
     }
@@ -920,23 +936,29 @@ impl Store for RedisStore {
         Ok(n == 1)
     }
 
-    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<PutOutcome> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HSET")
-            .arg(self.keys.mem(org, &m.workspace_id))
-            .arg(&m.service_account_id)
-            .arg(encode("membership", m)?)
-            .cmd("SADD")
-            .arg(self.keys.samem(org, &m.service_account_id))
-            .arg(&m.workspace_id)
-            .ignore();
-        let (added,): (i64,) = self.pipe("put_membership", &pipe).await?;
-        Ok(if added == 1 {
-            PutOutcome::Created
-        } else {
-            PutOutcome::Updated
-        })
+    async fn put_membership(&self, org: &str, m: &Membership) -> StoreResult<MemberPutOutcome> {
+        let k = &self.keys;
+        let n: i64 = self
+            .invoke(
+                "put_membership",
+                self.scripts
+                    .put_member
+                    .key(k.ws(org))
+                    .key(k.sa(org))
+                    .key(k.mem(org, &m.workspace_id))
+                    .key(k.samem(org, &m.service_account_id))
+                    .arg(&m.workspace_id)
+                    .arg(&m.service_account_id)
+                    .arg(encode("membership", m)?),
+            )
+            .await?;
+        match n {
+            0 => Ok(MemberPutOutcome::Created),
+            1 => Ok(MemberPutOutcome::Updated),
+            2 => Ok(MemberPutOutcome::WorkspaceMissing),
+            3 => Ok(MemberPutOutcome::ServiceAccountMissing),
+            _ => Err(StoreError::Corrupt("membership put answer".into())),
+        }
     }
 
     async fn get_membership(
