@@ -10,6 +10,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::audit::{Audit, Event};
+use crate::bus::Bus;
+use crate::cache::Invalidation;
 use crate::config::RevokeOn;
 use crate::hashing::Hasher;
 use crate::ids::{is_valid_generated_id, is_valid_name_id, new_client_id, new_id};
@@ -83,6 +85,8 @@ pub struct Registry {
     resources: Vec<String>,
     revoke_on: RevokeOn,
     audit: Audit,
+    /// Evicts cached decisions here and in every other instance.
+    bus: Arc<Bus>,
 }
 
 pub fn validate_name(field: &str, name: &str) -> RegistryResult<()> {
@@ -176,6 +180,7 @@ impl Registry {
         resources: Vec<String>,
         revoke_on: RevokeOn,
         audit: Audit,
+        bus: Arc<Bus>,
     ) -> Registry {
         Registry {
             store,
@@ -183,11 +188,40 @@ impl Registry {
             resources,
             revoke_on,
             audit,
+            bus,
         }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    async fn evict_account(&self, org: &str, sa: &str) {
+        self.bus
+            .publish(Invalidation::ServiceAccount {
+                org: org.to_string(),
+                sa: sa.to_string(),
+            })
+            .await;
+    }
+
+    async fn evict_workspace(&self, org: &str, ws: &str) {
+        self.bus
+            .publish(Invalidation::Workspace {
+                org: org.to_string(),
+                workspace: ws.to_string(),
+            })
+            .await;
+    }
+
+    async fn evict_membership(&self, org: &str, ws: &str, sa: &str) {
+        self.bus
+            .publish(Invalidation::Membership {
+                org: org.to_string(),
+                workspace: ws.to_string(),
+                sa: sa.to_string(),
+            })
+            .await;
     }
 
     fn parse_scopes(&self, scopes: &[String]) -> RegistryResult<ScopeSet> {
@@ -268,6 +302,7 @@ impl Registry {
     ) -> RegistryResult<()> {
         if on {
             let n = self.store.revoke_service_account_tokens(org, sa).await?;
+            self.evict_account(org, sa).await;
             self.audit(
                 org,
                 actor,
@@ -440,6 +475,8 @@ impl Registry {
         if !self.store.delete_service_account(org, sa).await? {
             return Err(RegistryError::NotFound("service account"));
         }
+        // Its memberships are gone: cached roles must go too.
+        self.evict_account(org, sa).await;
         self.audit(org, actor, "service_account.delete", sa, json!({}))
             .await;
         self.revoke_if(self.revoke_on.delete, org, sa, actor, "delete")
@@ -454,6 +491,7 @@ impl Registry {
     ) -> RegistryResult<u64> {
         self.account(org, sa).await?;
         let n = self.store.revoke_service_account_tokens(org, sa).await?;
+        self.evict_account(org, sa).await;
         self.audit(
             org,
             actor,
@@ -468,6 +506,9 @@ impl Registry {
     pub async fn revoke_organization_tokens(&self, org: &str, actor: &str) -> RegistryResult<u64> {
         check_org(org)?;
         let n = self.store.revoke_organization_tokens(org).await?;
+        self.bus
+            .publish(Invalidation::Organization(org.to_string()))
+            .await;
         self.audit(
             org,
             actor,
@@ -757,6 +798,7 @@ impl Registry {
         if !self.store.delete_workspace(org, ws).await? {
             return Err(RegistryError::NotFound("workspace"));
         }
+        self.evict_workspace(org, ws).await;
         self.audit(org, actor, "workspace.delete", ws, json!({}))
             .await;
         Ok(())
@@ -834,6 +876,7 @@ impl Registry {
         if !self.store.delete_environment(org, ws, env).await? {
             return Err(RegistryError::NotFound("environment"));
         }
+        self.evict_workspace(org, ws).await;
         self.audit(
             org,
             actor,
@@ -878,6 +921,10 @@ impl Registry {
                 return Err(RegistryError::NotFound("service account"))
             }
         };
+        if !created {
+            // A role may have gone down.
+            self.evict_membership(org, ws, sa).await;
+        }
         self.audit(
             org,
             actor,
@@ -914,6 +961,7 @@ impl Registry {
         if !self.store.delete_membership(org, ws, sa).await? {
             return Err(RegistryError::NotFound("membership"));
         }
+        self.evict_membership(org, ws, sa).await;
         self.audit(
             org,
             actor,

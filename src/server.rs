@@ -14,6 +14,8 @@ use pingora::services::listening::Service;
 
 use crate::admin::{Admin, AdminHttp, AdminKeys};
 use crate::audit::Audit;
+use crate::bus::Bus;
+use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
 use crate::hashing::Hasher;
 use crate::metrics::Metrics;
@@ -33,6 +35,8 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub tokens: Arc<TokenEndpoint>,
     pub live: Arc<Live>,
+    pub cache: Arc<DecisionCache>,
+    pub bus: Arc<Bus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,20 @@ impl App {
             Hasher::new(config.hashing, config.hashing_max_concurrent)
                 .map_err(|e| StartError::Config(e.to_string()))?,
         );
+        let cache = Arc::new(DecisionCache::new(
+            config.cache.ttl,
+            config.cache.max_entries,
+        ));
+        let bus = Arc::new(match config.store.backend {
+            Backend::Memory => Bus::local(cache.clone()),
+            Backend::Redis => Bus::redis(
+                cache.clone(),
+                &config.store.url,
+                &config.store.key_prefix,
+                config.store.timeout,
+            )
+            .map_err(StartError::Store)?,
+        });
         let audit = Audit::new(store.clone(), config.audit_max_events_per_org);
         let registry = Arc::new(Registry::new(
             store.clone(),
@@ -80,6 +98,7 @@ impl App {
             config.resources.clone(),
             config.tokens.revoke_on,
             audit.clone(),
+            bus.clone(),
         ));
         let tokens = Arc::new(TokenEndpoint::new(
             store.clone(),
@@ -98,6 +117,8 @@ impl App {
             registry,
             tokens,
             live,
+            cache,
+            bus,
         })
     }
 }
@@ -156,12 +177,19 @@ pub fn run(
     metrics.add_tcp(&cfg.server.metrics_listen.to_string());
 
     let background = background_service("tollgate background", Background { app: app.clone() });
+    let invalidations = background_service(
+        "tollgate cache invalidation",
+        Invalidations {
+            bus: app.bus.clone(),
+        },
+    );
 
     let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = vec![
         Box::new(proxy),
         Box::new(admin_service),
         Box::new(metrics),
         Box::new(background),
+        Box::new(invalidations),
     ];
     services.extend(extra);
     server.add_services(services);
@@ -177,6 +205,25 @@ pub fn run(
 
 struct Background {
     app: Arc<App>,
+}
+
+/// Applies other instances' cache invalidations until shutdown.
+struct Invalidations {
+    bus: Arc<Bus>,
+}
+
+#[async_trait]
+impl BackgroundService for Invalidations {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        self.bus.run_subscriber(stop).await;
+    }
 }
 
 const RELOAD_POLL: Duration = Duration::from_millis(500);

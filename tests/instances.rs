@@ -76,10 +76,9 @@ async fn a_token_issued_by_one_instance_works_on_the_other() {
     let p = pair(500).await;
     let (_, _, _, env, token) = member(&p.a).await;
     assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
-    let (status, _, body) = p
-        .b
-        .proxy_request(Method::GET, "/api/v1/service-account/whoami", Some(&token))
-        .await;
+    let (status, _, body) =
+        p.b.proxy_request(Method::GET, "/api/v1/service-account/whoami", Some(&token))
+            .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
@@ -87,11 +86,10 @@ async fn a_token_issued_by_one_instance_works_on_the_other() {
 async fn an_account_created_through_one_instance_gets_tokens_from_the_other() {
     let p = pair(500).await;
     let org = unique_id("org");
-    let (_, client_id, secret) = p
-        .a
-        .admin()
-        .create_service_account(&org, "shared", &["logs:read"])
-        .await;
+    let (_, client_id, secret) =
+        p.a.admin()
+            .create_service_account(&org, "shared", &["logs:read"])
+            .await;
     let (status, body) = p.b.issue_token(&client_id, &secret, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scope"], "logs:read");
@@ -103,18 +101,19 @@ async fn revocation_through_one_instance_reaches_the_others_cache_at_once() {
     let (org, _, sa_id, env, token) = member(&p.a).await;
     // B now holds the token and membership in its cache.
     assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
-    let (status, body) = p
-        .a
-        .admin()
-        .post(
-            &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
-            json!({}),
-        )
-        .await;
+    let (status, body) =
+        p.a.admin()
+            .post(
+                &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
+                json!({}),
+            )
+            .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    eventually(PROPAGATION, "instance B refuses the revoked token", || async {
-        get(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED
-    })
+    eventually(
+        PROPAGATION,
+        "instance B refuses the revoked token",
+        || async { get(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED },
+    )
     .await;
 }
 
@@ -123,15 +122,18 @@ async fn a_membership_removal_through_one_instance_reaches_the_others_cache_at_o
     let p = pair(1000).await;
     let (org, ws, sa_id, env, token) = member(&p.a).await;
     assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
-    let (status, body) = p
-        .a
-        .admin()
-        .delete(&format!("/v1/organizations/{org}/workspaces/{ws}/members/{sa_id}"))
-        .await;
+    let (status, body) =
+        p.a.admin()
+            .delete(&format!(
+                "/v1/organizations/{org}/workspaces/{ws}/members/{sa_id}"
+            ))
+            .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    eventually(PROPAGATION, "instance B refuses the removed member", || async {
-        get(&p.b, &env, &token).await == StatusCode::FORBIDDEN
-    })
+    eventually(
+        PROPAGATION,
+        "instance B refuses the removed member",
+        || async { get(&p.b, &env, &token).await == StatusCode::FORBIDDEN },
+    )
     .await;
 }
 
