@@ -76,7 +76,7 @@ const OUTCOMES: [&str; 8] = [
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// A client id of the right shape that no account has.
-const UNKNOWN_CLIENT: &str = "sa_UnknownClientUnknownClient0";
+const UNKNOWN_CLIENT: &str = "sa_UnknownClientUnknownClient";
 
 type Labels = Vec<(String, String)>;
 
