@@ -1,8 +1,9 @@
-//! Prometheus metrics (SPEC §6), registered in the default registry that
-//! pingora's Prometheus service exposes on the metrics listener. Label
-//! values come from bounded sets: route names, reasons, outcomes.
+//! Prometheus metrics (SPEC §6), registered in the default registry and
+//! served by `MetricsHttp` on the metrics listener. Label values come from
+//! bounded sets: route names, reasons, outcomes, store operations.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use prometheus::{
     register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec,
@@ -32,12 +33,73 @@ const ISSUE_BUCKETS: &[f64] = &[
     0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// Every `outcome` of `tollgate_token_requests_total`.
+pub const TOKEN_OUTCOMES: &[&str] = &[
+    "issued",
+    "invalid_client",
+    "invalid_scope",
+    "invalid_request",
+    "invalid_target",
+    "unsupported_grant_type",
+    "slow_down",
+    "store_unavailable",
+];
+
+/// The `op` values of `tollgate_store_errors_total` the process uses.
+pub const STORE_OPS: &[&str] = &[
+    "lookup_access",
+    "get_token",
+    "put_token",
+    "revoke_token",
+    "find_client",
+    "failure_counts",
+    "record_failure",
+    "touch_credentials",
+    "count_tokens",
+];
+
+/// Every `result` of `tollgate_policy_reloads_total`.
+pub const RELOAD_RESULTS: &[&str] = &["ok", "error"];
+
+/// The reasons a request can be denied before a route is matched (`route="-"`).
+const UNROUTED_DENIALS: &[&str] = &["invalid_request", "no_route"];
+
+/// How often `tollgate_active_tokens` is sampled unless
+/// `TOLLGATE_ACTIVE_TOKENS_INTERVAL_MS` says otherwise.
+pub const ACTIVE_TOKENS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Counting live tokens is one store call; never do it more often than this.
+const ACTIVE_TOKENS_MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 impl Metrics {
     /// The process-wide metrics, registered on first use.
     pub fn get() -> &'static Metrics {
-        METRICS.get_or_init(Metrics::register)
+        METRICS.get_or_init(|| {
+            let m = Metrics::register();
+            m.initialise_known_series();
+            m
+        })
+    }
+
+    /// Creates the series whose labels are known up front at zero, so every
+    /// family is in the first scrape and `rate()` and alerts see a series
+    /// from the start instead of an absent one.
+    fn initialise_known_series(&self) {
+        for outcome in TOKEN_OUTCOMES {
+            self.token_requests.with_label_values(&[outcome]);
+        }
+        for op in STORE_OPS {
+            self.store_errors.with_label_values(&[op]);
+        }
+        for result in RELOAD_RESULTS {
+            self.policy_reloads.with_label_values(&[result]);
+        }
+        for reason in UNROUTED_DENIALS {
+            self.authz_decisions
+                .with_label_values(&["-", "deny", reason]);
+        }
     }
 
     #[allow(clippy::expect_used)]
@@ -108,6 +170,37 @@ impl Metrics {
     }
 }
 
+/// The sampling interval of `tollgate_active_tokens`:
+/// `TOLLGATE_ACTIVE_TOKENS_INTERVAL_MS` when set to a number (at least
+/// 100 ms), else 15 s.
+pub fn active_tokens_interval() -> Duration {
+    interval_from(
+        std::env::var("TOLLGATE_ACTIVE_TOKENS_INTERVAL_MS")
+            .ok()
+            .as_deref(),
+    )
+}
+
+fn interval_from(ms: Option<&str>) -> Duration {
+    ms.and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(ACTIVE_TOKENS_INTERVAL, |ms| {
+            Duration::from_millis(ms).max(ACTIVE_TOKENS_MIN_INTERVAL)
+        })
+}
+
+/// One sample of `tollgate_active_tokens`; a store failure keeps the last
+/// value and counts a store error.
+pub async fn sample_active_tokens(store: &dyn crate::store::Store) {
+    let m = Metrics::get();
+    match store.count_tokens().await {
+        Ok(n) => m.active_tokens.set(i64::try_from(n).unwrap_or(i64::MAX)),
+        Err(e) => {
+            m.store_error("count_tokens");
+            tracing::debug!(error = %e, "active tokens not sampled");
+        }
+    }
+}
+
 /// `2xx`, `4xx`, … for a status code.
 pub fn status_class(status: u16) -> &'static str {
     match status {
@@ -150,5 +243,79 @@ impl pingora::apps::http_app::ServeHttp for MetricsHttp {
             .header(http::header::CONTENT_LENGTH, body.len())
             .body(body)
             .unwrap_or_else(|_| http::Response::new(Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes_group_by_the_first_digit() {
+        assert_eq!(status_class(101), "1xx");
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(308), "3xx");
+        assert_eq!(status_class(499), "4xx");
+        assert_eq!(status_class(503), "5xx");
+        assert_eq!(status_class(0), "other");
+        assert_eq!(status_class(600), "other");
+    }
+
+    #[test]
+    fn active_tokens_interval_defaults_to_fifteen_seconds() {
+        assert_eq!(interval_from(None), Duration::from_secs(15));
+        assert_eq!(interval_from(Some("soon")), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn active_tokens_interval_takes_milliseconds_with_a_floor() {
+        assert_eq!(interval_from(Some("2500")), Duration::from_millis(2500));
+        assert_eq!(interval_from(Some(" 250 ")), Duration::from_millis(250));
+        assert_eq!(interval_from(Some("1")), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn every_family_with_known_labels_is_exported_before_any_traffic() {
+        Metrics::get();
+        let families: Vec<String> = prometheus::gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        for name in [
+            "tollgate_authz_decisions_total",
+            "tollgate_authz_duration_seconds",
+            "tollgate_token_requests_total",
+            "tollgate_token_issue_duration_seconds",
+            "tollgate_store_errors_total",
+            "tollgate_policy_reloads_total",
+            "tollgate_policy_routes",
+            "tollgate_active_tokens",
+        ] {
+            assert!(families.iter().any(|f| f == name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn every_token_outcome_and_store_op_has_a_series_from_the_start() {
+        Metrics::get();
+        let families = prometheus::gather();
+        let labels = |name: &str, label: &str| -> Vec<String> {
+            families
+                .iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric().iter())
+                .flat_map(|m| m.get_label().iter())
+                .filter(|l| l.name() == label)
+                .map(|l| l.value().to_string())
+                .collect()
+        };
+        let outcomes = labels("tollgate_token_requests_total", "outcome");
+        for outcome in TOKEN_OUTCOMES {
+            assert!(outcomes.iter().any(|o| o == outcome), "{outcome} missing");
+        }
+        let ops = labels("tollgate_store_errors_total", "op");
+        for op in STORE_OPS {
+            assert!(ops.iter().any(|o| o == op), "{op} missing");
+        }
     }
 }

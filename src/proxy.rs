@@ -581,22 +581,23 @@ impl ProxyHttp for Gateway {
                 .inc();
         }
         let identity = decision.and_then(|d| d.identity.as_ref());
+        // Microsecond resolution is plenty and keeps the line short.
         let latency_ms = ctx
             .started
-            .map(|s| s.elapsed().as_secs_f64() * 1000.0)
-            .unwrap_or(0.0);
+            .map_or(0.0, |s| s.elapsed().as_micros() as f64 / 1000.0);
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
             method = %session.req_header().method,
-            route,
-            builtin = ctx.builtin.unwrap_or("-"),
-            decision = decision.map_or("-", |d| d.outcome.decision()),
-            reason = decision.map_or("-", |d| d.outcome.reason()),
+            // `%`: unquoted in the text format, plain strings in JSON.
+            route = %route,
+            builtin = %ctx.builtin.unwrap_or("-"),
+            decision = %decision.map_or("-", |d| d.outcome.decision()),
+            reason = %decision.map_or("-", |d| d.outcome.reason()),
             status,
-            organization_id = identity.map_or("-", |i| i.organization_id.as_str()),
-            client_id = identity.map_or("-", |i| i.client_id.as_str()),
-            upstream = ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()),
+            organization_id = %identity.map_or("-", |i| i.organization_id.as_str()),
+            client_id = %identity.map_or("-", |i| i.client_id.as_str()),
+            upstream = %ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()),
             latency_ms,
             "request"
         );

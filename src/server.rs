@@ -18,7 +18,6 @@ use crate::bus::Bus;
 use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
 use crate::hashing::Hasher;
-use crate::metrics::Metrics;
 use crate::oauth::endpoint::TokenEndpoint;
 use crate::proxy::Gateway;
 use crate::registry::Registry;
@@ -227,7 +226,6 @@ impl BackgroundService for Invalidations {
 }
 
 const RELOAD_POLL: Duration = Duration::from_millis(500);
-const TOKEN_GAUGE_EVERY: Duration = Duration::from_secs(15);
 
 #[async_trait]
 impl BackgroundService for Background {
@@ -251,7 +249,7 @@ impl BackgroundService for Background {
         let mut loaded_fp = fp(&dir);
         let mut last_seen = loaded_fp.clone();
         let mut poll = tokio::time::interval(RELOAD_POLL);
-        let mut gauge = tokio::time::interval(TOKEN_GAUGE_EVERY);
+        let mut gauge = tokio::time::interval(crate::metrics::active_tokens_interval());
         let mut health = tokio::time::interval(crate::upstream::HEALTH_CHECK_EVERY);
         loop {
             tokio::select! {
@@ -279,12 +277,7 @@ impl BackgroundService for Background {
                     }
                     last_seen = now;
                 }
-                _ = gauge.tick() => {
-                    match self.app.store.count_tokens().await {
-                        Ok(n) => Metrics::get().active_tokens.set(n as i64),
-                        Err(_) => Metrics::get().store_error("count_tokens"),
-                    }
-                }
+                _ = gauge.tick() => crate::metrics::sample_active_tokens(self.app.store.as_ref()).await,
                 _ = health.tick() => {
                     let rt = live.snapshot();
                     for u in rt.upstreams.iter().filter(|u| u.has_health_check()) {

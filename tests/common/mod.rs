@@ -20,7 +20,7 @@ pub use raw::{raw_http, raw_http_string, raw_http_until_close, RawResponse};
 pub use reqwest::header::HeaderMap;
 pub use reqwest::{Method, StatusCode};
 pub use serde_json::{json, Value};
-pub use tollgate::{metric_value, StoreKind, Tollgate, TollgateOptions};
+pub use tollgate::{metric_samples, metric_value, StoreKind, Tollgate, TollgateOptions};
 
 /// Bound on any single network step the harness takes (connect, write, read).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);

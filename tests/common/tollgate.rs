@@ -625,6 +625,27 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         })
 }
 
+/// Every sample of `name` in Prometheus text: its labels (sorted by name)
+/// and value. Histogram series are separate names (`_bucket`, `_sum`, `_count`).
+pub fn metric_samples(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let mut labels = parse_labels(series_labels)?;
+            labels.sort();
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
 fn parse_labels(mut s: &str) -> Option<Vec<(String, String)>> {
     let mut labels = Vec::new();
     while !s.is_empty() {
