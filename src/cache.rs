@@ -198,7 +198,7 @@ impl DecisionCache {
             }
             Invalidation::Organization(org) => {
                 maps.tokens
-                    .retain(|_, e| !e.value.as_ref().is_some_and(|r| r.organization_id == *org));
+                    .retain(|_, e| e.value.as_ref().is_none_or(|r| r.organization_id != *org));
             }
             Invalidation::Membership { sa, .. } => {
                 maps.access.retain(|(_, s), _| s != sa);

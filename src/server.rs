@@ -105,7 +105,7 @@ impl App {
             audit,
             config.resources.clone(),
             config.tokens.ttl_seconds,
-            config.throttle.clone(),
+            config.throttle,
             config.server.public_url.clone(),
         ));
         let live = Arc::new(Live::new(config.clone(), source, first));
