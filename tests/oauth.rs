@@ -403,6 +403,80 @@ async fn a_body_over_16_kib_is_refused_and_one_of_16_kib_is_not() {
     assert_eq!(response.json()["error"], "invalid_request");
 }
 
+/// Sends a request head, then waits up to `wait` for an interim or final
+/// answer before sending `body` (as a client honouring `Expect` does);
+/// returns what came before the body was sent and the whole exchange.
+async fn exchange_expecting_continue(
+    tollgate: &Tollgate,
+    head: &str,
+    body: &str,
+    wait: Duration,
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(tollgate.proxy_addr())
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    let mut buf = vec![0u8; 8192];
+    let early = match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        _ => String::new(),
+    };
+    if early.starts_with("HTTP/1.1 100") || early.is_empty() {
+        stream.write_all(body.as_bytes()).await.expect("write body");
+    }
+    let mut all = early.clone();
+    while !all.contains("\r\n\r\n{") || !all.ends_with('}') {
+        match tokio::time::timeout(IO_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => all.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => break,
+        }
+    }
+    (early, all)
+}
+
+#[tokio::test]
+async fn a_client_expecting_100_continue_gets_it_at_once() {
+    let tollgate = Tollgate::start(options()).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let head = format!(
+        "POST {TOKEN_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n\
+         Authorization: {}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        account.basic(),
+        GRANT.len()
+    );
+
+    let started = Instant::now();
+    let (early, all) =
+        exchange_expecting_continue(&tollgate, &head, GRANT, Duration::from_secs(2)).await;
+
+    assert!(early.starts_with("HTTP/1.1 100 Continue"), "{early:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let response = RawResponse::parse(all.as_bytes()).expect("a final response");
+    assert_eq!(response.status, 200, "{all}");
+    let issued = response.json()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_never_logged(&tollgate, &[&account.secret, &issued]);
+}
+
+#[tokio::test]
+async fn an_announced_body_over_the_limit_is_refused_before_it_is_sent() {
+    let tollgate = Tollgate::start(options()).await;
+    let head = format!(
+        "POST {TOKEN_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n\
+         Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"
+    );
+
+    let (early, _) =
+        exchange_expecting_continue(&tollgate, &head, "", Duration::from_secs(2)).await;
+
+    let response = RawResponse::parse(early.as_bytes()).expect("an answer before the body");
+    assert!([400, 413].contains(&response.status), "{early}");
+    assert_eq!(response.json()["error"], "invalid_request");
+}
+
 #[tokio::test]
 async fn grant_type_is_required_and_must_be_client_credentials() {
     let tollgate = Tollgate::start(options()).await;
