@@ -1726,6 +1726,67 @@ async fn issuance_failures_and_revocation_are_audited_without_secrets() {
     assert_never_logged(&tollgate, &[&account.secret, wrong_secret, &issued]);
 }
 
+#[tokio::test]
+async fn audited_failures_say_which_check_failed_and_which_endpoint_refused() {
+    let tollgate = Tollgate::start(options()).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let admin = tollgate.admin();
+    let wrong = basic(&account.client_id, "tg_sk_wrong");
+    assert_eq!(
+        token(&tollgate, Some(&wrong), GRANT).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = admin
+        .patch(&account.sa_path(), json!({"status": "disabled"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let disabled = token(&tollgate, Some(&account.basic()), GRANT).await;
+    assert_eq!(disabled.status, StatusCode::UNAUTHORIZED);
+    let refused = revoke(&tollgate, Some(&wrong), "token=tg_at_x").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let (_, events) = admin
+        .get(&format!("/v1/organizations/{}/audit-events", account.org))
+        .await;
+    let failures: Vec<(String, String)> = events["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|e| e["outcome"] == "failure")
+        .map(|e| {
+            assert_eq!(e["details"]["reason"], "invalid_client", "{e}");
+            (
+                e["action"].as_str().unwrap_or("").to_string(),
+                e["details"]["cause"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("token.revoke_failed", "wrong_secret"),
+        ("token.issue_failed", "service_account_disabled"),
+        ("token.issue_failed", "wrong_secret"),
+    ]
+    .map(|(a, c)| (a.to_string(), c.to_string()));
+    assert_eq!(failures, expected, "newest first");
+    // The unknown client has no organization: its failure is only logged.
+    let unknown = unknown_client_id();
+    let answer = token(&tollgate, Some(&basic(&unknown, "tg_sk_wrong")), GRANT).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    eventually(
+        Duration::from_secs(2),
+        "the unknown client's failure is logged",
+        || {
+            let logs = tollgate.logs();
+            let found = logs
+                .lines()
+                .any(|l| l.contains(&unknown) && l.contains("unknown_client"));
+            async move { found }
+        },
+    )
+    .await;
+    assert_never_logged(&tollgate, &[&account.secret]);
+}
+
 // Scale: uniqueness and nothing in clear in the store
 
 /// Every value stored under `prefix`, read with the command its type needs.
