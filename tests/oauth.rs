@@ -1869,7 +1869,7 @@ async fn ten_thousand_tokens_are_unique_and_never_stored_or_logged_in_clear() {
                     .body(GRANT)
                     .send()
                     .await
-                    .expect("token request");
+                    .unwrap_or_else(|e| panic!("token request: {e:?}"));
                 assert_eq!(response.status(), StatusCode::OK);
                 let body: Value = response.json().await.expect("JSON");
                 tokens.push(body["access_token"].as_str().expect("token").to_string());
@@ -1967,7 +1967,7 @@ async fn warm_issuance_rate() {
                         .body(GRANT)
                         .send()
                         .await
-                        .expect("token request");
+                        .unwrap_or_else(|e| panic!("token request: {e:?}"));
                     assert_eq!(response.status(), StatusCode::OK);
                     response.bytes().await.expect("body");
                     latencies.push(sent.elapsed());
