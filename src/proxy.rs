@@ -186,7 +186,19 @@ impl Gateway {
             h.push(("allow", "POST".into()));
             return self.write(session, ctx, s, h, b).await;
         }
-        let Some(body) = Self::read_body(session, MAX_BODY_BYTES).await? else {
+        let declared_too_large = declared_length(session.req_header())
+            .is_some_and(|length| length > MAX_BODY_BYTES as u64);
+        let body = if declared_too_large {
+            None
+        } else {
+            // The body is read here, not forwarded: an upstream's
+            // `100 Continue` will not come, so it is ours to send.
+            if expects_continue(session.req_header()) {
+                session.write_continue_response().await?;
+            }
+            Self::read_body(session, MAX_BODY_BYTES).await?
+        };
+        let Some(body) = body else {
             session.set_keepalive(None);
             if !revoke {
                 Metrics::get().token_outcome(OAuthError::BodyTooLarge.outcome());
@@ -279,6 +291,25 @@ impl Gateway {
             Plan::Load(load) => DecideStep::Load(load),
         }
     }
+}
+
+/// A `Content-Length` that announces the body size, when there is one.
+fn declared_length(req: &RequestHeader) -> Option<u64> {
+    let value = req.headers.get(header::CONTENT_LENGTH)?;
+    std::str::from_utf8(value.as_bytes())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// An HTTP/1.1 request that waits for `100 Continue` before sending its body.
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 enum DecideStep {

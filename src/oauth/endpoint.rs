@@ -29,6 +29,30 @@ const VERIFIED_MAX: usize = 10_000;
 /// `last_used_at` is written at most this often per credential.
 const TOUCH_EVERY_SECS: i64 = 60;
 const RETRY_AFTER_SECS: u64 = 1;
+/// Audit actions of refused token and revocation requests.
+const ISSUE_FAILED: &str = "token.issue_failed";
+const REVOKE_FAILED: &str = "token.revoke_failed";
+
+/// Which check refused a client whose answer is `invalid_client`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailureCause {
+    /// No credential has this client id (never issued, or deleted with its account).
+    UnknownClient,
+    /// The secret matches neither the current nor a previous secret in its grace period.
+    WrongSecret,
+    /// The secret is right but the service account is disabled.
+    Disabled,
+}
+
+impl FailureCause {
+    fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::UnknownClient => "unknown_client",
+            FailureCause::WrongSecret => "wrong_secret",
+            FailureCause::Disabled => "service_account_disabled",
+        }
+    }
+}
 
 /// What the proxy hands over from the HTTP request.
 pub struct OAuthInput<'a> {
@@ -109,9 +133,10 @@ impl TokenEndpoint {
 
     async fn issue(&self, input: &OAuthInput<'_>) -> Result<OAuthResponse, OAuthError> {
         let req = parse_token_request(input.content_type, &input.authorization, input.body)
-            .inspect_err(|e| self.log_failure(None, e))?;
+            .inspect_err(|e| self.log_failure(ISSUE_FAILED, None, e))?;
         let client = self
             .authenticate(
+                ISSUE_FAILED,
                 &req.client_id,
                 req.client_secret.expose_secret(),
                 input.source,
@@ -122,7 +147,7 @@ impl TokenEndpoint {
         let scopes = match resolve_scopes(req.scope.as_deref(), &sa.scopes, &self.resources) {
             Ok(s) => s,
             Err(e) => {
-                self.audit_failure(&client, &e).await;
+                self.audit_failure(ISSUE_FAILED, &client, &e, None).await;
                 return Err(e);
             }
         };
@@ -171,9 +196,10 @@ impl TokenEndpoint {
 
     async fn revoke_inner(&self, input: &OAuthInput<'_>) -> Result<(), OAuthError> {
         let req = parse_revocation_request(input.content_type, &input.authorization, input.body)
-            .inspect_err(|e| self.log_failure(None, e))?;
+            .inspect_err(|e| self.log_failure(REVOKE_FAILED, None, e))?;
         let client = self
             .authenticate(
+                REVOKE_FAILED,
                 &req.client_id,
                 req.client_secret.expose_secret(),
                 input.source,
@@ -222,9 +248,11 @@ impl TokenEndpoint {
 
     /// Throttle check, look-up and secret verification. Every failure costs
     /// one argon2 verification (the dummy one for an unknown client) and
-    /// answers with the same `invalid_client`.
+    /// answers with the same `invalid_client`. Failures are audited as
+    /// `failed_action`.
     async fn authenticate(
         &self,
+        failed_action: &'static str,
         client_id: &str,
         secret: &str,
         source: IpAddr,
@@ -244,7 +272,7 @@ impl TokenEndpoint {
         };
         if let Some(retry_after_secs) = throttle::verdict(counts, &self.throttle, now) {
             let e = OAuthError::SlowDown { retry_after_secs };
-            self.log_failure(Some(client_id), &e);
+            self.log_failure(failed_action, Some(client_id), &e);
             return Err(e);
         }
         let found = self
@@ -255,21 +283,20 @@ impl TokenEndpoint {
         let verdict = match found {
             None => {
                 self.hasher.verify_dummy(secret).await;
-                Err(None)
+                Err((None, FailureCause::UnknownClient))
             }
             Some(client) => {
-                if self.secret_matches(&client, client_id, secret).await
-                    && client.service_account.status == SaStatus::Active
-                {
-                    Ok(client)
-                } else {
-                    Err(Some(client))
+                let matches = self.secret_matches(&client, client_id, secret).await;
+                match (matches, client.service_account.status) {
+                    (true, SaStatus::Active) => Ok(client),
+                    (true, _) => Err((Some(client), FailureCause::Disabled)),
+                    (false, _) => Err((Some(client), FailureCause::WrongSecret)),
                 }
             }
         };
         match verdict {
             Ok(client) => Ok(client),
-            Err(client) => {
+            Err((client, cause)) => {
                 let e = OAuthError::InvalidClient;
                 if let Err(err) = self
                     .store
@@ -279,8 +306,8 @@ impl TokenEndpoint {
                     return Err(unavailable(m, "record_failure", &err));
                 }
                 match client {
-                    Some(c) => self.audit_failure(&c, &e).await,
-                    None => self.log_failure(Some(client_id), &e),
+                    Some(c) => self.audit_failure(failed_action, &c, &e, Some(cause)).await,
+                    None => self.log_unknown_client(failed_action, client_id),
                 }
                 Err(e)
             }
@@ -362,26 +389,46 @@ impl TokenEndpoint {
         });
     }
 
-    async fn audit_failure(&self, client: &ClientLookup, e: &OAuthError) {
+    /// `cause` says which authentication check failed, for the operator
+    /// reading the audit log; the client only ever sees `invalid_client`.
+    async fn audit_failure(
+        &self,
+        action: &'static str,
+        client: &ClientLookup,
+        e: &OAuthError,
+        cause: Option<FailureCause>,
+    ) {
         let sa = &client.service_account;
+        let mut details = json!({"reason": e.code(), "credential_id": client.credential.id});
+        if let (Some(cause), Some(map)) = (cause, details.as_object_mut()) {
+            map.insert("cause".into(), cause.as_str().into());
+        }
         self.audit
             .record(Event {
                 organization_id: Some(&sa.organization_id),
                 actor: &client.credential.client_id,
-                action: "token.issue_failed",
+                action,
                 target: Some(&sa.id),
                 outcome: "failure",
-                details: json!({"reason": e.code(), "credential_id": client.credential.id}),
+                details,
             })
             .await;
     }
 
+    fn log_unknown_client(&self, action: &'static str, client_id: &str) {
+        let client = Some(client_id)
+            .filter(|c| crate::ids::is_valid_client_id(c))
+            .unwrap_or("-");
+        let cause = FailureCause::UnknownClient.as_str();
+        tracing::info!(target: "audit", actor = client, action, outcome = "failure", reason = "invalid_client", cause, "audit event");
+    }
+
     /// A failure without an organization is only logged. The client id is
     /// logged only when it has the shape of one of ours.
-    fn log_failure(&self, client_id: Option<&str>, e: &OAuthError) {
+    fn log_failure(&self, action: &'static str, client_id: Option<&str>, e: &OAuthError) {
         let client = client_id
             .filter(|c| crate::ids::is_valid_client_id(c))
             .unwrap_or("-");
-        tracing::info!(target: "audit", actor = client, action = "token.issue_failed", outcome = "failure", reason = e.code(), "audit event");
+        tracing::info!(target: "audit", actor = client, action, outcome = "failure", reason = e.code(), "audit event");
     }
 }

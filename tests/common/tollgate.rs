@@ -272,7 +272,19 @@ impl Tollgate {
                 }
             }
         }
-        Ok(())
+        // pingora starts the proxy service after the admin one: /readyz can
+        // answer a moment before the proxy listener accepts connections.
+        loop {
+            match tokio::net::TcpStream::connect(self.proxy).await {
+                Ok(_) => return Ok(()),
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "proxy listener not accepting within {START_TIMEOUT:?}"
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
