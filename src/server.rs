@@ -18,7 +18,7 @@ use crate::bus::Bus;
 use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
 use crate::hashing::Hasher;
-use crate::oauth::endpoint::TokenEndpoint;
+use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
 use crate::proxy::Gateway;
 use crate::registry::Registry;
 use crate::runtime::{fingerprint, Live, PolicySource, Runtime};
@@ -103,10 +103,13 @@ impl App {
             store.clone(),
             hasher.clone(),
             audit,
-            config.resources.clone(),
-            config.tokens.ttl_seconds,
-            config.throttle,
-            config.server.public_url.clone(),
+            bus.clone(),
+            TokenSettings {
+                resources: config.resources.clone(),
+                ttl_seconds: config.tokens.ttl_seconds,
+                throttle: config.throttle,
+                public_url: config.server.public_url.clone(),
+            },
         ));
         let live = Arc::new(Live::new(config.clone(), source, first));
         Ok(App {

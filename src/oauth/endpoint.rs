@@ -17,6 +17,8 @@ use super::{
     revocation_response, token_response, OAuthError, OAuthResponse, OUTCOME_ISSUED,
 };
 use crate::audit::{Audit, Event};
+use crate::bus::Bus;
+use crate::cache::Invalidation;
 use crate::hashing::Hasher;
 use crate::metrics::Metrics;
 use crate::model::{SaStatus, TokenRecord};
@@ -62,10 +64,20 @@ pub struct OAuthInput<'a> {
     pub source: IpAddr,
 }
 
+/// The token endpoint's settings from the config.
+pub struct TokenSettings {
+    pub resources: Vec<String>,
+    pub ttl_seconds: u64,
+    pub throttle: ThrottleConfig,
+    pub public_url: String,
+}
+
 pub struct TokenEndpoint {
     store: Arc<dyn Store>,
     hasher: Arc<Hasher>,
     audit: Audit,
+    /// Revocations evict cached decisions in every instance.
+    bus: Arc<Bus>,
     resources: Vec<String>,
     ttl_seconds: u64,
     throttle: ThrottleConfig,
@@ -89,24 +101,22 @@ fn now_unix() -> i64 {
 }
 
 impl TokenEndpoint {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         hasher: Arc<Hasher>,
         audit: Audit,
-        resources: Vec<String>,
-        ttl_seconds: u64,
-        throttle: ThrottleConfig,
-        public_url: String,
+        bus: Arc<Bus>,
+        settings: TokenSettings,
     ) -> TokenEndpoint {
         TokenEndpoint {
             store,
             hasher,
             audit,
-            resources,
-            ttl_seconds,
-            throttle,
-            public_url,
+            bus,
+            resources: settings.resources,
+            ttl_seconds: settings.ttl_seconds,
+            throttle: settings.throttle,
+            public_url: settings.public_url,
             verified: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
         }
@@ -212,6 +222,9 @@ impl TokenEndpoint {
             .revoke_token(&hash, &sa.organization_id, &sa.id)
             .await
             .map_err(|e| unavailable(Metrics::get(), "revoke_token", &e))?;
+        if revoked {
+            self.bus.publish(Invalidation::Token(hash.clone())).await;
+        }
         self.audit
             .record(Event {
                 organization_id: Some(&sa.organization_id),
