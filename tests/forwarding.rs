@@ -524,7 +524,7 @@ async fn an_upstream_that_refuses_connections_is_a_bad_gateway() {
     let tollgate = Tollgate::start(
         TollgateOptions::new()
             .policy("routes.toml", POLICY)
-            .upstream("backend", &[dead.clone()]),
+            .upstream("backend", std::slice::from_ref(&dead)),
     )
     .await;
     let response = public_get(&tollgate).await;
