@@ -977,3 +977,81 @@ async fn explain_exits_2_on_usage_and_config_errors() {
         "the message names the file: {err}"
     );
 }
+
+#[tokio::test]
+async fn the_shipped_example_policy_never_lets_a_member_reach_an_admin_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("policy dir");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/policies/example.toml"),
+        policies.join("example.toml"),
+    )
+    .expect("copy the shipped example");
+    let config = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &config,
+        "[policies]\ndir = \"policies\"\n[store]\nbackend = \"memory\"\n\
+         [upstreams.backend]\naddrs = [\"127.0.0.1:9\"]\n",
+    )
+    .expect("write config");
+
+    for resource in [
+        "chat",
+        "workflows",
+        "storage",
+        "knowledge",
+        "templates",
+        "tools",
+        "logs",
+    ] {
+        let scopes = format!("{resource}:write");
+        for method in ["GET", "HEAD", "OPTIONS", "POST", "DELETE"] {
+            for path in ["admin", "admin/x", "./x/../admin/y", "%61dmin/x"] {
+                let path = format!("/api/v1/{resource}/{path}");
+                let args = |role| {
+                    [
+                        "--method",
+                        method,
+                        "--path",
+                        &path,
+                        "--query",
+                        "environmentId=e1",
+                        "--scopes",
+                        &scopes,
+                        "--role",
+                        role,
+                    ]
+                    .map(str::to_string)
+                };
+                let member = args("member");
+                let member: Vec<&str> = member.iter().map(String::as_str).collect();
+                let (code, out, err) = explain(&config, &member);
+                assert_eq!(code, 3, "member {method} {path}: {out}{err}");
+                assert!(out.contains(&format!("{resource}-admin")), "{out}");
+                assert_eq!(
+                    out.lines().last(),
+                    Some("decision: deny workspace_access_denied"),
+                    "{out}"
+                );
+            }
+        }
+        let path = format!("/api/v1/{resource}/admin/x");
+        let (code, out, err) = explain(
+            &config,
+            &[
+                "--method",
+                "GET",
+                "--path",
+                &path,
+                "--query",
+                "environmentId=e1",
+                "--scopes",
+                &scopes,
+                "--role",
+                "admin",
+            ],
+        );
+        assert_eq!(code, 0, "admin GET {path}: {out}{err}");
+    }
+}
