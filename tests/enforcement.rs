@@ -1055,3 +1055,145 @@ async fn the_shipped_example_policy_never_lets_a_member_reach_an_admin_path() {
         assert_eq!(code, 0, "admin GET {path}: {out}{err}");
     }
 }
+
+#[tokio::test]
+async fn the_body_of_a_denied_request_is_never_read_as_another_request() {
+    let world = World::start().await;
+    let smuggled = "GET /public/smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    for framing in [
+        format!("Content-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
+        format!(
+            "Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{smuggled}\r\n0\r\n\r\n",
+            smuggled.len()
+        ),
+    ] {
+        // Denied (no token), then an honest request on the same connection.
+        let mut conn = RawConnection::open(world.tollgate.proxy_addr()).await;
+        let denied = conn
+            .exchange(format!(
+                "POST /api/v1/tools/x HTTP/1.1\r\nHost: t\r\n{framing}"
+            ))
+            .await
+            .expect("an answer to the denied request");
+        assert!(
+            denied.starts_with(b"HTTP/1.1 401"),
+            "{}",
+            String::from_utf8_lossy(&denied)
+        );
+        // The connection may be kept (the body drained) or closed; never misread.
+        if let Some(answer) = conn
+            .exchange("GET /public/honest HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+        {
+            assert!(
+                answer.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        let targets: Vec<String> = world
+            .echo
+            .requests()
+            .iter()
+            .map(|r| r.target.clone())
+            .collect();
+        assert!(
+            !targets.iter().any(|t| t.contains("smuggled")),
+            "a denied request's body reached the upstream as a request: {targets:?}"
+        );
+    }
+}
+
+/// Accepts TCP connections and never answers: a Redis that hangs.
+async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_store_that_never_answers_is_a_quick_503_not_a_hang() {
+    let (addr, _silent) = silent_server().await;
+    let echo = EchoUpstream::start();
+    let tollgate = Tollgate::start(
+        TollgateOptions::new()
+            .redis_url(format!("redis://{addr}/0"))
+            .toml("[store]\ntimeout_ms = 200")
+            .policy("routes.toml", POLICY)
+            .upstream("backend", &[echo.addr_string()])
+            .no_wait_ready(),
+    )
+    .await;
+    let token = format!("Authorization: Bearer tg_at_{}", "A".repeat(43));
+
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = RawResponse::fetch(
+            tollgate.proxy_addr(),
+            format!(
+                "GET /api/v1/tools/x HTTP/1.1\r\nHost: t\r\n{token}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_denied(
+            "silent store",
+            &response,
+            503,
+            "temporarily_unavailable",
+            None,
+        );
+        assert!(response.header("retry-after").is_some());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(echo.count(), 0);
+    let (status, _, _) = tollgate.proxy_request(Method::GET, "/public/x", None).await;
+    assert_eq!(status, StatusCode::OK, "public routes need no store");
+}
+
+#[tokio::test]
+async fn denials_keep_the_connection_usable_and_a_head_denial_has_no_body() {
+    let world = World::start().await;
+    let mut conn = RawConnection::open(world.tollgate.proxy_addr()).await;
+    for method in ["HEAD", "GET", "HEAD"] {
+        let answer = conn
+            .exchange(format!(
+                "{method} /api/v1/tools/x HTTP/1.1\r\nHost: t\r\n\r\n"
+            ))
+            .await
+            .unwrap_or_else(|| panic!("{method}: no answer on the kept-alive connection"));
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        assert!(text.starts_with("HTTP/1.1 401"), "{method}: {text}");
+        if method == "HEAD" {
+            assert!(
+                text.ends_with("\r\n\r\n"),
+                "HEAD answer with a body: {text}"
+            );
+        }
+    }
+    let answer = conn
+        .exchange("GET /public/after HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("an answer after the denials");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(conn
+        .stray_bytes(Duration::from_millis(200))
+        .await
+        .is_empty());
+    assert_eq!(
+        world.echo.last().expect("forwarded").target,
+        "/public/after"
+    );
+}

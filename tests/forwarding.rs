@@ -597,3 +597,39 @@ async fn upstream_responses_are_counted_by_route_and_status_class() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn public_routes_forward_no_authorization_either() {
+    let world = World::start().await;
+    let (_, got) = world.forward("GET", "/public/x", &[&world.bearer()]).await;
+    assert!(!got.has_header("authorization"));
+    assert!(!got.has_header("x-tollgate-organization-id"));
+}
+
+#[tokio::test]
+async fn head_and_http_1_0_requests_are_forwarded_as_such() {
+    let world = World::start().await;
+    let q = world.workspace_query();
+    let (response, got) = world
+        .forward(
+            "HEAD",
+            &format!("/api/v1/workflows/x?{q}"),
+            &[&world.bearer()],
+        )
+        .await;
+    assert_eq!(got.method, "HEAD");
+    assert!(response.body.is_empty());
+
+    world.echo.clear();
+    let response = RawResponse::fetch(
+        world.tollgate.proxy_addr(),
+        format!("GET /api/v1/tools/x HTTP/1.0\r\n{}\r\n\r\n", world.bearer()),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body_str());
+    let got = world.echo.last().expect("forwarded");
+    assert_eq!(
+        got.header("x-tollgate-organization-id"),
+        Some(world.org.as_str())
+    );
+}
