@@ -515,14 +515,16 @@ impl ProxyHttp for Gateway {
             insert_identity(upstream, names, identity)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
-        let xff = match upstream.headers.get("x-forwarded-for") {
-            Some(prev) if !prev.is_empty() => {
-                format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes()))
-            }
-            _ => peer,
-        };
-        upstream.insert_header("x-forwarded-for", xff)?;
+        // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
+        let mut hops: Vec<String> = upstream
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        hops.push(ctx.peer.map(|p| p.to_string()).unwrap_or_default());
+        upstream.insert_header("x-forwarded-for", hops.join(", "))?;
         let trusted = ctx.peer.is_some_and(|p| {
             self.app
                 .config

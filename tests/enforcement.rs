@@ -790,7 +790,9 @@ async fn an_unreachable_store_fails_closed_quickly_and_recovers_without_a_restar
 
     redis.stop();
 
-    for path in [path.as_str(), "/api/v1/tools/x"] {
+    // A report-mode route fails closed too: it cannot decide, so it cannot forward.
+    let report = format!("/api/v1/logs/x?environmentId={}", world.env);
+    for path in [path.as_str(), "/api/v1/tools/x", report.as_str()] {
         let started = Instant::now();
         let response = world.raw_request("GET", path, &[&world.bearer()]).await;
         let took = started.elapsed();

@@ -633,3 +633,36 @@ async fn head_and_http_1_0_requests_are_forwarded_as_such() {
         Some(world.org.as_str())
     );
 }
+
+#[tokio::test]
+async fn every_forwarded_for_line_received_is_kept_before_the_peer() {
+    let world = World::start().await;
+    let (_, got) = world
+        .forward(
+            "GET",
+            "/public/x",
+            &[
+                "X-Forwarded-For: 203.0.113.7",
+                "x-forwarded-for: 198.51.100.1, 192.0.2.9",
+            ],
+        )
+        .await;
+    assert_eq!(
+        got.header_all("x-forwarded-for"),
+        ["203.0.113.7, 198.51.100.1, 192.0.2.9, 127.0.0.1"]
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_may_state_the_original_protocol() {
+    let world = World::start_with(
+        TollgateOptions::new().toml("[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]"),
+    )
+    .await;
+    let (_, got) = world
+        .forward("GET", "/public/x", &["X-Forwarded-Proto: https"])
+        .await;
+    assert_eq!(got.header_all("x-forwarded-proto"), ["https"]);
+    let (_, got) = world.forward("GET", "/public/x", &[]).await;
+    assert_eq!(got.header_all("x-forwarded-proto"), ["http"]);
+}
