@@ -1199,3 +1199,53 @@ async fn denials_keep_the_connection_usable_and_a_head_denial_has_no_body() {
         "/public/after"
     );
 }
+
+#[tokio::test]
+async fn no_token_appears_in_the_logs_even_at_trace_level() {
+    let world = World::start_with(TollgateOptions::new().log_filter("trace")).await;
+    let q = format!("?environmentId={}", world.env);
+    let (status, _, _) = world.get(&format!("/api/v1/workflows/x{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    world.get("/api/v1/nowhere").await;
+    world.get("/api/v1/tools/a%2Fb").await;
+
+    // A token request at trace level too: its form body and Basic header.
+    let (_, client_id, client_secret) = world
+        .tollgate
+        .admin()
+        .create_service_account(&world.org, &unique_id("sa"), &["tools:read"])
+        .await;
+    let (_, _, body) = world
+        .tollgate
+        .token_request(
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client_id),
+                ("client_secret", &client_secret),
+            ],
+        )
+        .await;
+    let second_token = body["access_token"].as_str().expect("issued").to_string();
+
+    let logs = world.tollgate.logs();
+    assert!(
+        logs.contains("workflows-read"),
+        "the access log is written:\n{logs}"
+    );
+    for (what, secret) in [
+        ("token", &world.token["tg_at_".len()..]),
+        ("client secret", client_secret.as_str()),
+        (
+            "token issued at trace level",
+            &second_token["tg_at_".len()..],
+        ),
+    ] {
+        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
+        assert!(
+            leaks.is_empty(),
+            "the {what} leaked into the logs:\n{}",
+            leaks.join("\n")
+        );
+    }
+}
