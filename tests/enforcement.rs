@@ -82,6 +82,13 @@ impl World {
 
     async fn start_with(opts: TollgateOptions) -> World {
         let echo = EchoUpstream::start();
+        // A generous store timeout unless the test sets one: on a loaded
+        // machine set-up calls can miss the default 250 ms.
+        let opts = if opts.extra_toml.contains("[store]") {
+            opts
+        } else {
+            opts.toml("[store]\ntimeout_ms = 2000")
+        };
         let tollgate = Tollgate::start(
             opts.policy("routes.toml", POLICY)
                 .upstream("backend", &[echo.addr_string()]),
@@ -783,7 +790,13 @@ impl Drop for PrivateRedis {
 #[tokio::test]
 async fn an_unreachable_store_fails_closed_quickly_and_recovers_without_a_restart() {
     let redis = PrivateRedis::start();
-    let mut world = World::start_with(TollgateOptions::new().redis_url(redis.url())).await;
+    // The default store timeout (250 ms), as an operator would run it.
+    let mut world = World::start_with(
+        TollgateOptions::new()
+            .redis_url(redis.url())
+            .toml("[store]\ntimeout_ms = 250"),
+    )
+    .await;
     let path = format!("/api/v1/workflows/x?environmentId={}", world.env);
     assert_eq!(world.get(&path).await.0, StatusCode::OK);
     world.echo.clear();

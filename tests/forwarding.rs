@@ -59,6 +59,13 @@ impl World {
 
     async fn start_with(opts: TollgateOptions) -> World {
         let echo = EchoUpstream::start();
+        // A generous store timeout unless the test sets one: on a loaded
+        // machine set-up calls can miss the default 250 ms.
+        let opts = if opts.extra_toml.contains("[store]") {
+            opts
+        } else {
+            opts.toml("[store]\ntimeout_ms = 2000")
+        };
         let tollgate = Tollgate::start(
             opts.policy("routes.toml", POLICY)
                 .upstream("backend", &[echo.addr_string()]),

@@ -272,6 +272,21 @@ impl Tollgate {
                 }
             }
         }
+        // pingora starts its services one by one: the admin listener answering
+        // does not mean the proxy and metrics listeners are bound yet.
+        for (name, addr) in [("proxy", self.proxy), ("metrics", self.metrics)] {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if let Some(status) = self.try_exit_status() {
+                    return Err(format!("process exited with {status}"));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "the {name} listener is not up within {START_TIMEOUT:?}"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Ok(())
     }
 
