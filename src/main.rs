@@ -79,16 +79,28 @@ struct ExplainArgs {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{filter, fmt, EnvFilter};
+    let env = EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // pingora logs whole request heads (Authorization included) and body
+    // bytes at trace, and some upstream requests at debug. Tokens and
+    // secrets must not reach any log line, so its crates stop at info
+    // whatever TOLLGATE_LOG asks for.
+    let cap = filter::filter_fn(|meta| {
+        !meta.target().starts_with("pingora") || *meta.level() <= tracing::Level::INFO
+    });
     let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(env).with(cap);
     if json {
-        builder.json().flatten_event(true).init();
+        let layer = fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr);
+        registry.with(layer).init();
     } else {
-        builder.init();
+        registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .init();
     }
 }
 

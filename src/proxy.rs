@@ -60,6 +60,22 @@ pub struct Ctx {
     peer: Option<IpAddr>,
 }
 
+/// Whether the request head, as received on an HTTP/1 connection, has a
+/// field with this (lower-case) name.
+fn raw_head_has(session: &Session, name: &str) -> bool {
+    let Some(h1) = session.as_downstream().as_http1() else {
+        return false;
+    };
+    let raw = h1.get_headers_raw_bytes();
+    raw.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.iter().position(|&b| b == b':').is_some_and(|colon| {
+            line[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_bytes())
+        })
+    })
+}
+
 fn valid_request_id(v: &[u8]) -> bool {
     (1..=128).contains(&v.len())
         && v.iter()
@@ -83,7 +99,7 @@ impl Gateway {
 
     fn is_identity_header(&self, name: &str) -> bool {
         let canon = canonical_header(name);
-        self.identity_names.iter().any(|n| *n == canon)
+        self.identity_names.contains(&canon)
     }
 
     async fn write(
@@ -359,6 +375,10 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        if session.req_header().method == http::Method::CONNECT {
+            // Never a tunnel: whatever follows the head is not another request.
+            session.set_keepalive(None);
+        }
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
             Some(v) if valid_request_id(v.as_bytes()) => {
@@ -380,7 +400,10 @@ impl ProxyHttp for Gateway {
             req.raw_path(),
             HeaderFacts {
                 authorization: &authorization,
-                content_length: req.headers.contains_key(header::CONTENT_LENGTH),
+                // pingora drops Content-Length when Transfer-Encoding is
+                // present, so the conflict is only visible in the raw head.
+                content_length: req.headers.contains_key(header::CONTENT_LENGTH)
+                    || raw_head_has(session, "content-length"),
                 transfer_encoding: req.headers.contains_key(header::TRANSFER_ENCODING),
             },
             self.app.config.proxy.allow_semicolon_in_path,
@@ -523,14 +546,16 @@ impl ProxyHttp for Gateway {
             insert_identity(upstream, names, identity)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        let peer = ctx.peer.map(|p| p.to_string()).unwrap_or_default();
-        let xff = match upstream.headers.get("x-forwarded-for") {
-            Some(prev) if !prev.is_empty() => {
-                format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes()))
-            }
-            _ => peer,
-        };
-        upstream.insert_header("x-forwarded-for", xff)?;
+        // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
+        let mut hops: Vec<String> = upstream
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        hops.push(ctx.peer.map(|p| p.to_string()).unwrap_or_default());
+        upstream.insert_header("x-forwarded-for", hops.join(", "))?;
         let trusted = ctx.peer.is_some_and(|p| {
             self.app
                 .config

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -149,11 +151,15 @@ pub fn run(
     server.bootstrap();
     let app = Arc::new(app);
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(app.clone()),
-        "tollgate proxy",
-    );
+    // pingora answers CONNECT with a bare 405 before any filter runs; let it
+    // through so request safety answers it (authority-form → 400 JSON). It
+    // never matches a route: CONNECT is not a method a route can list.
+    let mut server_options = HttpServerOptions::default();
+    server_options.allow_connect_method_proxying = true;
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, Gateway::new(app.clone()))
+        .name("tollgate proxy")
+        .server_options(server_options)
+        .build();
     proxy.add_tcp(&cfg.server.listen.to_string());
 
     let keys = AdminKeys::new(

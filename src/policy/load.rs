@@ -455,6 +455,25 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_admin_paths_need_the_admin_route_for_every_method() {
+        let text = include_str!("../../policies/example.toml");
+        let set = load_str("policies/example.toml", text, &default_resources(), |u| {
+            u == "backend"
+        })
+        .expect("the shipped example is valid");
+        for resource in default_resources().iter() {
+            let admin = format!("{resource}-admin");
+            for path in ["admin", "admin/", "admin/x", "admin/x/y"] {
+                let path = format!("/api/v1/{resource}/{path}");
+                for method in crate::policy::Method::ALL {
+                    let route = set.lookup(method.as_str(), &path).map(|r| r.name.as_str());
+                    assert_eq!(route, Some(admin.as_str()), "{method:?} {path}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_minimal_route_gets_the_documented_defaults() {
         let set = load(&format!("[[route]]\n{BASE}scope = \"logs:read\"\n")).expect("valid");
         let r = &set.routes()[0];

@@ -57,6 +57,63 @@ async fn exchange(
     }
 }
 
+/// One kept-alive connection for requests sent one after the other (not
+/// pipelined): each `exchange` writes a request and reads exactly its answer.
+pub struct RawConnection {
+    stream: TcpStream,
+    /// Bytes read past the previous answer (there should be none).
+    pending: Vec<u8>,
+}
+
+impl RawConnection {
+    pub async fn open(addr: impl ToSocketAddrs) -> RawConnection {
+        let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("RawConnection: connect timed out")
+            .expect("RawConnection: connect");
+        RawConnection {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sends `request` and returns the bytes of its complete answer; None
+    /// when the server closed the connection or stalled for `IO_TIMEOUT`
+    /// before a complete answer arrived.
+    pub async fn exchange(&mut self, request: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        let request = request.as_ref();
+        let head_request = request
+            .get(..5)
+            .is_some_and(|m| m.eq_ignore_ascii_case(b"HEAD "));
+        timeout(IO_TIMEOUT, self.stream.write_all(request))
+            .await
+            .ok()?
+            .ok()?;
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut buf = std::mem::take(&mut self.pending);
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(end) = response_end(&buf, head_request) {
+                self.pending = buf.split_off(end);
+                return Some(buf);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Bytes received after the last complete answer (a stray body, say).
+    pub async fn stray_bytes(&mut self, wait: std::time::Duration) -> Vec<u8> {
+        let mut chunk = [0u8; 8192];
+        if let Ok(Ok(n)) = timeout(wait, self.stream.read(&mut chunk)).await {
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+        std::mem::take(&mut self.pending)
+    }
+}
+
 /// Where the first non-1xx response in `buf` ends, once it is complete.
 fn response_end(buf: &[u8], head_request: bool) -> Option<usize> {
     let mut start = 0;

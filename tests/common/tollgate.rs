@@ -272,19 +272,22 @@ impl Tollgate {
                 }
             }
         }
-        // pingora starts the proxy service after the admin one: /readyz can
-        // answer a moment before the proxy listener accepts connections.
-        loop {
-            match tokio::net::TcpStream::connect(self.proxy).await {
-                Ok(_) => return Ok(()),
-                Err(_) if Instant::now() >= deadline => {
+        // pingora starts its services one by one: the admin listener answering
+        // does not mean the proxy and metrics listeners are bound yet.
+        for (name, addr) in [("proxy", self.proxy), ("metrics", self.metrics)] {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if let Some(status) = self.try_exit_status() {
+                    return Err(format!("process exited with {status}"));
+                }
+                if Instant::now() >= deadline {
                     return Err(format!(
-                        "proxy listener not accepting within {START_TIMEOUT:?}"
+                        "the {name} listener is not up within {START_TIMEOUT:?}"
                     ));
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        Ok(())
     }
 
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
