@@ -157,6 +157,7 @@ fn registry_error(e: RegistryError) -> Reply {
 }
 
 fn store_error(e: &StoreError) -> Reply {
+    crate::metrics::Metrics::get().store_error("admin");
     tracing::warn!(error = %e, "admin request failed on the store");
     Reply::error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -56,6 +56,8 @@ pub const STORE_OPS: &[&str] = &[
     "record_failure",
     "touch_credentials",
     "count_tokens",
+    "admin",
+    "publish_invalidation",
 ];
 
 /// Every `result` of `tollgate_policy_reloads_total`.

@@ -289,16 +289,19 @@ impl Gateway {
         self.deny(session, ctx, &Denial::new(reason, None)).await
     }
 
-    /// Phase 2 inputs from one store call.
+    /// Phase 2 inputs: from the decision cache, or one store call.
     async fn load(&self, load: &authorize::Load) -> std::result::Result<AccessFacts, ()> {
-        self.app
-            .store
-            .lookup_access(&load.token_hash, load.environment_id.as_deref())
-            .await
-            .map_err(|e| {
-                Metrics::get().store_error("lookup_access");
-                tracing::warn!(error = %e, "authorization look-up failed; denying");
-            })
+        crate::access::lookup(
+            self.app.store.as_ref(),
+            &self.app.cache,
+            &load.token_hash,
+            load.environment_id.as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            Metrics::get().store_error("lookup_access");
+            tracing::warn!(error = %e, "authorization look-up failed; denying");
+        })
     }
 
     fn decide(&self, facts: &RequestFacts, rt: &Runtime) -> DecideStep {
@@ -467,7 +470,6 @@ impl ProxyHttp for Gateway {
             .inc();
         if let Outcome::ReportDeny(reason) = decision.outcome {
             tracing::warn!(
-                target: "access",
                 request_id = %ctx.request_id,
                 route = decision.route_label(),
                 reason = reason.as_str(),
@@ -599,7 +601,6 @@ impl ProxyHttp for Gateway {
             _ => (502, "bad_gateway", "the upstream could not be reached"),
         };
         tracing::warn!(
-            target: "access",
             request_id = %ctx.request_id,
             error_type = ?e.etype(),
             "proxying failed"
