@@ -148,7 +148,10 @@ impl DecisionCache {
         if let Ok(mut maps) = self.maps.lock() {
             let ttl = self.ttl;
             if maps.tokens.len() >= self.max_entries {
-                maps.tokens.retain(|_, e| Self::fresh(e, ttl, now));
+                // Unknown tokens go first, so a flood of bad ones cannot
+                // push out the good ones; then anything stale.
+                maps.tokens
+                    .retain(|_, e| e.value.is_some() && Self::fresh(e, ttl, now));
                 if maps.tokens.len() >= self.max_entries {
                     maps.tokens.clear();
                 }
@@ -352,6 +355,18 @@ mod tests {
         });
         assert_eq!(c.access("e1", "s", t0), None);
         assert!(c.access("e2", "s", t0).is_some());
+    }
+
+    #[test]
+    fn a_flood_of_unknown_tokens_does_not_evict_known_ones() {
+        let c = DecisionCache::new(Duration::from_secs(1), 10);
+        let t0 = Instant::now();
+        c.put_token("good", Some(record("o", "s")), t0);
+        for i in 0..1000 {
+            c.put_token(&format!("bad{i}"), None, t0);
+        }
+        assert!(c.token("good", t0).is_some());
+        assert!(c.len() <= 10);
     }
 
     #[test]
