@@ -468,6 +468,13 @@ impl ProxyHttp for Gateway {
                 decision.outcome.reason(),
             ])
             .inc();
+        tracing::debug!(
+            request_id = %ctx.request_id,
+            route = decision.route_label(),
+            decision = decision.outcome.decision(),
+            reason = decision.outcome.reason(),
+            "authorization decided"
+        );
         if let Outcome::ReportDeny(reason) = decision.outcome {
             tracing::warn!(
                 request_id = %ctx.request_id,
