@@ -802,6 +802,9 @@ async fn an_unreachable_store_fails_closed_quickly_and_recovers_without_a_restar
     world.echo.clear();
 
     redis.stop();
+    // Answers cached before the outage may serve for at most cache.ttl_ms
+    // (default 500 ms, SPEC §8); after that nothing can be decided.
+    tokio::time::sleep(Duration::from_millis(600)).await;
 
     // A report-mode route fails closed too: it cannot decide, so it cannot forward.
     let report = format!("/api/v1/logs/x?environmentId={}", world.env);
