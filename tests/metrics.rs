@@ -874,6 +874,14 @@ async fn dashboard_and_alert_rules_reference_only_families_the_binary_exports() 
     // One request through a route so the route-labelled families exist.
     let w = World::start().await;
     assert_eq!(w.get("/api/v1/status", None).await, StatusCode::OK);
+    // The upstream-response count is written after the answer is sent.
+    eventually(Duration::from_secs(5), "the upstream response counted", || async {
+        w.tollgate
+            .metrics()
+            .await
+            .contains("tollgate_upstream_responses_total{")
+    })
+    .await;
     let exported = exported_names(&w.tollgate.metrics().await);
 
     // The dashboard: a Prometheus datasource variable every panel uses.
