@@ -141,14 +141,17 @@ start_tollgate "$WORK/cached.toml"
 wait_http "http://127.0.0.1:$AD/healthz"
 admin() { curl -s -X "$1" "http://127.0.0.1:$AD/v1/organizations/bench$2" -H "Authorization: Bearer $ADMIN_KEY" -H 'content-type: application/json' ${3:+-d "$3"}; }
 SA_JSON=$(admin POST /service-accounts '{"name":"bench","scopes":["workflows:write"]}')
-SA_ID=$(sed -E 's/.*"service_account":\{"id":"([^"]+)".*/\1/' <<<"$SA_JSON")
-CLIENT_ID=$(sed -E 's/.*"client_id":"([^"]+)".*/\1/' <<<"$SA_JSON")
-SECRET=$(sed -E 's/.*"client_secret":"([^"]+)".*/\1/' <<<"$SA_JSON")
+json() { python3 -c 'import json, sys; v = json.load(sys.stdin)
+for k in sys.argv[1:]: v = v[k]
+print(v)' "$@"; }
+SA_ID=$(json service_account id <<<"$SA_JSON")
+CLIENT_ID=$(json credential client_id <<<"$SA_JSON")
+SECRET=$(json credential client_secret <<<"$SA_JSON")
 admin PUT /workspaces/ws '{"name":"ws"}' >/dev/null
 admin PUT /workspaces/ws/environments/bench-env '{"name":"env"}' >/dev/null
 admin PUT "/workspaces/ws/members/$SA_ID" '{"role":"member"}' >/dev/null
 TOKEN=$(curl -s -u "$CLIENT_ID:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$P/api/auth/oauth2/token" \
-  | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  | json access_token)
 URL="http://127.0.0.1:$P/api/v1/workflows/x?environmentId=bench-env"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL" -H "Authorization: Bearer $TOKEN")" = 200 ] \
   || { echo "set-up failed: the benchmark request is not allowed" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
@@ -185,7 +188,7 @@ DB_AFTER=$(redis-cli -p "$REDIS" dbsize); MEM_AFTER=$(redis-cli -p "$REDIS" info
 CREDS=()
 for i in $(seq 1 "$COLD_CLIENTS"); do
   J=$(admin POST "/service-accounts/$SA_ID/credentials" "{\"name\":\"cold$i\"}")
-  CREDS+=("$(sed -E 's/.*"client_id":"([^"]+)".*/\1/' <<<"$J"):$(sed -E 's/.*"client_secret":"([^"]+)".*/\1/' <<<"$J")")
+  CREDS+=("$(json client_id <<<"$J"):$(json client_secret <<<"$J")")
 done
 T0=$(date +%s.%N)
 for c in "${CREDS[@]}"; do
