@@ -3,6 +3,11 @@
 //!
 //! Usage: fixed_upstream LISTEN_ADDR [THREADS]
 
+/// The same allocator in tollgate and the benchmark baselines: glibc malloc
+/// was a sixth of the proxy's CPU under load and kept argon2's memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::{HttpServer, ServeHttp};
