@@ -875,12 +875,16 @@ async fn dashboard_and_alert_rules_reference_only_families_the_binary_exports() 
     let w = World::start().await;
     assert_eq!(w.get("/api/v1/status", None).await, StatusCode::OK);
     // The upstream-response count is written after the answer is sent.
-    eventually(Duration::from_secs(5), "the upstream response counted", || async {
-        w.tollgate
-            .metrics()
-            .await
-            .contains("tollgate_upstream_responses_total{")
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the upstream response counted",
+        || async {
+            w.tollgate
+                .metrics()
+                .await
+                .contains("tollgate_upstream_responses_total{")
+        },
+    )
     .await;
     let exported = exported_names(&w.tollgate.metrics().await);
 
