@@ -139,8 +139,15 @@ pub fn run(
     let conf = ServerConf {
         threads: cfg.server.threads,
         upgrade_sock: cfg.server.upgrade_sock.display().to_string(),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_grace.as_secs()),
+        // After SIGTERM (or the upgrade hand-over) the listeners stop
+        // accepting and pingora waits `grace_period_seconds` before it shuts
+        // the runtimes down; shutting a tokio runtime down drops every task
+        // at its next await, whatever `graceful_shutdown_timeout_seconds`
+        // says (that bound covers blocking tasks only). So the grace period
+        // is what lets requests in flight finish; the runtime timeout only
+        // bounds the clean-up after it.
+        grace_period_seconds: Some(cfg.server.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let opt = pingora::server::configuration::Opt {

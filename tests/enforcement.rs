@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -692,99 +692,6 @@ async fn no_token_appears_in_logs_or_error_bodies() {
     let secret_part = &world.token["tg_at_".len()..];
     let logs = world.tollgate.logs();
     assert!(!logs.contains(secret_part), "a token leaked into the logs");
-}
-
-/// A Redis of its own on a free port, so the test can stop and restart it.
-struct PrivateRedis {
-    port: u16,
-    pid_file: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateRedis {
-    fn start_on(port: u16, dir: tempfile::TempDir) -> PrivateRedis {
-        let pid_file = dir.path().join("redis.pid");
-        let status = Command::new("redis-server")
-            .args(["--port", &port.to_string()])
-            // AOF, so a stopped and restarted server still knows the token.
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--daemonize", "yes", "--pidfile"])
-            .arg(&pid_file)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .status()
-            .expect("run redis-server (is it installed?)");
-        assert!(status.success(), "redis-server did not start");
-        let redis = PrivateRedis {
-            port,
-            pid_file,
-            _dir: dir,
-        };
-        redis.wait_until(true);
-        redis
-    }
-
-    fn start() -> PrivateRedis {
-        let dir = tempfile::Builder::new()
-            .prefix("tollgate-redis.")
-            .tempdir()
-            .expect("temp dir");
-        Self::start_on(free_port(), dir)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn answers(&self) -> bool {
-        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-    }
-
-    fn wait_until(&self, up: bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.answers() != up {
-            assert!(
-                Instant::now() < deadline,
-                "redis on {} did not come {}",
-                self.port,
-                if up { "up" } else { "down" }
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server (its pid from the pid file) and waits until the port is closed.
-    fn stop(&self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        self.wait_until(false);
-    }
-
-    /// Starts it again on the same port, with the same data directory.
-    fn restart(&self) {
-        let status = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--daemonize", "yes", "--pidfile"])
-            .arg(&self.pid_file)
-            .arg("--dir")
-            .arg(self._dir.path())
-            .stdout(Stdio::null())
-            .status()
-            .expect("run redis-server");
-        assert!(status.success(), "redis-server did not restart");
-        self.wait_until(true);
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 
 mod admin;
 mod echo;
+mod private_redis;
 mod raw;
 mod tollgate;
 
@@ -16,7 +17,10 @@ use std::time::Duration;
 
 pub use admin::Admin;
 pub use echo::{EchoBehavior, EchoUpstream, RecordedRequest};
-pub use raw::{raw_http, raw_http_string, raw_http_until_close, RawConnection, RawResponse};
+pub use private_redis::PrivateRedis;
+pub use raw::{
+    raw_http, raw_http_string, raw_http_until_close, try_raw_http, RawConnection, RawResponse,
+};
 pub use reqwest::header::HeaderMap;
 pub use reqwest::{Method, StatusCode};
 pub use serde_json::{json, Value};

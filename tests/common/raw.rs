@@ -24,6 +24,22 @@ pub async fn raw_http_string(addr: impl ToSocketAddrs, request: impl AsRef<[u8]>
     String::from_utf8_lossy(&raw_http(addr, request).await).into_owned()
 }
 
+/// Like [`raw_http`], but a refused connection is an `Err` instead of a
+/// panic (shutdown and upgrade tests, where refusing is expected).
+pub async fn try_raw_http(
+    addr: impl ToSocketAddrs,
+    request: impl AsRef<[u8]>,
+) -> std::io::Result<Vec<u8>> {
+    let request = request.as_ref();
+    let head_request = request
+        .get(..5)
+        .is_some_and(|m| m.eq_ignore_ascii_case(b"HEAD "));
+    let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    Ok(read_answer(stream, request, |buf| response_end(buf, head_request)).await)
+}
+
 /// Sends `request` and reads until the server closes (pipelining tests).
 pub async fn raw_http_until_close(addr: impl ToSocketAddrs, request: impl AsRef<[u8]>) -> Vec<u8> {
     exchange(addr, request.as_ref(), |_| None).await
@@ -34,14 +50,25 @@ async fn exchange(
     request: &[u8],
     complete: impl Fn(&[u8]) -> Option<usize>,
 ) -> Vec<u8> {
-    let mut stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
+    let stream = timeout(IO_TIMEOUT, TcpStream::connect(addr))
         .await
         .expect("raw_http: connect timed out")
         .expect("raw_http: connect");
-    timeout(IO_TIMEOUT, stream.write_all(request))
-        .await
-        .expect("raw_http: write timed out")
-        .expect("raw_http: write");
+    read_answer(stream, request, complete).await
+}
+
+/// Writes `request`, then reads until `complete` finds the end, the server
+/// closes, or `IO_TIMEOUT` passes; returns what was read (a failed write
+/// returns nothing).
+async fn read_answer(
+    mut stream: TcpStream,
+    request: &[u8],
+    complete: impl Fn(&[u8]) -> Option<usize>,
+) -> Vec<u8> {
+    match timeout(IO_TIMEOUT, stream.write_all(request)).await {
+        Ok(Ok(())) => {}
+        _ => return Vec::new(),
+    }
     let deadline = Instant::now() + IO_TIMEOUT;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];

@@ -144,8 +144,10 @@ impl TollgateOptions {
 /// A running tollgate process; SIGTERM then SIGKILL on drop.
 pub struct Tollgate {
     child: Option<Child>,
+    /// Holds this process's logs (and, unless it is a successor, its config).
     dir: TempDir,
     config_path: PathBuf,
+    opts: TollgateOptions,
     proxy: SocketAddr,
     admin: SocketAddr,
     metrics: SocketAddr,
@@ -207,41 +209,59 @@ impl Tollgate {
         fs::write(&config_path, config).expect("write tollgate.toml");
 
         let admin_key = format!("tgtest-admin-{:032x}", rand::random::<u128>());
-        let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
-        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env_remove("TOLLGATE_REDIS_URL")
-            .env("TOLLGATE_ADMIN_KEY", &admin_key)
-            .env("TOLLGATE_LOG", &opts.log_filter)
-            .env("TOLLGATE_LOG_FORMAT", "text")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        for (key, value) in &opts.env {
-            command.env(key, value);
-        }
-        let child = command.spawn().expect("spawn the tollgate binary");
-
+        let child = spawn_process(opts, dir.path(), &config_path, &admin_key, &[]);
         Tollgate {
             child: Some(child),
             dir,
             config_path,
+            opts: opts.clone(),
             proxy,
             admin,
             metrics,
             admin_key,
             key_prefix,
-            http: reqwest::Client::builder()
-                .timeout(IO_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("build the test HTTP client"),
+            http: test_http_client(),
+        }
+    }
+
+    /// Starts a second process on this one's config file and ports with
+    /// `serve --upgrade` (pingora's graceful upgrade) and returns at once: it
+    /// waits for the listening sockets, which this process hands over on
+    /// SIGQUIT. Then call [`Tollgate::wait_until_serving`] on it.
+    pub fn spawn_successor(&self) -> Tollgate {
+        let dir = tempfile::Builder::new()
+            .prefix("tollgate-it-successor.")
+            .tempdir()
+            .expect("create the successor's temp dir");
+        let child = spawn_process(
+            &self.opts,
+            dir.path(),
+            &self.config_path,
+            &self.admin_key,
+            &["--upgrade"],
+        );
+        Tollgate {
+            child: Some(child),
+            dir,
+            config_path: self.config_path.clone(),
+            opts: self.opts.clone(),
+            proxy: self.proxy,
+            admin: self.admin,
+            metrics: self.metrics,
+            admin_key: self.admin_key.clone(),
+            key_prefix: self.key_prefix.clone(),
+            http: test_http_client(),
+        }
+    }
+
+    /// Waits until `/healthz` (and `/readyz` unless `no_wait_ready`) answers
+    /// 200 and every listener accepts; panics with the logs otherwise.
+    pub async fn wait_until_serving(&mut self) {
+        if let Err(reason) = self.wait_until_up(self.opts.wait_ready).await {
+            panic!(
+                "tollgate did not come up: {reason}\n--- tollgate logs ---\n{}",
+                self.logs()
+            );
         }
     }
 
@@ -469,6 +489,21 @@ impl Tollgate {
         self.child.is_some() && self.try_exit_status().is_none()
     }
 
+    /// Waits up to `timeout` for the process to exit by itself (no signal
+    /// sent); its exit status, or None if it is still running.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit_status() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERM, wait up to `timeout`, then SIGKILL; returns the exit status
     /// if the process exited on its own within `timeout`.
     pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -503,7 +538,10 @@ impl Tollgate {
     }
 
     pub fn policy_dir(&self) -> PathBuf {
-        self.dir.path().join("policies")
+        self.config_path
+            .parent()
+            .expect("the config file is in a directory")
+            .join("policies")
     }
 
     /// Writes (or replaces) a policy file; reload with `send_signal("HUP")` or by file watch.
@@ -523,6 +561,45 @@ impl Drop for Tollgate {
     fn drop(&mut self) {
         self.stop(STOP_TIMEOUT);
     }
+}
+
+/// Runs `tollgate serve --config FILE ARGS…` with stdout and stderr in `log_dir`.
+fn spawn_process(
+    opts: &TollgateOptions,
+    log_dir: &Path,
+    config_path: &Path,
+    admin_key: &str,
+    args: &[&str],
+) -> Child {
+    let stdout = File::create(log_dir.join("stdout.log")).expect("create stdout.log");
+    let stderr = File::create(log_dir.join("stderr.log")).expect("create stderr.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .args(args)
+        .current_dir(log_dir)
+        .env_remove("TOLLGATE_REDIS_URL")
+        .env("TOLLGATE_ADMIN_KEY", admin_key)
+        .env("TOLLGATE_LOG", &opts.log_filter)
+        .env("TOLLGATE_LOG_FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    for (key, value) in &opts.env {
+        command.env(key, value);
+    }
+    command.spawn().expect("spawn the tollgate binary")
+}
+
+fn test_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(IO_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("build the test HTTP client")
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -546,6 +623,9 @@ fn render_config(
             ("metrics_listen", metrics.to_string().into()),
             ("public_url", format!("http://{proxy}").into()),
             ("threads", 1.into()),
+            // Tests tear tollgate down with SIGTERM; with the default 10 s
+            // grace every teardown would wait for it. Shutdown tests set their own.
+            ("shutdown_grace_seconds", 0.into()),
         ]),
     );
     let store = match opts.store {
