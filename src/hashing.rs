@@ -25,6 +25,16 @@ pub enum HashError {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Hashing yields the CPU to proxied traffic: on Linux, `setpriority` with
+/// `who = 0` renices only the calling thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 /// `n` threads taking jobs from one queue, in order.
 fn spawn_pool(n: usize) -> Result<mpsc::Sender<Job>, HashError> {
     let (tx, rx) = mpsc::channel::<Job>();
@@ -33,14 +43,17 @@ fn spawn_pool(n: usize) -> Result<mpsc::Sender<Job>, HashError> {
         let rx = rx.clone();
         thread::Builder::new()
             .name(format!("tollgate-argon2-{i}"))
-            .spawn(move || loop {
-                let job = match rx.lock() {
-                    Ok(queue) => queue.recv(),
-                    Err(_) => return,
-                };
-                match job {
-                    Ok(job) => job(),
-                    Err(_) => return,
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    let job = match rx.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
                 }
             })
             .map_err(|e| HashError::Failed(format!("cannot start hashing threads: {e}")))?;
