@@ -97,9 +97,19 @@ impl Gateway {
         }
     }
 
+    /// Compared without allocating: case-insensitive, `_` as `-`.
     fn is_identity_header(&self, name: &str) -> bool {
-        let canon = canonical_header(name);
-        self.identity_names.contains(&canon)
+        self.identity_names.iter().any(|canon| {
+            canon.len() == name.len()
+                && canon.bytes().zip(name.bytes()).all(|(c, n)| {
+                    let n = if n == b'_' {
+                        b'-'
+                    } else {
+                        n.to_ascii_lowercase()
+                    };
+                    c == n
+                })
+        })
     }
 
     async fn write(
