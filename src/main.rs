@@ -221,7 +221,14 @@ fn serve_dev(args: ServeArgs, mut env: EnvOverrides) -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(&e),
     };
-    println!("{}", dev::banner(&cfg, &demo, admin_key.expose_secret()));
+    // Whoever reads stdout may stop before the end; that is no reason to stop serving.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out
+            .write_all(dev::banner(&cfg, &demo, admin_key.expose_secret()).as_bytes())
+            .and_then(|()| out.flush());
+    }
     server::run(
         app,
         vec![Box::new(dev::echo_service(echo_port))],

@@ -502,6 +502,38 @@ async fn requests_are_spread_round_robin_over_the_upstream_addresses() {
     assert_eq!((a.count(), b.count()), (3, 3));
 }
 
+#[tokio::test]
+async fn active_health_checks_take_a_dead_address_out_of_rotation() {
+    let live = EchoUpstream::start();
+    let dead = dead_addr();
+    let tollgate = Tollgate::start(
+        TollgateOptions::new()
+            .policy("routes.toml", POLICY)
+            .upstream("backend", &[live.addr_string(), dead.clone()])
+            .toml("[upstreams.backend]\nhealth_check_path = \"/health\"\n"),
+    )
+    .await;
+    // The first check runs at start-up; after it, every request reaches the
+    // live address. Without health checks every other one would be a 502.
+    eventually(
+        Duration::from_secs(10),
+        "the dead address is skipped",
+        || async {
+            let mut all_ok = true;
+            for _ in 0..4 {
+                let (status, _, _) = tollgate.proxy_request(Method::GET, "/public/x", None).await;
+                all_ok &= status == StatusCode::OK;
+            }
+            all_ok
+        },
+    )
+    .await;
+    for _ in 0..10 {
+        let (status, _, _) = tollgate.proxy_request(Method::GET, "/public/x", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
 /// Asserts a gateway error body and that it names no address or port.
 fn assert_gateway_error(response: &RawResponse, status: u16, error: &str, addr: &str) {
     assert_eq!(response.status, status, "{}", response.body_str());
