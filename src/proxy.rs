@@ -41,6 +41,34 @@ pub struct Gateway {
     /// Canonical (lower case, `-`) names of the identity headers: any
     /// incoming header that canonicalises to one of these is removed.
     identity_names: Vec<String>,
+    /// The configured identity header names, built once: inserting a
+    /// `Bytes` name costs a reference count, a `String` an allocation.
+    inject: InjectNames,
+}
+
+struct InjectNames {
+    organization_id: Bytes,
+    client_id: Bytes,
+    service_account_id: Bytes,
+    scopes: Bytes,
+    workspace_id: Bytes,
+    workspace_role: Bytes,
+    environment_id: Bytes,
+}
+
+impl InjectNames {
+    fn new(names: &crate::config::IdentityHeaders) -> InjectNames {
+        let b = |s: &String| Bytes::from(s.clone());
+        InjectNames {
+            organization_id: b(&names.organization_id),
+            client_id: b(&names.client_id),
+            service_account_id: b(&names.service_account_id),
+            scopes: b(&names.scopes),
+            workspace_id: b(&names.workspace_id),
+            workspace_role: b(&names.workspace_role),
+            environment_id: b(&names.environment_id),
+        }
+    }
 }
 
 /// Per-request state, kept from `request_filter` to `logging`.
@@ -91,9 +119,11 @@ impl Gateway {
             .iter()
             .map(|n| canonical_header(n))
             .collect();
+        let inject = InjectNames::new(&app.config.identity_headers);
         Gateway {
             app,
             identity_names,
+            inject,
         }
     }
 
@@ -560,9 +590,8 @@ impl ProxyHttp for Gateway {
         if !self.app.config.proxy.forward_authorization {
             upstream.remove_header(&header::AUTHORIZATION);
         }
-        let names = &self.app.config.identity_headers;
         if let Some(identity) = ctx.decision.as_ref().and_then(|d| d.identity.as_ref()) {
-            insert_identity(upstream, names, identity)?;
+            insert_identity(upstream, &self.inject, identity)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
@@ -678,11 +707,7 @@ impl ProxyHttp for Gateway {
     }
 }
 
-fn insert_identity(
-    upstream: &mut RequestHeader,
-    names: &crate::config::IdentityHeaders,
-    id: &Identity,
-) -> Result<()> {
+fn insert_identity(upstream: &mut RequestHeader, names: &InjectNames, id: &Identity) -> Result<()> {
     upstream.insert_header(names.organization_id.clone(), id.organization_id.as_str())?;
     upstream.insert_header(names.client_id.clone(), id.client_id.as_str())?;
     upstream.insert_header(
