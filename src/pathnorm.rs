@@ -75,7 +75,9 @@ impl PathError {
     pub fn description(self) -> &'static str {
         match self {
             PathError::Empty => "the request target is empty",
-            PathError::TooLong => "the request target is longer than 8192 bytes",
+            PathError::TooLong => {
+                "the request target is longer than 8192 bytes, as received or normalised"
+            }
             PathError::AbsoluteForm => "absolute-form request targets are not accepted",
             PathError::AuthorityForm => "authority-form request targets are not accepted",
             PathError::AsteriskForm => "the asterisk request target is not accepted",
@@ -132,6 +134,11 @@ pub fn normalize_target(raw: impl AsRef<[u8]>, allow_semicolon: bool) -> Result<
     };
     let query = query.map(check_query).transpose()?;
     let path = normalize_path(path, allow_semicolon)?;
+    // Encoding `"<>[]^`{|}` triples their length: the limit also holds for
+    // what is forwarded, so a normalised target is itself accepted.
+    if path.len() + query.as_ref().map_or(0, |q| q.len() + 1) > MAX_TARGET_LEN {
+        return Err(PathError::TooLong);
+    }
     Ok(Target { path, query })
 }
 
@@ -391,6 +398,24 @@ mod tests {
             normalize_target("/a/%2e%2e;x", true),
             Err(ParameterOnDotSegment)
         );
+    }
+
+    /// Found by the `pathnorm` fuzz target: a target under the limit whose
+    /// normal form (with `<` encoded as `%3C`) is over it was accepted, and
+    /// normalising that normal form again failed.
+    #[test]
+    fn a_target_whose_normal_form_exceeds_the_limit_is_too_long() {
+        // The most `<` whose normal form `/%3C%3C…` still fits.
+        let most = (MAX_TARGET_LEN - 1) / 3;
+        let fits = format!("/{}", "<".repeat(most));
+        let t = normalize_target(&fits, false).expect("normal form fits");
+        assert!(t.path().len() <= MAX_TARGET_LEN);
+        assert_eq!(normalize_target(t.path(), false), Ok(t));
+        let grows = format!("/{}", "<".repeat(most + 1));
+        assert!(grows.len() <= MAX_TARGET_LEN);
+        assert_eq!(normalize_target(&grows, false), Err(TooLong));
+        let with_query = format!("/{}?{}", "<".repeat(most), "q".repeat(4));
+        assert_eq!(normalize_target(&with_query, false), Err(TooLong));
     }
 
     #[test]

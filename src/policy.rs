@@ -686,5 +686,55 @@ mod tests {
                 }
             }
         }
+
+        #[test]
+        fn matching_does_not_depend_on_the_order_of_the_files(
+            specs in prop::collection::vec(
+                (
+                    pattern_strategy(),
+                    prop::sample::select(vec!["GET", "POST", "GET POST", ""]),
+                    0..4usize,
+                ),
+                1..12,
+            ),
+            paths in prop::collection::vec(path_strategy(), 1..10),
+            order in Just((0..4usize).collect::<Vec<_>>()).prop_shuffle(),
+        ) {
+            let resources = default_resources();
+            let load = |files: &[String], order: &[usize]| {
+                let named: Vec<(String, &str)> =
+                    order.iter().map(|&f| (format!("f{f}.toml"), files[f].as_str())).collect();
+                load_files(
+                    named.iter().map(|(label, text)| (label.as_str(), *text)),
+                    &resources,
+                    |_| true,
+                )
+            };
+            let natural: Vec<usize> = (0..4).collect();
+            // Every route, conflicting or not: whether the set loads must
+            // not depend on the order either.
+            let mut all = vec![String::new(); 4];
+            // Only the routes that do not conflict with those kept before.
+            let mut kept = vec![String::new(); 4];
+            for (i, (pattern, methods, file)) in specs.iter().enumerate() {
+                let candidate = route(&format!("r{i}"), methods, pattern);
+                all[*file].push_str(&candidate);
+                let mut trial = kept.clone();
+                trial[*file].push_str(&candidate);
+                if load(&trial, &natural).is_ok() {
+                    kept = trial;
+                }
+            }
+            prop_assert_eq!(load(&all, &natural).is_ok(), load(&all, &order).is_ok());
+            let forward = load(&kept, &natural).expect("kept routes load");
+            let shuffled = load(&kept, &order).expect("kept routes load in any order");
+            for path in &paths {
+                for m in ["GET", "POST", "DELETE"] {
+                    let a = matched(&forward, m, path);
+                    prop_assert_eq!(&a, &matched(&shuffled, m, path), "{} {}", m, path);
+                    prop_assert_eq!(&a, &most_specific_by_brute_force(&forward, m, path));
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let content_type = parts.next().unwrap_or_default();
     let authorization = parts.next().unwrap_or_default();
     let body = parts.next().unwrap_or_default();
-    let auth: Vec<&[u8]> = if authorization.is_empty() { vec![] } else { vec![authorization] };
+    let auth: Vec<&[u8]> = if authorization.is_empty() {
+        vec![]
+    } else {
+        vec![authorization]
+    };
     let _ = parse_token_request(Some(content_type), &auth, body);
     let _ = parse_revocation_request(Some(content_type), &auth, body);
     let _ = parse_token_request(Some(b"application/x-www-form-urlencoded"), &auth, body);
