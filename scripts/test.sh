@@ -100,9 +100,21 @@ fi
 
 # In the background so that a TERM/INT to this script runs the traps at once
 # instead of after cargo finishes.
-cargo test "${cargo_flags[@]}" "$@" &
+test_log=$(mktemp)
+cargo test "${cargo_flags[@]}" "$@" >"$test_log" 2>&1 &
 cargo_pid=$!
+tail -n +1 -f --pid="$cargo_pid" "$test_log"
 status=0
 wait "$cargo_pid" || status=$?
 cargo_pid=""
+# One closing line for the whole run: cargo prints one result per test binary.
+awk '/^test result:/ {
+       for (i = 2; i <= NF; i++) {
+         if ($i ~ /^passed;?$/) p += $(i - 1)
+         if ($i ~ /^failed;?$/) f += $(i - 1)
+         if ($i ~ /^ignored;?$/) s += $(i - 1)
+       }
+     }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$test_log"
+rm -f "$test_log"
 exit "$status"
