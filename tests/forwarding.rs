@@ -38,61 +38,14 @@ upstream = "backend"
 auth = "none"
 "#;
 
-/// A tollgate in front of one echo upstream, and an account that is a
-/// member of a workspace with one environment.
-struct World {
-    tollgate: Tollgate,
-    echo: EchoUpstream,
-    org: String,
-    workspace: String,
-    env: String,
-    sa_id: String,
-    client_id: String,
-    /// `workflows:read tools:read`
-    token: String,
-}
-
 impl World {
     async fn start() -> World {
         Self::start_with(TollgateOptions::new()).await
     }
 
+    /// The account holds `workflows:read tools:read`, role `member`.
     async fn start_with(opts: TollgateOptions) -> World {
-        let echo = EchoUpstream::start();
-        // A generous store timeout unless the test sets one: on a loaded
-        // machine set-up calls can miss the default 250 ms.
-        let opts = if opts.extra_toml.contains("[store]") {
-            opts
-        } else {
-            opts.toml("[store]\ntimeout_ms = 2000")
-        };
-        let tollgate = Tollgate::start(
-            opts.policy("routes.toml", POLICY)
-                .upstream("backend", &[echo.addr_string()]),
-        )
-        .await;
-        let admin = tollgate.admin();
-        let (org, workspace, env) = (unique_id("org"), unique_id("ws"), unique_id("env"));
-        admin.put_workspace(&org, &workspace).await;
-        admin.put_environment(&org, &workspace, &env).await;
-        let (sa, client_id, secret) = admin
-            .create_service_account(&org, &unique_id("sa"), &["workflows:read", "tools:read"])
-            .await;
-        let sa_id = sa["id"].as_str().expect("sa id").to_string();
-        admin.put_member(&org, &workspace, &sa_id, "member").await;
-        let (status, body) = tollgate.issue_token(&client_id, &secret, None).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let token = body["access_token"].as_str().expect("token").to_string();
-        World {
-            tollgate,
-            echo,
-            org,
-            workspace,
-            env,
-            sa_id,
-            client_id,
-            token,
-        }
+        World::start_with_policy(opts, POLICY, &["workflows:read", "tools:read"]).await
     }
 
     fn bearer(&self) -> String {

@@ -11,6 +11,7 @@ mod echo;
 mod private_redis;
 mod raw;
 mod tollgate;
+mod world;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use reqwest::header::HeaderMap;
 pub use reqwest::{Method, StatusCode};
 pub use serde_json::{json, Value};
 pub use tollgate::{metric_samples, metric_value, StoreKind, Tollgate, TollgateOptions};
+pub use world::World;
 
 /// Bound on any single network step the harness takes (connect, write, read).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
