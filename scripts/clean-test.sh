@@ -20,6 +20,19 @@ for dir in "$tmp"/tollgate-test-redis.*; do
   rm -rf "$dir"
 done
 
+# Redis Cluster nodes of test.sh's second pass and of tests/cluster.rs.
+for dir in "$tmp"/tollgate-test-cluster.* "$tmp"/tollgate-cluster.*; do
+  for pidfile in "$dir"/*/redis.pid; do
+    pid="$(cat "$pidfile")"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+      grep -q redis-server "/proc/$pid/cmdline" 2>/dev/null; then
+      echo "stopping throwaway redis-server pid $pid"
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$dir"
+done
+
 for dir in "$tmp"/tollgate-it.*; do
   rm -rf "$dir"
 done

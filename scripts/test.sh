@@ -93,20 +93,129 @@ else
   echo "test.sh: throwaway redis-server (pid $redis_pid) at $TOLLGATE_TEST_REDIS_URL" >&2
 fi
 
+# A three-master Redis Cluster on free loopback ports (port + 10000 is each
+# node's cluster bus), for the second pass below.
+cluster_pids=()
+cluster_dir=""
+stop_cluster() {
+  local p
+  for p in "${cluster_pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  for p in "${cluster_pids[@]}"; do
+    wait "$p" 2>/dev/null || true
+  done
+  cluster_pids=()
+  if [ -n "$cluster_dir" ]; then
+    rm -rf "$cluster_dir"
+  fi
+}
+start_cluster() {
+  cluster_dir="$(mktemp -d "${TMPDIR:-/tmp}/tollgate-test-cluster.XXXXXX")"
+  local ports=() port i pid up tries=0
+  while [ "${#ports[@]}" -lt 3 ]; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 20 ]; then
+      echo "error: could not start the cluster's redis-server nodes" >&2
+      return 1
+    fi
+    port=$((20000 + RANDOM % 30000))
+    if port_in_use "$port" || port_in_use $((port + 10000)); then
+      continue
+    fi
+    mkdir -p "$cluster_dir/$port"
+    redis-server --bind 127.0.0.1 --port "$port" \
+      --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 2000 --save "" --appendonly no \
+      --dir "$cluster_dir/$port" --logfile "$cluster_dir/$port/redis.log" \
+      --pidfile "$cluster_dir/$port/redis.pid" \
+      --daemonize no </dev/null >/dev/null 2>&1 &
+    pid=$!
+    up=""
+    for i in $(seq 1 200); do
+      kill -0 "$pid" 2>/dev/null || break
+      if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+        up=1
+        break
+      fi
+      sleep 0.05
+    done
+    if [ -z "$up" ]; then
+      echo "test.sh: cluster node on port $port did not come up, retrying:" >&2
+      tail -n 5 "$cluster_dir/$port/redis.log" >&2 2>/dev/null || true
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      continue
+    fi
+    cluster_pids+=("$pid")
+    ports+=("$port")
+  done
+  local nodes=() urls=()
+  for port in "${ports[@]}"; do
+    nodes+=("127.0.0.1:$port")
+    urls+=("redis://127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+    </dev/null >"$cluster_dir/create.log" 2>&1 || {
+    echo "error: redis-cli --cluster create failed:" >&2
+    cat "$cluster_dir/create.log" >&2
+    return 1
+  }
+  for port in "${ports[@]}"; do
+    for i in $(seq 1 200); do
+      redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null |
+        grep -q cluster_state:ok && break
+      sleep 0.05
+    done
+  done
+  CLUSTER_URLS=$(IFS=,; echo "${urls[*]}")
+}
+trap 'stop_cluster; cleanup' EXIT
+
 cargo_flags=(--all-targets)
 if [ "${CI:-}" = true ]; then
   cargo_flags+=(--locked) # CI tests exactly the committed Cargo.lock
 fi
 
-# In the background so that a TERM/INT to this script runs the traps at once
-# instead of after cargo finishes.
+# Runs cargo test in the background, so that a TERM/INT to this script runs
+# the traps at once instead of after cargo finishes, and appends its output
+# to $test_log.
 test_log=$(mktemp)
-cargo test "${cargo_flags[@]}" "$@" >"$test_log" 2>&1 &
-cargo_pid=$!
-tail -n +1 -f --pid="$cargo_pid" "$test_log"
+run_cargo_test() {
+  local log
+  log=$(mktemp)
+  cargo test "$@" >"$log" 2>&1 &
+  cargo_pid=$!
+  tail -n +1 -f --pid="$cargo_pid" "$log"
+  local rc=0
+  wait "$cargo_pid" || rc=$?
+  cargo_pid=""
+  cat "$log" >>"$test_log"
+  rm -f "$log"
+  return "$rc"
+}
+
 status=0
-wait "$cargo_pid" || status=$?
-cargo_pid=""
+run_cargo_test "${cargo_flags[@]}" "$@" || status=$?
+
+# Second pass: the suites that exercise the registry, tokens and enforcement,
+# against a Redis Cluster (store.cluster = true). Skipped when arguments
+# narrow the run, unless TOLLGATE_TEST_CLUSTER=1.
+if [ "$status" = 0 ] && { [ "$#" = 0 ] || [ "${TOLLGATE_TEST_CLUSTER:-}" = 1 ]; }; then
+  start_cluster
+  echo "test.sh: second pass against a Redis Cluster at $CLUSTER_URLS" >&2
+  cluster_flags=()
+  if [ "${CI:-}" = true ]; then
+    cluster_flags+=(--locked)
+  fi
+  for t in admin_api oauth enforcement forwarding instances; do
+    cluster_flags+=(--test "$t")
+  done
+  TOLLGATE_TEST_REDIS_CLUSTER_URLS="$CLUSTER_URLS" \
+    run_cargo_test "${cluster_flags[@]}" || status=$?
+  stop_cluster
+fi
+
 # One closing line for the whole run: cargo prints one result per test binary.
 awk '/^test result:/ {
        for (i = 2; i <= NF; i++) {

@@ -4,7 +4,12 @@
 //! published on a Redis channel, so every other instance evicts it too —
 //! well within `cache.ttl_ms`, which bounds staleness even when the channel
 //! is down. A lost subscription clears the cache.
+//!
+//! On a Redis Cluster, classic pub/sub is broadcast to every node, so the
+//! bus talks to any one node of `store.urls` and moves to the next when that
+//! one fails.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +27,9 @@ pub struct Bus {
 }
 
 struct RedisBus {
-    client: redis::Client,
+    /// One client per node URL; `next` picks the one to try first.
+    clients: Vec<redis::Client>,
+    next: AtomicUsize,
     channel: String,
     timeout: Duration,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -34,19 +41,27 @@ impl Bus {
         Bus { cache, redis: None }
     }
 
-    /// A bus over Redis pub/sub on `<key_prefix>:invalidate`.
+    /// A bus over Redis pub/sub on `<key_prefix>:invalidate`, through any of
+    /// `urls` (one server, or the nodes of a cluster).
     pub fn redis(
         cache: Arc<DecisionCache>,
-        url: &str,
+        urls: &[String],
         key_prefix: &str,
         timeout: Duration,
     ) -> Result<Bus, String> {
-        let client =
-            redis::Client::open(url).map_err(|_| "store.url is not a Redis URL".to_string())?;
+        let clients = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "the store URL is not a Redis URL".to_string())?;
+        if clients.is_empty() {
+            return Err("no Redis URL for the invalidation channel".into());
+        }
         Ok(Bus {
             cache,
             redis: Some(RedisBus {
-                client,
+                clients,
+                next: AtomicUsize::new(0),
                 channel: format!("{key_prefix}:invalidate"),
                 timeout,
                 publisher: Mutex::new(None),
@@ -101,14 +116,35 @@ impl Bus {
 }
 
 impl RedisBus {
+    /// The node to use now.
+    fn client(&self) -> &redis::Client {
+        &self.clients[self.next.load(Ordering::Relaxed) % self.clients.len()]
+    }
+
+    /// After a failure, the next attempt goes to the next node.
+    fn move_on(&self) {
+        self.next.fetch_add(1, Ordering::Relaxed);
+    }
+
     async fn publish(&self, msg: &str) -> Result<(), String> {
         let mut guard = self.publisher.lock().await;
         if guard.is_none() {
-            let conn =
-                tokio::time::timeout(self.timeout, self.client.get_multiplexed_async_connection())
-                    .await
-                    .map_err(|_| "connect timed out".to_string())?
-                    .map_err(|e| format!("connect failed: {}", e.category()))?;
+            let conn = tokio::time::timeout(
+                self.timeout,
+                self.client().get_multiplexed_async_connection(),
+            )
+            .await;
+            let conn = match conn {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    self.move_on();
+                    return Err(format!("connect failed: {}", e.category()));
+                }
+                Err(_) => {
+                    self.move_on();
+                    return Err("connect timed out".into());
+                }
+            };
             *guard = Some(conn);
         }
         let Some(conn) = guard.as_mut() else {
@@ -126,10 +162,12 @@ impl RedisBus {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 *guard = None;
+                self.move_on();
                 Err(format!("publish failed: {}", e.category()))
             }
             Err(_) => {
                 *guard = None;
+                self.move_on();
                 Err("publish timed out".into())
             }
         }
@@ -137,7 +175,13 @@ impl RedisBus {
 
     /// Subscribes and applies messages until the connection ends.
     async fn listen(&self, cache: &DecisionCache) -> Result<(), String> {
-        let mut pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
+        let result = self.subscribe_and_apply(cache).await;
+        self.move_on();
+        result
+    }
+
+    async fn subscribe_and_apply(&self, cache: &DecisionCache) -> Result<(), String> {
+        let mut pubsub = tokio::time::timeout(self.timeout, self.client().get_async_pubsub())
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| format!("connect failed: {}", e.category()))?;

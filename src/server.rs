@@ -53,11 +53,12 @@ pub enum StartError {
 pub fn build_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
     match cfg.store.backend {
         Backend::Memory => Ok(Arc::new(MemoryStore::new())),
-        Backend::Redis if cfg.store.cluster => Err(StartError::Store(
-            "store.cluster = true: the Redis Cluster backend is not available in this version; \
-             use a single Redis (with replicas and Sentinel for failover)"
-                .into(),
-        )),
+        Backend::Redis if cfg.store.cluster => {
+            let s = &cfg.store;
+            let store = RedisStore::connect_cluster(&s.urls, &s.key_prefix, s.timeout)
+                .map_err(|e| StartError::Store(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
         Backend::Redis => {
             let s = &cfg.store;
             let store = RedisStore::connect(&s.url, &s.key_prefix, s.timeout, s.pool_size)
@@ -86,7 +87,11 @@ impl App {
             Backend::Memory => Bus::local(cache.clone()),
             Backend::Redis => Bus::redis(
                 cache.clone(),
-                &config.store.url,
+                if config.store.cluster {
+                    &config.store.urls
+                } else {
+                    std::slice::from_ref(&config.store.url)
+                },
                 &config.store.key_prefix,
                 config.store.timeout,
             )

@@ -20,24 +20,29 @@
 //! | `P:{reg}:audit:<org>` | zset | event ids, score 0 (lexical = time order) |
 //! | `P:{reg}:auditd:<org>` | hash | event id → AuditEvent JSON |
 //! | `P:tok:<hash>` | string | TokenRecord JSON, `EX` = token TTL |
-//! | `P:thr:<window>:<key>` | string | failure counter, expires after two windows |
+//! | `P:{thr:<window>}:<key>` | string | failure counter, expires after two windows |
 //!
-//! Scripts here build some key names at run time (a token's account index,
-//! an environment's membership hash). That is fine on a standalone Redis; the
-//! registry keys share the `{reg}` slot, but token keys do not, so a Redis
-//! Cluster backend needs its own path for lookup and revocation (read the
-//! index in the `{reg}` slot, then touch token keys slot by slot).
+//! Every script and transaction stays within one hash slot on a Redis
+//! Cluster: registry scripts touch only `{reg}` keys (some build those names
+//! at run time, which Redis allows within the slot of the declared keys),
+//! and one throttle window's counters share their own tag. Token keys carry
+//! no tag so they spread over the whole cluster; on a single server the
+//! operations that join a token with the registry (issue, lookup, revoke)
+//! are one script each, and on a cluster they take two or more round trips,
+//! ordered so that no live token is ever missing from its account's index
+//! (see the `cluster_*` methods).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, AsyncConnectionConfig, Cmd, RedisError, Script};
-use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
+use deadpool::managed::PoolError;
+use deadpool_redis::redis::{self, Cmd, RedisError, Script};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::link::{ping_cluster_masters, Conn, GetError, Link};
 use super::{
     window_index, AccessFacts, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store,
     StoreError, StoreResult,
@@ -47,7 +52,7 @@ use crate::model::{
 };
 
 pub struct RedisStore {
-    pool: Pool,
+    link: Link,
     keys: Keys,
     scripts: Scripts,
     timeout: Duration,
@@ -57,42 +62,55 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("key_prefix", &self.keys.prefix)
+            .field("cluster", &self.link.is_cluster())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
-    /// Prepares a pool; no connection is made until the first call, so the
-    /// process starts (and reports not ready) while Redis is down and
-    /// recovers by itself when it comes back. Every call, connection set-up
-    /// included, is bounded by `timeout`.
+    /// Prepares a pool for one Redis server; no connection is made until the
+    /// first call, so the process starts (and reports not ready) while Redis
+    /// is down and recovers by itself when it comes back. Every call,
+    /// connection set-up included, is bounded by `timeout`.
     pub fn connect(
         url: &str,
         key_prefix: &str,
         timeout: Duration,
         pool_size: usize,
     ) -> StoreResult<RedisStore> {
-        let conn_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        // The URL may carry a password: it never goes into an error message.
-        let manager = Manager::new_with_config(url, conn_config)
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(timeout))
-            .recycle_timeout(Some(timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot build redis pool: {e}")))?;
-        Ok(RedisStore {
-            pool,
+        Ok(RedisStore::over(
+            Link::single(url, timeout, pool_size)?,
+            key_prefix,
+            timeout,
+        ))
+    }
+
+    /// The same store on a Redis Cluster reached through any of `urls`;
+    /// lazy and bounded like [`RedisStore::connect`].
+    pub fn connect_cluster(
+        urls: &[String],
+        key_prefix: &str,
+        timeout: Duration,
+    ) -> StoreResult<RedisStore> {
+        Ok(RedisStore::over(
+            Link::cluster(urls, timeout)?,
+            key_prefix,
+            timeout,
+        ))
+    }
+
+    fn over(link: Link, key_prefix: &str, timeout: Duration) -> RedisStore {
+        RedisStore {
+            link,
             keys: Keys::new(key_prefix),
             scripts: Scripts::new(),
             timeout,
-        })
+        }
+    }
+
+    fn cluster(&self) -> bool {
+        self.link.is_cluster()
     }
 
     /// Runs one store call (connection included) within the timeout.
@@ -103,15 +121,19 @@ impl RedisStore {
         }
     }
 
-    async fn conn(&self, op: &'static str) -> StoreResult<Connection> {
-        self.pool.get().await.map_err(|e| pool_error(op, e))
+    async fn conn(&self, op: &'static str) -> StoreResult<Conn> {
+        self.link.get().await.map_err(|e| match e {
+            GetError::Pool(e) => pool_error(op, e),
+            GetError::Redis(e) => redis_error(op, e),
+        })
     }
 
     async fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> StoreResult<T> {
         self.bounded(async {
             let mut conn = self.conn(op).await?;
-            cmd.query_async(&mut conn)
-                .await
+            let result = cmd.query_async(&mut conn).await;
+            self.link
+                .settle(conn, result)
                 .map_err(|e| redis_error(op, e))
         })
         .await
@@ -124,8 +146,9 @@ impl RedisStore {
     ) -> StoreResult<T> {
         self.bounded(async {
             let mut conn = self.conn(op).await?;
-            pipe.query_async(&mut conn)
-                .await
+            let result = pipe.query_async(&mut conn).await;
+            self.link
+                .settle(conn, result)
                 .map_err(|e| redis_error(op, e))
         })
         .await
@@ -138,8 +161,9 @@ impl RedisStore {
     ) -> StoreResult<T> {
         self.bounded(async {
             let mut conn = self.conn(op).await?;
-            inv.invoke_async(&mut conn)
-                .await
+            let result = inv.invoke_async(&mut conn).await;
+            self.link
+                .settle(conn, result)
                 .map_err(|e| redis_error(op, e))
         })
         .await
@@ -241,8 +265,10 @@ impl Keys {
     fn tok(&self, hash: &str) -> String {
         format!("{}:tok:{hash}", self.prefix)
     }
+    /// One window's counters share a slot, so recording a failure (several
+    /// counters) is one transaction on a Redis Cluster too.
     fn thr(&self, window: i64, key: &str) -> String {
-        format!("{}:thr:{window}:{key}", self.prefix)
+        format!("{}:{{thr:{window}}}:{key}", self.prefix)
     }
 }
 
@@ -288,7 +314,7 @@ fn redis_error(op: &'static str, e: RedisError) -> StoreError {
     StoreError::Unavailable(format!("{op}: {what}"))
 }
 
-fn pool_error(op: &'static str, e: PoolError) -> StoreError {
+fn pool_error(op: &'static str, e: PoolError<RedisError>) -> StoreError {
     match e {
         PoolError::Timeout(_) => StoreError::Timeout,
         PoolError::Backend(e) => redis_error(op, e),
@@ -313,11 +339,15 @@ struct Scripts {
     delete_env: Script,
     list_envs: Script,
     put_token: Script,
+    index_token: Script,
+    unindex_sa: Script,
+    unindex_org: Script,
     revoke_token: Script,
     revoke_sa: Script,
     revoke_org: Script,
     count_tokens: Script,
     lookup: Script,
+    lookup_registry: Script,
     append_audit: Script,
     list_audit: Script,
 }
@@ -327,6 +357,36 @@ struct Scripts {
 const LUA_NOW_MS: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// Adds a token to its account's index. KEYS: satok zset, toksa set, tokorg
+/// set. ARGV: ttl seconds, hash, sa id, org id. Needs `now`.
+const LUA_INDEX_TOKEN: &str = r"
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+redis.call('ZADD', KEYS[1], now + ttl * 1000, ARGV[2])
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+";
+
+/// `env_role(out, env hash, env id, membership prefix, sa id or nil)`
+/// appends the environment's JSON and then the account's membership in its
+/// workspace (nil if none) to `out`; stops early when the environment is
+/// unknown or unreadable, or the account is unknown.
+const LUA_ENV_ROLE: &str = r"
+local function env_role(out, env_key, env_id, mem_prefix, sa)
+  local env = redis.call('HGET', env_key, env_id)
+  if not env then return out end
+  out[#out + 1] = env
+  local ok, e = pcall(cjson.decode, env)
+  if not (sa and ok and type(e) == 'table' and type(e.organization_id) == 'string'
+          and type(e.workspace_id) == 'string') then
+    return out
+  end
+  out[#out + 1] = redis.call('HGET', mem_prefix .. e.organization_id .. ':' .. e.workspace_id, sa)
+  return out
+end
 ";
 
 impl Scripts {
@@ -489,17 +549,32 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 return out",
             ),
-            // KEYS: token key, satok zset, toksa set, tokorg set.
-            // ARGV: json, ttl seconds, hash, sa id, org id.
-            put_token: with_now(
+            // KEYS: satok zset, toksa set, tokorg set, token key.
+            // ARGV: ttl seconds, hash, sa id, org id, json.
+            put_token: with_now(&format!(
+                "{LUA_INDEX_TOKEN}redis.call('SET', KEYS[4], ARGV[5], 'EX', ttl)\nreturn 1"
+            )),
+            // Cluster: the index half of put_token (the token key lives in
+            // another slot and is written next).
+            index_token: with_now(&format!("{LUA_INDEX_TOKEN}return 1")),
+            // Cluster: after the tokens themselves were deleted.
+            // KEYS: satok zset, toksa set. ARGV: sa id, hash...
+            unindex_sa: Script::new(
                 r"
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
-redis.call('ZADD', KEYS[2], now + ttl * 1000, ARGV[3])
-if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
-redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('SADD', KEYS[4], ARGV[5])
+for i = 2, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
+return 1",
+            ),
+            // Cluster: KEYS: toksa set, tokorg set. ARGV: org id.
+            unindex_org: Script::new(
+                r"
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
 return 1",
             ),
             // KEYS: token key, satok zset. ARGV: org, sa, hash.
@@ -558,22 +633,23 @@ return n",
             ),
             // KEYS: token key, env hash. ARGV: env id or '', membership prefix.
             // Answers {} (no token), {tok}, {tok, env} or {tok, env, membership|nil}.
-            lookup: Script::new(
+            lookup: Script::new(&format!(
+                "{LUA_ENV_ROLE}{}",
                 r"
 local tok = redis.call('GET', KEYS[1])
 if not tok then return {} end
 if ARGV[1] == '' then return {tok} end
-local env = redis.call('HGET', KEYS[2], ARGV[1])
-if not env then return {tok} end
-local ok1, t = pcall(cjson.decode, tok)
-local ok2, e = pcall(cjson.decode, env)
-if not (ok1 and ok2 and type(t) == 'table' and type(e) == 'table' and type(t.s) == 'string'
-        and type(e.organization_id) == 'string' and type(e.workspace_id) == 'string') then
-  return {tok, env}
-end
-local m = redis.call('HGET', ARGV[2] .. e.organization_id .. ':' .. e.workspace_id, t.s)
-return {tok, env, m}",
-            ),
+local ok, t = pcall(cjson.decode, tok)
+local sa = nil
+if ok and type(t) == 'table' and type(t.s) == 'string' then sa = t.s end
+return env_role({tok}, KEYS[2], ARGV[1], ARGV[2], sa)"
+            )),
+            // Cluster: the registry half of lookup, once the token is known.
+            // KEYS: env hash. ARGV: env id, membership prefix, sa id.
+            // Answers {}, {env} or {env, membership|nil}.
+            lookup_registry: Script::new(&format!(
+                "{LUA_ENV_ROLE}return env_role({{}}, KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+            )),
             // KEYS: audit zset, auditd hash. ARGV: id, json, cap.
             append_audit: Script::new(
                 r"
@@ -608,6 +684,20 @@ return out",
 #[async_trait]
 impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
+        if self.cluster() {
+            return self
+                .bounded(async {
+                    let conn = self.conn("ping").await?;
+                    let Conn::Cluster(mut cluster) = conn else {
+                        return Err(StoreError::Unavailable("ping: not a cluster".into()));
+                    };
+                    let result = ping_cluster_masters(&mut cluster).await;
+                    self.link
+                        .settle(Conn::Cluster(cluster), result)
+                        .map_err(|e| redis_error("ping", e))
+                })
+                .await;
+        }
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
         Ok(())
     }
@@ -791,37 +881,27 @@ impl Store for RedisStore {
                 .or_insert(*at);
             *slot = (*slot).max(*at);
         }
-        self.bounded(async {
-            let mut conn = self.conn("touch_credentials").await?;
-            let mut read = redis::pipe();
-            for (org, sa, id) in latest.keys() {
-                read.cmd("HGET").arg(self.keys.cred(org, sa)).arg(*id);
-            }
-            let current: Vec<Option<String>> = read
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis_error("touch_credentials", e))?;
-            let mut inv = self.scripts.touch_creds.prepare_invoke();
-            let mut any = false;
-            for (((org, sa, id), at), old) in latest.iter().zip(current) {
-                let Some(old) = old else { continue };
-                let mut cred: StoredCredential = decode("credential", &old)?;
-                cred.last_used_at = time::OffsetDateTime::from_unix_timestamp(*at).ok();
-                inv.key(self.keys.cred(org, sa))
-                    .arg(*id)
-                    .arg(old)
-                    .arg(encode("credential", &cred)?);
-                any = true;
-            }
-            if any {
-                let _: i64 = inv
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(|e| redis_error("touch_credentials", e))?;
-            }
-            Ok(())
-        })
-        .await
+        let mut read = redis::pipe();
+        for (org, sa, id) in latest.keys() {
+            read.cmd("HGET").arg(self.keys.cred(org, sa)).arg(*id);
+        }
+        let current: Vec<Option<String>> = self.pipe("touch_credentials", &read).await?;
+        let mut inv = self.scripts.touch_creds.prepare_invoke();
+        let mut any = false;
+        for (((org, sa, id), at), old) in latest.iter().zip(current) {
+            let Some(old) = old else { continue };
+            let mut cred: StoredCredential = decode("credential", &old)?;
+            cred.last_used_at = time::OffsetDateTime::from_unix_timestamp(*at).ok();
+            inv.key(self.keys.cred(org, sa))
+                .arg(*id)
+                .arg(old)
+                .arg(encode("credential", &cred)?);
+            any = true;
+        }
+        if any {
+            let _: i64 = self.invoke("touch_credentials", &inv).await?;
+        }
+        Ok(())
     }
 
     async fn put_workspace(&self, ws: &Workspace) -> StoreResult<PutOutcome> {
@@ -993,20 +1073,52 @@ impl Store for RedisStore {
     async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()> {
         let k = &self.keys;
         let (org, sa) = (&rec.organization_id, &rec.service_account_id);
+        let ttl = ttl_secs.max(1);
+        let json = encode("token", rec)?;
+        if self.cluster() {
+            // Index first: a token that exists can always be found by a
+            // revocation. If the second step fails, the index holds a hash
+            // that never became a token, which costs nothing.
+            let _: i64 = self
+                .invoke(
+                    "put_token",
+                    self.scripts
+                        .index_token
+                        .key(k.satok(org, sa))
+                        .key(k.toksa(org))
+                        .key(k.tokorg())
+                        .arg(ttl)
+                        .arg(hash)
+                        .arg(sa)
+                        .arg(org),
+                )
+                .await?;
+            let _: () = self
+                .query(
+                    "put_token",
+                    redis::cmd("SET")
+                        .arg(k.tok(hash))
+                        .arg(json)
+                        .arg("EX")
+                        .arg(ttl),
+                )
+                .await?;
+            return Ok(());
+        }
         let _: i64 = self
             .invoke(
                 "put_token",
                 self.scripts
                     .put_token
-                    .key(k.tok(hash))
                     .key(k.satok(org, sa))
                     .key(k.toksa(org))
                     .key(k.tokorg())
-                    .arg(encode("token", rec)?)
-                    .arg(ttl_secs.max(1))
+                    .key(k.tok(hash))
+                    .arg(ttl)
                     .arg(hash)
                     .arg(sa)
-                    .arg(org),
+                    .arg(org)
+                    .arg(json),
             )
             .await?;
         Ok(())
@@ -1020,6 +1132,9 @@ impl Store for RedisStore {
     }
 
     async fn revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool> {
+        if self.cluster() {
+            return self.cluster_revoke_token(hash, org, sa).await;
+        }
         let n: i64 = self
             .invoke(
                 "revoke_token",
@@ -1036,6 +1151,9 @@ impl Store for RedisStore {
     }
 
     async fn revoke_service_account_tokens(&self, org: &str, sa: &str) -> StoreResult<u64> {
+        if self.cluster() {
+            return self.cluster_revoke_sa(org, sa).await;
+        }
         let n: u64 = self
             .invoke(
                 "revoke_service_account_tokens",
@@ -1051,6 +1169,9 @@ impl Store for RedisStore {
     }
 
     async fn revoke_organization_tokens(&self, org: &str) -> StoreResult<u64> {
+        if self.cluster() {
+            return self.cluster_revoke_org(org).await;
+        }
         let n: u64 = self
             .invoke(
                 "revoke_organization_tokens",
@@ -1085,6 +1206,9 @@ impl Store for RedisStore {
         hash: &str,
         environment: Option<&str>,
     ) -> StoreResult<AccessFacts> {
+        if self.cluster() {
+            return self.cluster_lookup_access(hash, environment).await;
+        }
         let raw: Vec<Option<String>> = self
             .invoke(
                 "lookup_access",
@@ -1102,22 +1226,7 @@ impl Store for RedisStore {
             .flatten()
             .map(|r| decode::<TokenRecord>("token", &r))
             .transpose()?;
-        let environment = it
-            .next()
-            .flatten()
-            .map(|r| decode::<Environment>("environment", &r))
-            .transpose()?;
-        let role = it
-            .next()
-            .flatten()
-            .map(|r| decode::<Membership>("membership", &r))
-            .transpose()?
-            .map(|m| m.role);
-        Ok(AccessFacts {
-            token,
-            environment,
-            role,
-        })
+        access_facts(token, it)
     }
 
     async fn record_failure(
@@ -1203,5 +1312,154 @@ impl Store for RedisStore {
             .map(|r| decode::<AuditEvent>("audit event", &r))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok((events, more))
+    }
+}
+
+/// Completes the facts of a lookup from the registry's answer: the
+/// environment's JSON, then the membership's (either may be missing).
+fn access_facts(
+    token: Option<TokenRecord>,
+    mut registry: impl Iterator<Item = Option<String>>,
+) -> StoreResult<AccessFacts> {
+    let environment = registry
+        .next()
+        .flatten()
+        .map(|r| decode::<Environment>("environment", &r))
+        .transpose()?;
+    let role = registry
+        .next()
+        .flatten()
+        .map(|r| decode::<Membership>("membership", &r))
+        .transpose()?
+        .map(|m| m.role);
+    Ok(AccessFacts {
+        token,
+        environment,
+        role,
+    })
+}
+
+/// How many token keys one cluster revocation step deletes.
+const REVOKE_CHUNK: isize = 500;
+
+/// Redis Cluster paths for the operations that touch token keys. Token keys
+/// are spread over every slot, the registry lives in the `{reg}` slot, and
+/// no script or transaction may span two slots, so these take two or more
+/// round trips, ordered so that a failure half-way never leaves a live token
+/// outside its account's index (where a revocation could not find it).
+impl RedisStore {
+    async fn cluster_lookup_access(
+        &self,
+        hash: &str,
+        environment: Option<&str>,
+    ) -> StoreResult<AccessFacts> {
+        let raw: Option<String> = self
+            .query("lookup_access", redis::cmd("GET").arg(self.keys.tok(hash)))
+            .await?;
+        let Some(raw) = raw else {
+            return access_facts(None, std::iter::empty());
+        };
+        let token: TokenRecord = decode("token", &raw)?;
+        let Some(env_id) = environment else {
+            return access_facts(Some(token), std::iter::empty());
+        };
+        let registry: Vec<Option<String>> = self
+            .invoke(
+                "lookup_access",
+                self.scripts
+                    .lookup_registry
+                    .key(self.keys.env())
+                    .arg(env_id)
+                    .arg(self.keys.mem_prefix())
+                    .arg(&token.service_account_id),
+            )
+            .await?;
+        access_facts(Some(token), registry.into_iter())
+    }
+
+    async fn cluster_revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool> {
+        let k = &self.keys;
+        let raw: Option<String> = self
+            .query("revoke_token", redis::cmd("GET").arg(k.tok(hash)))
+            .await?;
+        let Some(raw) = raw else {
+            return Ok(false);
+        };
+        let Ok(rec) = serde_json::from_str::<TokenRecord>(&raw) else {
+            return Ok(false);
+        };
+        if rec.organization_id != org || rec.service_account_id != sa {
+            return Ok(false);
+        }
+        let deleted: i64 = self
+            .query("revoke_token", redis::cmd("DEL").arg(k.tok(hash)))
+            .await?;
+        let _: i64 = self
+            .query(
+                "revoke_token",
+                redis::cmd("ZREM").arg(k.satok(org, sa)).arg(hash),
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    /// Deletes the account's tokens a chunk at a time, then takes the chunk
+    /// out of the index; counts the tokens that were still live.
+    async fn cluster_revoke_sa(&self, org: &str, sa: &str) -> StoreResult<u64> {
+        const OP: &str = "revoke_service_account_tokens";
+        let k = &self.keys;
+        let index = k.satok(org, sa);
+        let mut revoked = 0u64;
+        loop {
+            let hashes: Vec<String> = self
+                .query(
+                    OP,
+                    redis::cmd("ZRANGE")
+                        .arg(&index)
+                        .arg(0)
+                        .arg(REVOKE_CHUNK - 1),
+                )
+                .await?;
+            if !hashes.is_empty() {
+                let mut del = redis::cmd("DEL");
+                for h in &hashes {
+                    del.arg(k.tok(h));
+                }
+                let n: u64 = self.query(OP, &del).await?;
+                revoked += n;
+            }
+            let mut unindex = self.scripts.unindex_sa.key(&index);
+            unindex.key(k.toksa(org)).arg(sa);
+            for h in &hashes {
+                unindex.arg(h);
+            }
+            let _: i64 = self.invoke(OP, &unindex).await?;
+            if hashes.len() < REVOKE_CHUNK as usize {
+                return Ok(revoked);
+            }
+        }
+    }
+
+    async fn cluster_revoke_org(&self, org: &str) -> StoreResult<u64> {
+        const OP: &str = "revoke_organization_tokens";
+        let k = &self.keys;
+        let accounts: Vec<String> = self
+            .query(OP, redis::cmd("SMEMBERS").arg(k.toksa(org)))
+            .await?;
+        let mut revoked = 0;
+        for sa in &accounts {
+            revoked += self.cluster_revoke_sa(org, sa).await?;
+        }
+        let _: i64 = self
+            .invoke(
+                OP,
+                self.scripts
+                    .unindex_org
+                    .key(k.toksa(org))
+                    .key(k.tokorg())
+                    .arg(org),
+            )
+            .await?;
+        Ok(revoked)
     }
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod admin;
+mod cluster;
 mod echo;
 mod private_redis;
 mod raw;
@@ -17,6 +18,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
 pub use admin::Admin;
+pub use cluster::RedisCluster;
 pub use echo::{EchoBehavior, EchoUpstream, RecordedRequest};
 pub use private_redis::PrivateRedis;
 pub use raw::{
@@ -66,37 +68,106 @@ pub fn dead_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
-/// An async connection to the test Redis (for tests that inspect keys).
-pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis_url()).expect("TOLLGATE_TEST_REDIS_URL is a Redis URL");
+/// The Redis Cluster the suite runs against instead, when
+/// `TOLLGATE_TEST_REDIS_CLUSTER_URLS` (comma-separated node URLs) is set:
+/// `make test` runs the registry, token and enforcement suites a second time
+/// that way. Every tollgate the harness starts then uses the cluster.
+pub fn cluster_urls() -> Option<Vec<String>> {
+    let urls = std::env::var("TOLLGATE_TEST_REDIS_CLUSTER_URLS").ok()?;
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect();
+    (!urls.is_empty()).then_some(urls)
+}
+
+/// A connection to the test Redis, or to the test cluster when the suite
+/// runs against one (commands are routed by key either way).
+pub enum TestConnection {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for TestConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            TestConnection::Single(c) => c.req_packed_command(cmd),
+            TestConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            TestConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            TestConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            TestConnection::Single(c) => c.get_db(),
+            TestConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// An async connection to the test Redis or cluster (for tests that inspect keys).
+pub async fn redis_connection() -> TestConnection {
+    if let Some(urls) = cluster_urls() {
+        let client = redis::cluster::ClusterClient::new(urls).expect("cluster URLs");
+        let conn = tokio::time::timeout(IO_TIMEOUT, client.get_async_connection())
+            .await
+            .expect("connecting to the test cluster timed out")
+            .expect("connect to the test cluster");
+        return TestConnection::Cluster(conn);
+    }
+    TestConnection::Single(node_connection(&redis_url()).await)
+}
+
+async fn node_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).expect("a Redis URL");
     tokio::time::timeout(IO_TIMEOUT, client.get_multiplexed_async_connection())
         .await
         .expect("connecting to the test Redis timed out")
         .expect("connect to the test Redis")
 }
 
-/// Every key in the test Redis matching `pattern` (SCAN, so it is safe on a shared server).
+/// Every key in the test Redis (every node of the test cluster) matching
+/// `pattern` (SCAN, so it is safe on a shared server).
 pub async fn redis_keys(pattern: &str) -> Vec<String> {
-    let mut conn = redis_connection().await;
+    let nodes = cluster_urls().unwrap_or_else(|| vec![redis_url()]);
     let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000);
-        let step = scan.query_async::<(u64, Vec<String>)>(&mut conn);
-        let (next, batch) = tokio::time::timeout(IO_TIMEOUT, step)
-            .await
-            .expect("SCAN on the test Redis timed out")
-            .expect("SCAN on the test Redis");
-        keys.extend(batch);
-        if next == 0 {
-            break;
+    for node in nodes {
+        let mut conn = node_connection(&node).await;
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let step = scan.query_async::<(u64, Vec<String>)>(&mut conn);
+            let (next, batch) = tokio::time::timeout(IO_TIMEOUT, step)
+                .await
+                .expect("SCAN on the test Redis timed out")
+                .expect("SCAN on the test Redis");
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        cursor = next;
     }
     keys.sort();
     keys.dedup();

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::admin::{body_value, Admin};
-use super::{free_port, redis_url, unique_prefix, IO_TIMEOUT};
+use super::{cluster_urls, free_port, redis_url, unique_prefix, IO_TIMEOUT};
 
 /// Cheap argon2 parameters so tests that create accounts stay fast.
 /// Set to `false` if the config has no `[hashing]` section.
@@ -40,6 +40,9 @@ pub struct TollgateOptions {
     pub key_prefix: Option<String>,
     /// Overrides the Redis URL (e.g. an unreachable one for fail-closed tests).
     pub redis_url: Option<String>,
+    /// A Redis Cluster's node URLs (`store.cluster = true`). Without this or
+    /// `redis_url`, the suite's cluster is used when it runs against one.
+    pub cluster_urls: Option<Vec<String>>,
     /// `(file name, TOML)` written into the policy directory.
     pub policies: Vec<(String, String)>,
     /// `(name, addrs)` written as `[upstreams.NAME] addrs = [...]`.
@@ -61,6 +64,7 @@ impl Default for TollgateOptions {
             store: StoreKind::Redis,
             key_prefix: None,
             redis_url: None,
+            cluster_urls: None,
             policies: Vec::new(),
             upstreams: Vec::new(),
             extra_toml: String::new(),
@@ -89,6 +93,11 @@ impl TollgateOptions {
 
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
+        self
+    }
+
+    pub fn cluster(mut self, urls: Vec<String>) -> Self {
+        self.cluster_urls = Some(urls);
         self
     }
 
@@ -628,9 +637,26 @@ fn render_config(
             ("shutdown_grace_seconds", 0.into()),
         ]),
     );
-    let store = match opts.store {
-        StoreKind::Memory => table([("backend", "memory".into())]),
-        StoreKind::Redis => table([
+    let cluster = match (&opts.cluster_urls, &opts.redis_url) {
+        (Some(urls), _) => Some(urls.clone()),
+        (None, None) => cluster_urls(),
+        (None, Some(_)) => None,
+    };
+    let store = match (&opts.store, cluster) {
+        (StoreKind::Memory, _) => table([("backend", "memory".into())]),
+        (StoreKind::Redis, Some(urls)) => table([
+            ("backend", "redis".into()),
+            ("cluster", true.into()),
+            (
+                "urls",
+                urls.into_iter()
+                    .map(toml::Value::from)
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
+            ("key_prefix", key_prefix.unwrap_or("tollgate").into()),
+        ]),
+        (StoreKind::Redis, None) => table([
             ("backend", "redis".into()),
             (
                 "url",
