@@ -3,6 +3,8 @@
 //! plain token at rest. Needs `TOLLGATE_TEST_REDIS_URL`; every test works
 //! under its own random key prefix, so tests share one server in parallel.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -352,4 +354,80 @@ async fn no_plain_token_is_at_rest_and_a_token_costs_little_memory() {
             .expect("revoke"),
         1000
     );
+}
+
+/// Calls made by one `INFO commandstats` snapshot, per command.
+async fn command_calls(url: &str) -> std::collections::HashMap<String, u64> {
+    let mut conn = redis::Client::open(url)
+        .expect("valid url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_is_one_command_and_checkouts_send_nothing() {
+    let private = common::PrivateRedis::start();
+    let store = store_at(&private.url(), &unique_prefix(), Duration::from_secs(2));
+    let hash = token_hash(expose(&new_access_token()));
+    store
+        .put_token(&hash, &record("org", "sa"), 60)
+        .await
+        .expect("put");
+    // Loads the script, so what follows is the steady state.
+    store
+        .lookup_access(&hash, Some("env"))
+        .await
+        .expect("lookup");
+
+    let before = command_calls(&private.url()).await;
+    let lookups = 40;
+    let calls = (0..lookups).map(|_| store.lookup_access(&hash, Some("env")));
+    for facts in futures_util::future::join_all(calls).await {
+        assert!(facts.expect("lookup").token.is_some());
+    }
+    let after = command_calls(&private.url()).await;
+    let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
+    assert_eq!(delta("evalsha"), lookups, "{after:?}");
+    assert_eq!(delta("ping"), 0, "a checkout must not ping: {after:?}");
+    assert_eq!(delta("unwatch"), 0, "{after:?}");
+    assert_eq!(delta("script|load"), 0, "{after:?}");
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_at_most_one_call_fails() {
+    let private = common::PrivateRedis::start();
+    let store = store_at(&private.url(), &unique_prefix(), Duration::from_secs(2));
+    // Several pooled connections, all cut by the restart.
+    let pings = (0..4).map(|_| store.ping());
+    for ping in futures_util::future::join_all(pings).await {
+        ping.expect("ping");
+    }
+    private.stop();
+    private.restart();
+    let mut failures = 0;
+    for _ in 0..4 {
+        if store.ping().await.is_err() {
+            failures += 1;
+        }
+    }
+    assert!(failures <= 1, "{failures} calls failed after the restart");
+    assert!(store.ping().await.is_ok());
 }
