@@ -49,7 +49,6 @@ fn bench(c: &mut Criterion) {
     let record = TokenRecord {
         organization_id: "org".into(),
         service_account_id: "sa".into(),
-        credential_id: "cred".into(),
         client_id: "sa_client".into(),
         scopes,
         expires_at: i64::MAX,

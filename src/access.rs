@@ -65,7 +65,6 @@ mod tests {
         TokenRecord {
             organization_id: "o".into(),
             service_account_id: "s".into(),
-            credential_id: "c".into(),
             client_id: "sa_c".into(),
             scopes: ScopeSet::default(),
             expires_at: i64::MAX,

@@ -684,7 +684,6 @@ pub fn explain(
     let record = TokenRecord {
         organization_id: "explain-organization".into(),
         service_account_id: "explain-service-account".into(),
-        credential_id: "explain-credential".into(),
         client_id: "sa_explain".into(),
         scopes: scopes.cloned().unwrap_or_default(),
         expires_at: i64::MAX,
@@ -877,7 +876,6 @@ mode = "report"
         TokenRecord {
             organization_id: "org1".into(),
             service_account_id: "sa1".into(),
-            credential_id: "cred1".into(),
             client_id: "sa_client1".into(),
             scopes: ScopeSet::from_stored(scopes),
             expires_at: NOW + 900,

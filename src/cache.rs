@@ -241,7 +241,6 @@ mod tests {
         TokenRecord {
             organization_id: org.into(),
             service_account_id: sa.into(),
-            credential_id: "c".into(),
             client_id: "sa_x".into(),
             scopes: ScopeSet::default(),
             expires_at: i64::MAX,

@@ -111,15 +111,14 @@ pub struct Membership {
     pub created_at: OffsetDateTime,
 }
 
-/// What a live access token carries. Stored under the SHA-256 of the token.
+/// What a live access token carries, kept small: Redis holds one per live
+/// token. Stored under the token's hash ([`crate::secret::token_hash`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     #[serde(rename = "o")]
     pub organization_id: String,
     #[serde(rename = "s")]
     pub service_account_id: String,
-    #[serde(rename = "c")]
-    pub credential_id: String,
     #[serde(rename = "i")]
     pub client_id: String,
     #[serde(rename = "p")]

@@ -41,10 +41,15 @@ pub fn looks_like_access_token(token: &str) -> bool {
     })
 }
 
-/// The store key of a token: SHA-256, unpadded base64url (43 characters).
+/// The store key of a token: the first 128 bits of its SHA-256, unpadded
+/// base64url (22 characters). Tokens carry 256 random bits, so the stored
+/// hash reveals nothing usable and two live tokens never share one; the
+/// shorter key and index entry save about 45 bytes of Redis per live token.
 pub fn token_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(token.as_bytes())[..TOKEN_HASH_BYTES])
 }
+
+const TOKEN_HASH_BYTES: usize = 16;
 
 /// argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +186,6 @@ mod tests {
         let t = "tg_at_abc";
         assert_eq!(token_hash(t), token_hash(t));
         assert!(!token_hash(t).contains("abc"));
-        assert_eq!(token_hash(t).len(), 43);
+        assert_eq!(token_hash(t).len(), 22);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::Method;
-use tollgate::ids::{new_client_id, new_id};
+use tollgate::ids::new_client_id;
 use tollgate::model::TokenRecord;
 use tollgate::scope::{default_resources, ScopeSet};
 use tollgate::secret::{expose, new_access_token, token_hash};
@@ -41,7 +41,6 @@ fn record(org: &str, sa: &str) -> TokenRecord {
     TokenRecord {
         organization_id: org.to_string(),
         service_account_id: sa.to_string(),
-        credential_id: new_id(),
         client_id: new_client_id(),
         scopes: ScopeSet::parse_all(["workflows:read"], &default_resources())
             .expect("valid scopes"),

@@ -166,7 +166,6 @@ impl TokenEndpoint {
         let record = TokenRecord {
             organization_id: sa.organization_id.clone(),
             service_account_id: sa.id.clone(),
-            credential_id: cred.id.clone(),
             client_id: cred.client_id.clone(),
             scopes: scopes.clone(),
             expires_at: now + self.ttl_seconds as i64,

@@ -140,7 +140,6 @@ fn token(sa: &ServiceAccount) -> (String, TokenRecord) {
     let rec = TokenRecord {
         organization_id: sa.organization_id.clone(),
         service_account_id: sa.id.clone(),
-        credential_id: new_id(),
         client_id: new_client_id(),
         scopes: sa.scopes.clone(),
         expires_at: now_unix() + 300,
