@@ -10,7 +10,9 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use async_trait::async_trait;
+use pingora::listeners::ListenerConfig;
 use pingora::prelude::*;
+use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
 
 struct Passthrough {
@@ -53,7 +55,11 @@ fn main() {
             upstream: upstream.clone(),
         },
     );
-    proxy.add_tcp(listen);
+    // The same listener settings as tollgate's (no L4 read buffer).
+    proxy.add_listener(
+        ListenerConfig::tcp(listen.as_str())
+            .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
+    );
     server.add_service(proxy);
     server.run_forever();
 }

