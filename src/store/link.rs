@@ -43,7 +43,10 @@ impl managed::Manager for QuickManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
-        managed::Manager::create(&self.inner).await
+        // Boxed: connecting is rare, and its ~2 KiB state would otherwise be
+        // part of every store call's future (several times over, through
+        // deadpool's timeout wrappers), which is moved into a box per call.
+        Box::pin(managed::Manager::create(&self.inner)).await
     }
 
     async fn recycle(
@@ -205,7 +208,8 @@ impl ClusterLink {
         if let Some(conn) = self.shared.load_full() {
             return Ok((*conn).clone());
         }
-        let conn = self.client.get_async_connection().await?;
+        // Boxed for the same reason as QuickManager::create: rare and large.
+        let conn = Box::pin(self.client.get_async_connection()).await?;
         self.shared.store(Some(Arc::new(conn.clone())));
         Ok(conn)
     }
