@@ -1,54 +1,68 @@
 //! The proxy's look-up of what it needs to decide: the token record and,
 //! when the route needs a workspace role, the environment and the account's
 //! membership — from the decision cache when fresh, otherwise from the
-//! store in one round trip, which then fills the cache.
+//! store in one round trip, which then fills the cache. Records are shared
+//! with the cache (`Arc`), not copied.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cache::{DecisionCache, EnvAccess};
-use crate::store::{AccessFacts, Store, StoreResult};
+use crate::model::TokenRecord;
+use crate::store::{Store, StoreResult};
+
+/// What the decision needs from the store or the cache.
+#[derive(Debug, Default)]
+pub struct Access {
+    pub token: Option<Arc<TokenRecord>>,
+    /// The environment and the role, when an environment was asked for and
+    /// the token found.
+    pub environment: Option<Arc<EnvAccess>>,
+}
 
 pub async fn lookup(
     store: &dyn Store,
     cache: &DecisionCache,
     token_hash: &str,
     environment: Option<&str>,
-) -> StoreResult<AccessFacts> {
+) -> StoreResult<Access> {
     let now = Instant::now();
     if let Some(token) = cache.token(token_hash, now) {
         match (&token, environment) {
             (None, _) | (Some(_), None) => {
-                return Ok(AccessFacts {
+                return Ok(Access {
                     token,
                     environment: None,
-                    role: None,
                 })
             }
             (Some(record), Some(env)) => {
                 if let Some(access) = cache.access(env, &record.service_account_id, now) {
-                    return Ok(AccessFacts {
+                    return Ok(Access {
                         token,
-                        environment: access.environment,
-                        role: access.role,
+                        environment: Some(access),
                     });
                 }
             }
         }
     }
     let facts = store.lookup_access(token_hash, environment).await?;
-    cache.put_token(token_hash, facts.token.clone(), now);
-    if let (Some(record), Some(env)) = (&facts.token, environment) {
-        cache.put_access(
-            env,
-            &record.service_account_id,
-            EnvAccess {
-                environment: facts.environment.clone(),
+    let token = facts.token.map(Arc::new);
+    cache.put_token(token_hash, token.clone(), now);
+    let access = match (&token, environment) {
+        (Some(record), Some(env)) => {
+            let access = Arc::new(EnvAccess {
+                environment: facts.environment,
                 role: facts.role,
-            },
-            now,
-        );
-    }
-    Ok(facts)
+            });
+            cache.put_access(env, &record.service_account_id, access.clone(), now);
+            Some(access)
+        }
+        _ => None,
+    };
+    Ok(Access {
+        token,
+        environment: access,
+    })
 }
 
 #[cfg(test)]

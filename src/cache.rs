@@ -2,9 +2,12 @@
 //! membership) look-ups kept for `cache.ttl_ms`, bounded in size, and
 //! evicted when any instance publishes an invalidation (revocations,
 //! membership, environment and account changes). Time is passed in.
+//! Hits hand out shared references (`Arc`), never copies of the records.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::model::{Environment, TokenRecord};
@@ -82,12 +85,60 @@ struct Entry<T> {
     at: Instant,
 }
 
+/// An (environment id, account id) key, looked up without building an
+/// owned pair: `(String, String)` borrows as `dyn AccessKey`, and so does
+/// `(&str, &str)`, hashing and comparing alike.
+trait AccessKey {
+    fn env(&self) -> &str;
+    fn sa(&self) -> &str;
+}
+
+impl AccessKey for (String, String) {
+    fn env(&self) -> &str {
+        &self.0
+    }
+    fn sa(&self) -> &str {
+        &self.1
+    }
+}
+
+impl AccessKey for (&str, &str) {
+    fn env(&self) -> &str {
+        self.0
+    }
+    fn sa(&self) -> &str {
+        self.1
+    }
+}
+
+impl<'a> Borrow<dyn AccessKey + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn AccessKey + 'a) {
+        self
+    }
+}
+
+/// The same hash as the tuple `(String, String)`: its fields in order.
+impl Hash for dyn AccessKey + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.env().hash(state);
+        self.sa().hash(state);
+    }
+}
+
+impl PartialEq for dyn AccessKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.env() == other.env() && self.sa() == other.sa()
+    }
+}
+
+impl Eq for dyn AccessKey + '_ {}
+
 #[derive(Default)]
 struct Maps {
     /// token hash → record (None: known not to exist).
-    tokens: HashMap<String, Entry<Option<TokenRecord>>>,
+    tokens: HashMap<String, Entry<Option<Arc<TokenRecord>>>>,
     /// (environment id, account id) → environment and role.
-    access: HashMap<(String, String), Entry<EnvAccess>>,
+    access: HashMap<(String, String), Entry<Arc<EnvAccess>>>,
 }
 
 pub struct DecisionCache {
@@ -118,7 +169,7 @@ impl DecisionCache {
     }
 
     /// `Some(record or None)` on a hit.
-    pub fn token(&self, hash: &str, now: Instant) -> Option<Option<TokenRecord>> {
+    pub fn token(&self, hash: &str, now: Instant) -> Option<Option<Arc<TokenRecord>>> {
         if !self.enabled() {
             return None;
         }
@@ -132,16 +183,16 @@ impl DecisionCache {
         Self::fresh(e, ttl, now).then(|| e.value.clone())
     }
 
-    pub fn access(&self, env: &str, sa: &str, now: Instant) -> Option<EnvAccess> {
+    pub fn access(&self, env: &str, sa: &str, now: Instant) -> Option<Arc<EnvAccess>> {
         if !self.enabled() {
             return None;
         }
         let maps = self.maps.lock().ok()?;
-        let e = maps.access.get(&(env.to_string(), sa.to_string()))?;
+        let e = maps.access.get(&(env, sa) as &dyn AccessKey)?;
         Self::fresh(e, self.ttl, now).then(|| e.value.clone())
     }
 
-    pub fn put_token(&self, hash: &str, record: Option<TokenRecord>, now: Instant) {
+    pub fn put_token(&self, hash: &str, record: Option<Arc<TokenRecord>>, now: Instant) {
         if !self.enabled() {
             return;
         }
@@ -166,7 +217,7 @@ impl DecisionCache {
         }
     }
 
-    pub fn put_access(&self, env: &str, sa: &str, value: EnvAccess, now: Instant) {
+    pub fn put_access(&self, env: &str, sa: &str, value: Arc<EnvAccess>, now: Instant) {
         if !self.enabled() {
             return;
         }
@@ -237,14 +288,14 @@ mod tests {
     use super::*;
     use crate::scope::ScopeSet;
 
-    fn record(org: &str, sa: &str) -> TokenRecord {
-        TokenRecord {
+    fn record(org: &str, sa: &str) -> Arc<TokenRecord> {
+        Arc::new(TokenRecord {
             organization_id: org.into(),
             service_account_id: sa.into(),
             client_id: "sa_x".into(),
             scopes: ScopeSet::default(),
             expires_at: i64::MAX,
-        }
+        })
     }
 
     fn env(org: &str, ws: &str, id: &str) -> Environment {
@@ -300,10 +351,10 @@ mod tests {
         c.put_access(
             "e",
             "s1",
-            EnvAccess {
+            Arc::new(EnvAccess {
                 environment: Some(env("o", "w", "e")),
                 role: Some(Role::Member),
-            },
+            }),
             t0,
         );
         c.invalidate(&Invalidation::ServiceAccount {
@@ -333,19 +384,19 @@ mod tests {
         c.put_access(
             "e1",
             "s",
-            EnvAccess {
+            Arc::new(EnvAccess {
                 environment: Some(env("o", "w1", "e1")),
                 role: Some(Role::Admin),
-            },
+            }),
             t0,
         );
         c.put_access(
             "e2",
             "s",
-            EnvAccess {
+            Arc::new(EnvAccess {
                 environment: Some(env("o", "w2", "e2")),
                 role: Some(Role::Admin),
-            },
+            }),
             t0,
         );
         c.invalidate(&Invalidation::Workspace {

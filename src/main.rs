@@ -95,6 +95,11 @@ fn init_logging() {
         !meta.target().starts_with("pingora") || *meta.level() <= tracing::Level::INFO
     });
     let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    // Colours only for a person at a terminal (and NO_COLOR still wins): a
+    // file or a log collector gets plain `key=value`, which also formats
+    // in a fraction of the time of the escape codes around every field.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let registry = tracing_subscriber::registry().with(env).with(cap);
     if json {
         let layer = fmt::layer()
@@ -104,7 +109,7 @@ fn init_logging() {
         registry.with(layer).init();
     } else {
         registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
             .init();
     }
 }

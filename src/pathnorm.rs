@@ -148,6 +148,19 @@ pub fn normalize_path(path: &[u8], allow_semicolon: bool) -> Result<String, Path
         Some((b'/', rest)) => rest,
         _ => return Err(PathError::NotOriginForm),
     };
+    if is_already_normal(rest) {
+        // Every byte is kept as it is: the path is its own normal form.
+        return Ok(String::from_utf8_lossy(path).into_owned());
+    }
+    normalize_segments(path, rest, allow_semicolon)
+}
+
+/// The general case of `normalize_path`: `rest` is `path` after its `/`.
+fn normalize_segments(
+    path: &[u8],
+    rest: &[u8],
+    allow_semicolon: bool,
+) -> Result<String, PathError> {
     let raw_segments: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
     let last = raw_segments.len() - 1;
     let mut out: Vec<String> = Vec::with_capacity(raw_segments.len());
@@ -180,6 +193,28 @@ pub fn normalize_path(path: &[u8], allow_semicolon: bool) -> Result<String, Path
         path.push_str(segment);
     }
     Ok(path)
+}
+
+/// Whether a path (after its leading `/`) is already normalised, so that the
+/// segment-by-segment work below would return it unchanged: only characters
+/// kept as they are (unreserved, sub-delimiters but `;`, `:`, `@`), no
+/// escape, no empty segment but a last one, no dot segment. Most requests
+/// take this way.
+fn is_already_normal(rest: &[u8]) -> bool {
+    let allowed =
+        |b: u8| b != b';' && (is_unreserved(b) || is_sub_delim(b) || b == b':' || b == b'@');
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(segment) = segments.next() {
+        let is_last = segments.peek().is_none();
+        if (segment.is_empty() && !is_last)
+            || segment == b"."
+            || segment == b".."
+            || !segment.iter().all(|&b| allowed(b))
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// Normalises one path segment (no `/` inside). Dot segments are returned
@@ -470,6 +505,43 @@ mod tests {
         ]);
         let piece = prop_oneof![9 => benign, 1 => hostile];
         prop::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
+    }
+
+    #[test]
+    fn paths_already_normal_are_recognised_and_others_are_not() {
+        for normal in [
+            "",
+            "a",
+            "a/",
+            "api/v1/x",
+            "a/b.json",
+            "a/.b",
+            "a/..b",
+            "x:y@z/!$&'()*+,=~",
+        ] {
+            assert!(is_already_normal(normal.as_bytes()), "{normal}");
+        }
+        for not in [
+            "a//b", "./a", "a/..", "a/./b", "a%41", "a;b", "a b", "a\\b", "a\"b", "é",
+        ] {
+            assert!(!is_already_normal(not.as_bytes()), "{not}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_shortcut_for_normal_paths_agrees_with_the_general_case(
+            rest in "[a-z.;:@%/~!$&'()*+,=\"<>\\-]{0,24}",
+            allow_semicolon in any::<bool>(),
+        ) {
+            let path = format!("/{rest}");
+            if is_already_normal(rest.as_bytes()) {
+                prop_assert_eq!(
+                    normalize_segments(path.as_bytes(), rest.as_bytes(), allow_semicolon),
+                    Ok(path.clone())
+                );
+            }
+        }
     }
 
     proptest! {

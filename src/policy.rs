@@ -300,14 +300,14 @@ impl Route {
 
     /// The path sent upstream: the normalised path minus `strip_prefix`
     /// (`/` when nothing is left).
-    pub fn forward_path(&self, normalized: &str) -> String {
+    pub fn forward_path<'a>(&self, normalized: &'a str) -> &'a str {
         let Some(prefix) = &self.strip_prefix else {
-            return normalized.to_string();
+            return normalized;
         };
         match normalized.strip_prefix(prefix.as_str()) {
-            Some("") => "/".to_string(),
-            Some(rest) if rest.starts_with('/') => rest.to_string(),
-            _ => normalized.to_string(),
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => normalized,
         }
     }
 }

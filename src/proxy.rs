@@ -10,6 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{Error, ErrorType, HttpPeer, Result};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -17,10 +18,12 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::access::Access;
 use crate::authorize::{
     self, Bearer, Decision, Denial, DenyReason, HeaderFacts, Identity, Lookup, Outcome, Plan,
     RequestFacts,
 };
+use crate::cache::EnvAccess;
 use crate::config::canonical_header;
 use crate::metrics::{status_class, Metrics};
 use crate::oauth::endpoint::OAuthInput;
@@ -28,13 +31,18 @@ use crate::oauth::{OAuthError, OAuthResponse, MAX_BODY_BYTES};
 use crate::runtime::Runtime;
 use crate::secret::{looks_like_access_token, token_hash};
 use crate::server::App;
-use crate::store::AccessFacts;
 use crate::upstream::Upstream;
 
 pub const TOKEN_PATH: &str = "/api/auth/oauth2/token";
 pub const REVOKE_PATH: &str = "/api/auth/oauth2/revoke";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub const WHOAMI_PATH: &str = "/api/v1/service-account/whoami";
+
+/// Header names looked up on every request, parsed once: a `&str` name is
+/// parsed again on each look-up.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 pub struct Gateway {
     app: Arc<App>,
@@ -75,10 +83,12 @@ impl InjectNames {
 #[derive(Default)]
 pub struct Ctx {
     started: Option<Instant>,
-    request_id: String,
+    /// Built once: the upstream request and the response share it.
+    request_id: Option<HeaderValue>,
     runtime: Option<Arc<Runtime>>,
     decision: Option<Decision>,
-    /// Normalised path (minus `strip_prefix`) and the raw query.
+    /// Normalised path (minus `strip_prefix`) and the raw query, when
+    /// that differs from the target as received.
     forward_target: Option<String>,
     upstream: Option<Arc<Upstream>>,
     /// A built-in endpoint served by tollgate itself.
@@ -86,6 +96,66 @@ pub struct Ctx {
     /// Status of an answer tollgate wrote itself.
     local_status: Option<u16>,
     peer: Option<IpAddr>,
+}
+
+impl Ctx {
+    /// The request id for log lines.
+    fn request_id(&self) -> &str {
+        self.request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The request id header value (a reference count, not a copy).
+    fn request_id_value(&self) -> HeaderValue {
+        self.request_id
+            .clone()
+            .unwrap_or_else(|| HeaderValue::from_static(""))
+    }
+}
+
+/// Up to the first two values of a header: enough to tell none, one and
+/// repeated apart without collecting them.
+fn first_two<'a>(values: http::header::GetAll<'a, HeaderValue>) -> ([&'a [u8]; 2], usize) {
+    let mut it = values.iter().map(HeaderValue::as_bytes);
+    match (it.next(), it.next()) {
+        (None, _) => ([b"", b""], 0),
+        (Some(a), None) => ([a, b""], 1),
+        (Some(a), Some(b)) => ([a, b], 2),
+    }
+}
+
+/// Appends an address as `Display` writes it; IPv4, the common case,
+/// without the formatting machinery.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// A fresh request id as a header value.
+fn new_request_id() -> HeaderValue {
+    // Ids are URL-safe ASCII: a valid header value.
+    HeaderValue::from_maybe_shared(Bytes::from(crate::ids::new_id()))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// Whether the request head, as received on an HTTP/1 connection, has a
@@ -159,7 +229,7 @@ impl Gateway {
         if !has_length {
             resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
         }
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header("x-request-id", ctx.request_id_value())?;
         ctx.local_status = Some(status);
         session
             .write_response_header(Box::new(resp), body.is_empty())
@@ -220,7 +290,7 @@ impl Gateway {
         let xff: Vec<&[u8]> = session
             .req_header()
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .map(|v| v.as_bytes())
             .collect();
@@ -330,7 +400,7 @@ impl Gateway {
     }
 
     /// Phase 2 inputs: from the decision cache, or one store call.
-    async fn load(&self, load: &authorize::Load) -> std::result::Result<AccessFacts, ()> {
+    async fn load(&self, load: &authorize::Load) -> std::result::Result<Access, ()> {
         crate::access::lookup(
             self.app.store.as_ref(),
             &self.app.cache,
@@ -379,7 +449,7 @@ enum DecideStep {
 fn decide_with(
     load: &authorize::Load,
     facts: &RequestFacts,
-    loaded: std::result::Result<AccessFacts, ()>,
+    loaded: std::result::Result<Access, ()>,
 ) -> Decision {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     match loaded {
@@ -392,13 +462,19 @@ fn decide_with(
         ),
         Ok(f) => {
             let token = match &f.token {
-                Some(t) => Lookup::Found(t),
+                Some(t) => Lookup::Found(t.as_ref()),
                 None => Lookup::NotFound,
             };
-            let env = load.environment_id.as_ref().map(|_| match &f.environment {
-                Some(e) => Lookup::Found((e, f.role)),
-                None => Lookup::NotFound,
-            });
+            let env = load
+                .environment_id
+                .as_ref()
+                .map(|_| match f.environment.as_deref() {
+                    Some(EnvAccess {
+                        environment: Some(e),
+                        role,
+                    }) => Lookup::Found((e, *role)),
+                    _ => Lookup::NotFound,
+                });
             authorize::decide(&load.route, facts, token, env, now)
         }
     }
@@ -423,26 +499,19 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         let req = session.req_header();
-        ctx.request_id = match req.headers.get("x-request-id") {
-            Some(v) if valid_request_id(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
-            _ => crate::ids::new_id(),
-        };
+        ctx.request_id = Some(match req.headers.get(X_REQUEST_ID) {
+            Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
+            _ => new_request_id(),
+        });
         let rt = self.app.live.snapshot();
         ctx.runtime = Some(rt.clone());
 
-        let authorization: Vec<&[u8]> = req
-            .headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
+        let (authorization, count) = first_two(req.headers.get_all(header::AUTHORIZATION));
         let facts = RequestFacts::gather(
             req.method.as_str(),
             req.raw_path(),
             HeaderFacts {
-                authorization: &authorization,
+                authorization: &authorization[..count],
                 // pingora drops Content-Length when Transfer-Encoding is
                 // present, so the conflict is only visible in the raw head.
                 content_length: req.headers.contains_key(header::CONTENT_LENGTH)
@@ -455,7 +524,7 @@ impl ProxyHttp for Gateway {
         let m = Metrics::get();
         // Request safety comes first, for the built-in endpoints too.
         let path = match authorize::check_request(&facts) {
-            Ok(target) => target.path().to_string(),
+            Ok(target) => target.path(),
             Err(reason) => {
                 let d = Decision {
                     route: None,
@@ -471,7 +540,7 @@ impl ProxyHttp for Gateway {
                 return self.deny(session, ctx, &denial).await;
             }
         };
-        match path.as_str() {
+        match path {
             TOKEN_PATH => {
                 ctx.builtin = Some("token");
                 return self.serve_oauth(session, ctx, false).await;
@@ -509,7 +578,7 @@ impl ProxyHttp for Gateway {
             ])
             .inc();
         tracing::debug!(
-            request_id = %ctx.request_id,
+            request_id = %ctx.request_id(),
             route = decision.route_label(),
             decision = decision.outcome.decision(),
             reason = decision.outcome.reason(),
@@ -517,7 +586,7 @@ impl ProxyHttp for Gateway {
         );
         if let Outcome::ReportDeny(reason) = decision.outcome {
             tracing::warn!(
-                request_id = %ctx.request_id,
+                request_id = %ctx.request_id(),
                 route = decision.route_label(),
                 reason = reason.as_str(),
                 "report mode: would deny; forwarding"
@@ -534,10 +603,23 @@ impl ProxyHttp for Gateway {
                 .deny(session, ctx, &Denial::new(DenyReason::NoRoute, None))
                 .await;
         };
-        let forward_path = route.forward_path(&path);
-        ctx.forward_target = Some(match facts.target.as_ref().ok().and_then(|t| t.query()) {
+        let forward_path = route.forward_path(path);
+        let query = facts.target.as_ref().ok().and_then(|t| t.query());
+        // Most targets arrive normalised: then the upstream request (a copy
+        // of the one received) already carries the target to forward.
+        let raw = session.req_header().raw_path();
+        let unchanged = match query {
+            Some(q) => {
+                raw.len() == forward_path.len() + 1 + q.len()
+                    && raw.starts_with(forward_path.as_bytes())
+                    && raw[forward_path.len()] == b'?'
+                    && raw.ends_with(q.as_bytes())
+            }
+            None => raw == forward_path.as_bytes(),
+        };
+        ctx.forward_target = (!unchanged).then(|| match query {
             Some(q) => format!("{forward_path}?{q}"),
-            None => forward_path,
+            None => forward_path.to_string(),
         });
         ctx.upstream = rt.upstreams.get(&route.upstream).cloned();
         ctx.decision = Some(decision);
@@ -565,14 +647,21 @@ impl ProxyHttp for Gateway {
             upstream.set_raw_path(target.as_bytes())?;
         }
         // Client-sent identity headers go first, in any case or `_` form.
-        let spoofed: Vec<String> = upstream
+        // Names are only copied when there is one to remove.
+        if upstream
             .headers
             .keys()
-            .map(|k| k.as_str().to_string())
-            .filter(|k| self.is_identity_header(k))
-            .collect();
-        for name in spoofed {
-            upstream.remove_header(&name);
+            .any(|k| self.is_identity_header(k.as_str()))
+        {
+            let spoofed: Vec<http::HeaderName> = upstream
+                .headers
+                .keys()
+                .filter(|k| self.is_identity_header(k.as_str()))
+                .cloned()
+                .collect();
+            for name in spoofed {
+                upstream.remove_header(&name);
+            }
         }
         // `Connection` may only carry standard options: a header it names
         // would otherwise be dropped as hop-by-hop after we inject it.
@@ -593,17 +682,21 @@ impl ProxyHttp for Gateway {
         if let Some(identity) = ctx.decision.as_ref().and_then(|d| d.identity.as_ref()) {
             insert_identity(upstream, &self.inject, identity)?;
         }
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream.insert_header("x-request-id", ctx.request_id_value())?;
         // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
-        let mut hops: Vec<String> = upstream
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect();
-        hops.push(ctx.peer.map(|p| p.to_string()).unwrap_or_default());
-        upstream.insert_header("x-forwarded-for", hops.join(", "))?;
+        let mut hops = String::new();
+        for v in upstream.headers.get_all(X_FORWARDED_FOR) {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            let v = v.trim();
+            if !v.is_empty() {
+                hops.push_str(v);
+                hops.push_str(", ");
+            }
+        }
+        if let Some(peer) = ctx.peer {
+            push_ip(&mut hops, peer);
+        }
+        upstream.insert_header("x-forwarded-for", hops)?;
         let trusted = ctx.peer.is_some_and(|p| {
             self.app
                 .config
@@ -612,8 +705,8 @@ impl ProxyHttp for Gateway {
                 .iter()
                 .any(|n| n.contains(&p))
         });
-        if !(trusted && upstream.headers.contains_key("x-forwarded-proto")) {
-            upstream.insert_header("x-forwarded-proto", "http")?;
+        if !(trusted && upstream.headers.contains_key(X_FORWARDED_PROTO)) {
+            upstream.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
         }
         let _ = session;
         Ok(())
@@ -625,7 +718,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream_response.insert_header("x-request-id", ctx.request_id_value())?;
         Ok(())
     }
 
@@ -647,7 +740,7 @@ impl ProxyHttp for Gateway {
             _ => (502, "bad_gateway", "the upstream could not be reached"),
         };
         tracing::warn!(
-            request_id = %ctx.request_id,
+            request_id = %ctx.request_id(),
             error_type = ?e.etype(),
             "proxying failed"
         );
@@ -690,7 +783,7 @@ impl ProxyHttp for Gateway {
             .map_or(0.0, |s| s.elapsed().as_micros() as f64 / 1000.0);
         tracing::info!(
             target: "access",
-            request_id = %ctx.request_id,
+            request_id = %ctx.request_id(),
             method = %session.req_header().method,
             // `%`: unquoted in the text format, plain strings in JSON.
             route = %route,
@@ -721,4 +814,40 @@ fn insert_identity(upstream: &mut RequestHeader, names: &InjectNames, id: &Ident
         upstream.insert_header(names.environment_id.clone(), ws.environment_id.as_str())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_appended_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "192.168.9.99",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().expect("address");
+            let mut out = String::from("x, ");
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x, {ip}"));
+        }
+    }
+
+    #[test]
+    fn the_first_two_values_tell_none_one_and_repeated_apart() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(first_two(h.get_all(header::AUTHORIZATION)).1, 0);
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("a"));
+        let (v, n) = first_two(h.get_all(header::AUTHORIZATION));
+        assert_eq!(&v[..n], &[b"a".as_slice()]);
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("b"));
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("c"));
+        let (v, n) = first_two(h.get_all(header::AUTHORIZATION));
+        assert_eq!(&v[..n], &[b"a".as_slice(), b"b".as_slice()]);
+    }
 }

@@ -70,7 +70,10 @@ fn printable(s: &str) -> String {
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.resource, self.action.as_str())
+        // Plain writes: this runs for every forwarded request's scopes header.
+        f.write_str(&self.resource)?;
+        f.write_str(":")?;
+        f.write_str(self.action.as_str())
     }
 }
 
@@ -152,7 +155,7 @@ impl fmt::Display for ScopeSet {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            write!(f, "{s}")?;
+            fmt::Display::fmt(s, f)?;
         }
         Ok(())
     }

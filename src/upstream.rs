@@ -4,6 +4,7 @@
 //! policy set.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,14 @@ pub struct Upstream {
     pub name: String,
     cfg: UpstreamConfig,
     lb: LoadBalancer<RoundRobin>,
+    /// Without health checks every address is always eligible: the peers
+    /// are built once, in the balancer's order, and taken in turn.
+    fixed: Option<FixedPeers>,
+}
+
+struct FixedPeers {
+    peers: Vec<HttpPeer>,
+    next: AtomicUsize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +46,20 @@ impl Upstream {
                     name: name.to_string(),
                     problem: format!("cannot resolve its addresses: {e}"),
                 })?;
+        let fixed = if cfg.health_check_path.is_none() {
+            let peers: Vec<HttpPeer> = lb
+                .backends()
+                .get_backend()
+                .iter()
+                .map(|b| Self::peer_for(cfg, b.addr.clone()))
+                .collect();
+            (!peers.is_empty()).then(|| FixedPeers {
+                peers,
+                next: AtomicUsize::new(0),
+            })
+        } else {
+            None
+        };
         if let Some(path) = &cfg.health_check_path {
             let mut hc = HttpHealthCheck::new(&cfg.sni, cfg.tls);
             hc.req
@@ -55,17 +78,29 @@ impl Upstream {
             name: name.to_string(),
             cfg: cfg.clone(),
             lb,
+            fixed,
         })
+    }
+
+    fn peer_for(
+        cfg: &UpstreamConfig,
+        addr: pingora::protocols::l4::socket::SocketAddr,
+    ) -> HttpPeer {
+        let mut peer = HttpPeer::new(addr, cfg.tls, cfg.sni.clone());
+        peer.options.connection_timeout = Some(cfg.connect_timeout);
+        peer.options.read_timeout = Some(cfg.read_timeout);
+        peer.options.write_timeout = Some(cfg.read_timeout);
+        peer
     }
 
     /// The next healthy address, as a peer with this upstream's settings.
     pub fn peer(&self) -> Option<HttpPeer> {
+        if let Some(fixed) = &self.fixed {
+            let i = fixed.next.fetch_add(1, Ordering::Relaxed) % fixed.peers.len();
+            return fixed.peers.get(i).cloned();
+        }
         let backend = self.lb.select(b"", 256)?;
-        let mut peer = HttpPeer::new(backend.addr, self.cfg.tls, self.cfg.sni.clone());
-        peer.options.connection_timeout = Some(self.cfg.connect_timeout);
-        peer.options.read_timeout = Some(self.cfg.read_timeout);
-        peer.options.write_timeout = Some(self.cfg.read_timeout);
-        Some(peer)
+        Some(Self::peer_for(&self.cfg, backend.addr))
     }
 
     pub fn has_health_check(&self) -> bool {
