@@ -1,6 +1,8 @@
 //! Identifier generation and validation.
 
-use rand::{Rng, RngCore};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::RngCore;
 
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -38,15 +40,30 @@ fn is_id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
-/// A time-ordered id for audit events: 13 hex digits of milliseconds then
-/// 13 random URL-safe characters, so that lexical order is time order.
+/// A time-ordered id for audit events: 16 hex digits (milliseconds, then a
+/// sequence within the millisecond) and 10 random URL-safe characters, so
+/// that lexical order is time order, and creation order within one process
+/// even for events of the same millisecond.
 pub fn new_sortable_id(unix_millis: i64) -> String {
-    let mut rng = rand::rng();
-    let suffix: String = (0..13)
-        .map(|_| URL_SAFE[rng.random_range(0..64)] as char)
-        .collect();
-    format!("{:013x}{suffix}", unix_millis.max(0))
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let at = (unix_millis.max(0) as u64) << SEQUENCE_BITS;
+    let mut last = LAST.load(Ordering::Relaxed);
+    let tick = loop {
+        let next = at.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(seen) => last = seen,
+        }
+    };
+    let mut bytes = [0u8; 10];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut id = format!("{tick:016x}");
+    id.extend(bytes.iter().map(|b| URL_SAFE[usize::from(b & 63)] as char));
+    id
 }
+
+/// 4,096 ids per millisecond before the sequence borrows the next one.
+const SEQUENCE_BITS: u32 = 12;
 
 #[cfg(test)]
 mod tests {
@@ -78,5 +95,14 @@ mod tests {
         let b = new_sortable_id(2_000);
         assert!(a < b);
         assert_eq!(a.len(), 26);
+    }
+
+    #[test]
+    fn sortable_ids_of_one_millisecond_sort_in_creation_order() {
+        let ids: Vec<String> = (0..5000).map(|_| new_sortable_id(3_000)).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(new_sortable_id(4_000_000) > ids[4999]);
     }
 }

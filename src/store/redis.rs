@@ -1315,6 +1315,13 @@ impl Store for RedisStore {
     }
 }
 
+/// The one field of a membership record a decision reads; the rest (ids, a
+/// timestamp to parse) is skipped on the hot path.
+#[derive(serde::Deserialize)]
+struct MembershipRole {
+    role: crate::scope::Role,
+}
+
 /// Completes the facts of a lookup from the registry's answer: the
 /// environment's JSON, then the membership's (either may be missing).
 fn access_facts(
@@ -1329,7 +1336,7 @@ fn access_facts(
     let role = registry
         .next()
         .flatten()
-        .map(|r| decode::<Membership>("membership", &r))
+        .map(|r| decode::<MembershipRole>("membership", &r))
         .transpose()?
         .map(|m| m.role);
     Ok(AccessFacts {
