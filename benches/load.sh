@@ -228,23 +228,48 @@ F_P99=$LAST_P99
 wait "$FLOOD" || true
 FLOOD_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/flood.txt")
 
-# Idle keep-alive connections: RSS with 1,000 of them open.
+# Idle keep-alive connections: RSS of the long-running tollgate after all
+# the runs above (argon2 included), and of fresh processes (tollgate with its
+# cache, and the passthrough) holding 1,000 keep-alive connections that each
+# made one forwarded request and then went idle.
 RSS_IDLE=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$TG_PID/status")
-RSS=$(python3 - "$P" "$TG_PID" <<'PY'
+cat >"$WORK/idle.py" <<'PY'
 import socket, sys, time
-port, pid = int(sys.argv[1]), sys.argv[2]
+port, pid, path, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+def rss():
+    line = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
+    return int(line.split()[1]) // 1024
+auth = f"Authorization: Bearer {token}\r\n" if token != "-" else ""
+request = f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode()
+before = rss()
 socks = []
 for _ in range(1000):
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /healthz-nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(request)
     socks.append(s)
+ok = 0
 for s in socks:
-    s.recv(4096)
+    ok += s.recv(65536).startswith(b"HTTP/1.1 200")
 time.sleep(1)
-rss = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0].split()[1]
-print(int(rss) // 1024)
+print(before, rss(), ok)
 PY
-)
+idle_rss() { # port pid path token
+  python3 "$WORK/idle.py" "$@"
+}
+read -r RSS_OLD RSS RSS_OK < <(idle_rss "$P" "$TG_PID" /healthz-nothing -)
+P3=$(free_port); AD3=$(free_port); ME3=$(free_port)
+write_config fresh 500 "$P3" "$AD3" "$ME3"
+start_tollgate "$WORK/fresh.toml"
+FRESH_PID=$TG_PID_LAST
+wait_http "http://127.0.0.1:$AD3/healthz"
+read -r FRESH_START FRESH_IDLE FRESH_OK < <(idle_rss "$P3" "$FRESH_PID" \
+  "/api/v1/workflows/x?environmentId=bench-env" "$TOKEN")
+PT2=$(free_port)
+taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$PT2" "127.0.0.1:$UP" 1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$PT2/"
+PT2_PID=$(pgrep -f "examples/passthrough 127.0.0.1:$PT2" | head -1)
+read -r PT_START PT_IDLE PT_OK < <(idle_rss "$PT2" "$PT2_PID" /api/v1/workflows/x -)
 
 echo
 echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); proxies on 1 worker thread (CPU $PROXY_CPU), wrk -t1 -c$CONNS -d$DURATION on CPU $LOAD_CPU"
@@ -256,3 +281,5 @@ echo "c p99: ${C_P99} us alone, ${F_P99} us under a flood of $FLOOD_RPS bad toke
 TOKENS=$((DB_AFTER - DB_BEFORE))
 [ "$TOKENS" -gt 0 ] && awk -v m=$((MEM_AFTER - MEM_BEFORE)) -v n="$TOKENS" 'BEGIN {printf "redis: %d new keys, %.0f bytes of used_memory per new key\n", n, m/n}'
 echo "tollgate RSS: ${RSS_IDLE} MiB after the runs, ${RSS} MiB with 1,000 idle keep-alive connections"
+echo "fresh tollgate RSS: ${FRESH_START} MiB at start, ${FRESH_IDLE} MiB holding 1,000 idle keep-alive connections (${FRESH_OK} of 1,000 requests forwarded with 200)"
+echo "fresh passthrough RSS: ${PT_START} MiB at start, ${PT_IDLE} MiB holding 1,000 idle keep-alive connections (${PT_OK} with 200)"
