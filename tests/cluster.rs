@@ -18,16 +18,6 @@ use tollgate::secret::{expose, new_access_token, token_hash};
 use tollgate::store::redis::RedisStore;
 use tollgate::store::{conformance, Store};
 
-const POLICY: &str = r#"
-[[route]]
-name = "workflows-read"
-methods = ["GET"]
-path = "/api/v1/workflows/**"
-upstream = "backend"
-scope = "workflows:read"
-workspace_role = "member"
-"#;
-
 /// How fast an invalidation must reach the other instance (the cache TTL of
 /// these tests is 1000 ms, so only pub/sub can meet it).
 const PROPAGATION: Duration = Duration::from_millis(300);
@@ -119,74 +109,33 @@ async fn tokens_spread_over_the_masters_while_the_registry_stays_in_one_slot() {
     }
 }
 
-struct Pair {
-    a: Tollgate,
-    b: Tollgate,
-    _echo: EchoUpstream,
-}
-
 async fn pair(cluster: &RedisCluster, cache_ttl_ms: u64) -> Pair {
-    let echo = EchoUpstream::start();
-    let prefix = unique_prefix();
-    let opts = || {
-        TollgateOptions::new()
-            .cluster(cluster.urls())
-            .key_prefix(prefix.clone())
-            .policy("p.toml", POLICY)
-            .upstream("backend", &[echo.addr_string()])
-            .toml(format!(
-                "[cache]\nttl_ms = {cache_ttl_ms}\n[store]\ntimeout_ms = 1000\n"
-            ))
-    };
-    let a = Tollgate::start(opts()).await;
-    let b = Tollgate::start(opts()).await;
-    Pair { a, b, _echo: echo }
-}
-
-/// An account with workflows:read, a member of a workspace with one
-/// environment; returns (org, workspace, sa_id, env, token).
-async fn member(via: &Tollgate) -> (String, String, String, String, String) {
-    let org = unique_id("org");
-    let ws = unique_id("ws");
-    let env = unique_id("env");
-    let (sa_id, token) = via.account_with_token(&org, &["workflows:read"]).await;
-    let admin = via.admin();
-    admin.put_workspace(&org, &ws).await;
-    admin.put_environment(&org, &ws, &env).await;
-    admin.put_member(&org, &ws, &sa_id, "member").await;
-    (org, ws, sa_id, env, token)
-}
-
-async fn get(t: &Tollgate, env: &str, token: &str) -> StatusCode {
-    let (status, _, _) = t
-        .proxy_request(
-            Method::GET,
-            &format!("/api/v1/workflows/x?environmentId={env}"),
-            Some(token),
-        )
-        .await;
-    status
+    Pair::start(cache_ttl_ms, |opts| {
+        opts.cluster(cluster.urls())
+            .toml("[store]\ntimeout_ms = 1000\n")
+    })
+    .await
 }
 
 #[tokio::test]
 async fn two_instances_on_a_cluster_share_tokens_and_revocations() {
     let cluster = RedisCluster::start();
     let p = pair(&cluster, 1000).await;
-    let (org, ws, sa_id, env, token) = member(&p.a).await;
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
+    let (org, ws, sa_id, env, token) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     assert_eq!(
-        get(&p.b, &unique_id("env"), &token).await,
+        workflow_status(&p.b, &unique_id("env"), &token).await,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        get(&p.b, &env, "tg_at_unknown").await,
+        workflow_status(&p.b, &env, "tg_at_unknown").await,
         StatusCode::UNAUTHORIZED
     );
 
     // A second member: its membership removal through A reaches B.
     let (sa2, token2) = p.a.account_with_token(&org, &["workflows:read"]).await;
     p.a.admin().put_member(&org, &ws, &sa2, "member").await;
-    assert_eq!(get(&p.b, &env, &token2).await, StatusCode::OK);
+    assert_eq!(workflow_status(&p.b, &env, &token2).await, StatusCode::OK);
     let (status, body) =
         p.a.admin()
             .delete(&format!(
@@ -195,7 +144,7 @@ async fn two_instances_on_a_cluster_share_tokens_and_revocations() {
             .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     eventually(PROPAGATION, "B refuses the removed member", || async {
-        get(&p.b, &env, &token2).await == StatusCode::FORBIDDEN
+        workflow_status(&p.b, &env, &token2).await == StatusCode::FORBIDDEN
     })
     .await;
 
@@ -209,7 +158,7 @@ async fn two_instances_on_a_cluster_share_tokens_and_revocations() {
             .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     eventually(PROPAGATION, "B refuses the revoked token", || async {
-        get(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED
+        workflow_status(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED
     })
     .await;
 }
@@ -218,9 +167,9 @@ async fn two_instances_on_a_cluster_share_tokens_and_revocations() {
 async fn with_the_cache_off_every_request_reads_the_cluster() {
     let cluster = RedisCluster::start();
     let p = pair(&cluster, 0).await;
-    let (org, _, sa_id, env, token) = member(&p.a).await;
+    let (org, _, sa_id, env, token) = workflow_member(&p.a).await;
     for _ in 0..5 {
-        assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
+        assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     }
     p.a.admin()
         .post(
@@ -228,7 +177,10 @@ async fn with_the_cache_off_every_request_reads_the_cluster() {
             json!({}),
         )
         .await;
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        workflow_status(&p.b, &env, &token).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -238,13 +190,16 @@ async fn a_master_down_fails_closed_and_its_return_needs_no_restart() {
     let tollgate = Tollgate::start(
         TollgateOptions::new()
             .cluster(cluster.urls())
-            .policy("p.toml", POLICY)
+            .policy("p.toml", WORKFLOWS_POLICY)
             .upstream("backend", &[echo.addr_string()])
             .toml("[cache]\nttl_ms = 0\n[store]\ntimeout_ms = 500\n"),
     )
     .await;
-    let (_, _, _, env, token) = member(&tollgate).await;
-    assert_eq!(get(&tollgate, &env, &token).await, StatusCode::OK);
+    let (_, _, _, env, token) = workflow_member(&tollgate).await;
+    assert_eq!(
+        workflow_status(&tollgate, &env, &token).await,
+        StatusCode::OK
+    );
     let before = echo.requests().len();
 
     let prefix = tollgate.key_prefix().expect("prefix").to_string();
@@ -273,7 +228,7 @@ async fn a_master_down_fails_closed_and_its_return_needs_no_restart() {
     eventually(
         Duration::from_secs(15),
         "requests succeed again once the master is back",
-        || async { get(&tollgate, &env, &token).await == StatusCode::OK },
+        || async { workflow_status(&tollgate, &env, &token).await == StatusCode::OK },
     )
     .await;
     let (status, _) = tollgate.admin().get("/readyz").await;

@@ -11,71 +11,19 @@ use std::time::Duration;
 use common::*;
 use reqwest::Method;
 
-const POLICY: &str = r#"
-[[route]]
-name = "workflows-read"
-methods = ["GET"]
-path = "/api/v1/workflows/**"
-upstream = "backend"
-scope = "workflows:read"
-workspace_role = "member"
-"#;
-
 /// How fast an invalidation must reach the other instance. Far below the
 /// cache TTL of the test config (1000 ms), so only pub/sub can meet it.
 const PROPAGATION: Duration = Duration::from_millis(300);
 
-struct Pair {
-    a: Tollgate,
-    b: Tollgate,
-    _echo: EchoUpstream,
-}
-
 async fn pair(cache_ttl_ms: u64) -> Pair {
-    let echo = EchoUpstream::start();
-    let prefix = unique_prefix();
-    let opts = || {
-        TollgateOptions::new()
-            .key_prefix(prefix.clone())
-            .policy("p.toml", POLICY)
-            .upstream("backend", &[echo.addr_string()])
-            .toml(format!("[cache]\nttl_ms = {cache_ttl_ms}\n"))
-    };
-    let a = Tollgate::start(opts()).await;
-    let b = Tollgate::start(opts()).await;
-    Pair { a, b, _echo: echo }
-}
-
-/// An account with workflows:read, a member of a workspace with one
-/// environment; returns (org, workspace, sa_id, env, token).
-async fn member(via: &Tollgate) -> (String, String, String, String, String) {
-    let org = unique_id("org");
-    let ws = unique_id("ws");
-    let env = unique_id("env");
-    let (sa_id, token) = via.account_with_token(&org, &["workflows:read"]).await;
-    let admin = via.admin();
-    admin.put_workspace(&org, &ws).await;
-    admin.put_environment(&org, &ws, &env).await;
-    admin.put_member(&org, &ws, &sa_id, "member").await;
-    (org, ws, sa_id, env, token)
-}
-
-async fn get(t: &Tollgate, env: &str, token: &str) -> StatusCode {
-    let (status, _, _) = t
-        .proxy_request(
-            Method::GET,
-            &format!("/api/v1/workflows/x?environmentId={env}"),
-            Some(token),
-        )
-        .await;
-    status
+    Pair::start(cache_ttl_ms, |opts| opts).await
 }
 
 #[tokio::test]
 async fn a_token_issued_by_one_instance_works_on_the_other() {
     let p = pair(500).await;
-    let (_, _, _, env, token) = member(&p.a).await;
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
+    let (_, _, _, env, token) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     let (status, _, body) =
         p.b.proxy_request(Method::GET, "/api/v1/service-account/whoami", Some(&token))
             .await;
@@ -98,9 +46,9 @@ async fn an_account_created_through_one_instance_gets_tokens_from_the_other() {
 #[tokio::test]
 async fn revocation_through_one_instance_reaches_the_others_cache_at_once() {
     let p = pair(1000).await;
-    let (org, _, sa_id, env, token) = member(&p.a).await;
+    let (org, _, sa_id, env, token) = workflow_member(&p.a).await;
     // B now holds the token and membership in its cache.
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     let (status, body) =
         p.a.admin()
             .post(
@@ -112,7 +60,7 @@ async fn revocation_through_one_instance_reaches_the_others_cache_at_once() {
     eventually(
         PROPAGATION,
         "instance B refuses the revoked token",
-        || async { get(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED },
+        || async { workflow_status(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED },
     )
     .await;
 }
@@ -120,8 +68,8 @@ async fn revocation_through_one_instance_reaches_the_others_cache_at_once() {
 #[tokio::test]
 async fn a_membership_removal_through_one_instance_reaches_the_others_cache_at_once() {
     let p = pair(1000).await;
-    let (org, ws, sa_id, env, token) = member(&p.a).await;
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
+    let (org, ws, sa_id, env, token) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     let (status, body) =
         p.a.admin()
             .delete(&format!(
@@ -132,7 +80,7 @@ async fn a_membership_removal_through_one_instance_reaches_the_others_cache_at_o
     eventually(
         PROPAGATION,
         "instance B refuses the removed member",
-        || async { get(&p.b, &env, &token).await == StatusCode::FORBIDDEN },
+        || async { workflow_status(&p.b, &env, &token).await == StatusCode::FORBIDDEN },
     )
     .await;
 }
@@ -140,8 +88,8 @@ async fn a_membership_removal_through_one_instance_reaches_the_others_cache_at_o
 #[tokio::test]
 async fn a_change_whose_message_is_lost_is_seen_within_the_cache_ttl() {
     let p = pair(1000).await;
-    let (_, _, _, env, token) = member(&p.a).await;
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
+    let (_, _, _, env, token) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     // Delete the token behind tollgate's back: no invalidation is published.
     let prefix = p.a.key_prefix().expect("redis prefix").to_string();
     let mut conn = redis_connection().await;
@@ -155,7 +103,7 @@ async fn a_change_whose_message_is_lost_is_seen_within_the_cache_ttl() {
     eventually(
         Duration::from_millis(1500),
         "instance B refuses the token once its cache entry expires",
-        || async { get(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED },
+        || async { workflow_status(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED },
     )
     .await;
 }
@@ -163,13 +111,16 @@ async fn a_change_whose_message_is_lost_is_seen_within_the_cache_ttl() {
 #[tokio::test]
 async fn with_the_cache_disabled_a_revocation_is_refused_by_the_next_request() {
     let p = pair(0).await;
-    let (org, _, sa_id, env, token) = member(&p.a).await;
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::OK);
+    let (org, _, sa_id, env, token) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     p.a.admin()
         .post(
             &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
             json!({}),
         )
         .await;
-    assert_eq!(get(&p.b, &env, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        workflow_status(&p.b, &env, &token).await,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -355,19 +355,25 @@ async fn no_plain_token_is_at_rest_and_a_token_costs_little_memory() {
     );
 }
 
-/// Calls made by one `INFO commandstats` snapshot, per command.
-async fn command_calls(url: &str) -> std::collections::HashMap<String, u64> {
+/// One section of `INFO` from the Redis at `url`.
+async fn info(url: &str, section: &str) -> String {
     let mut conn = redis::Client::open(url)
         .expect("valid url")
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(&mut conn)
         .await
-        .expect("INFO");
-    info.lines()
+        .expect("INFO")
+}
+
+/// Calls made by one `INFO commandstats` snapshot, per command.
+async fn command_calls(url: &str) -> std::collections::HashMap<String, u64> {
+    info(url, "commandstats")
+        .await
+        .lines()
         .filter_map(|line| {
             let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
             let calls = rest
@@ -433,17 +439,9 @@ async fn after_a_redis_restart_at_most_one_call_fails() {
 
 /// `used_memory` of a Redis, in bytes.
 async fn used_memory(url: &str) -> i64 {
-    let mut conn = redis::Client::open(url)
-        .expect("valid url")
-        .get_multiplexed_async_connection()
+    info(url, "memory")
         .await
-        .expect("connect");
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO");
-    info.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("used_memory in INFO memory")

@@ -9,6 +9,7 @@
 mod admin;
 mod cluster;
 mod echo;
+mod pair;
 mod private_redis;
 mod raw;
 mod tollgate;
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub use admin::Admin;
 pub use cluster::RedisCluster;
 pub use echo::{EchoBehavior, EchoUpstream, RecordedRequest};
+pub use pair::{workflow_member, workflow_status, Pair, WORKFLOWS_POLICY};
 pub use private_redis::PrivateRedis;
 pub use raw::{
     raw_http, raw_http_string, raw_http_until_close, try_raw_http, RawConnection, RawResponse,
