@@ -41,63 +41,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-wait_http() { # url [tries of 0.1 s]
-  for _ in $(seq 1 "${2:-100}"); do
-    curl -s -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "timed out waiting for $1" >&2
-  exit 1
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
-UP=$(free_port); REDIS=$(free_port)
-redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-  --logfile "$WORK/redis.log" --daemonize no &
-PIDS+=($!)
-"$BIN/examples/fixed_upstream" "127.0.0.1:$UP" 1 &
-PIDS+=($!)
-for _ in $(seq 1 50); do redis-cli -p "$REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
-wait_http "http://127.0.0.1:$UP/"
-
-mkdir -p "$WORK/policies"
-cat >"$WORK/policies/bench.toml" <<TOML
-[[route]]
-name = "bench-read"
-methods = ["GET"]
-path = "/api/v1/workflows/**"
-upstream = "bench"
-scope = "workflows:read"
-workspace_role = "member"
-TOML
-
-ADMIN_KEY=bench-admin-key-$RANDOM$RANDOM
-write_config() { # name cache_ttl_ms listen admin metrics
-  cat >"$WORK/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:$3"
-admin_listen = "127.0.0.1:$4"
-metrics_listen = "127.0.0.1:$5"
-threads = 1
-[store]
-url = "redis://127.0.0.1:$REDIS/0"
-key_prefix = "bench"
-[cache]
-ttl_ms = $2
-[proxy]
-trusted_proxies = ["127.0.0.1/32"]
-[policies]
-dir = "$WORK/policies"
-[upstreams.bench]
-addrs = ["127.0.0.1:$UP"]
-TOML
-}
+start_backends
 
 # The account, workspace, membership and token, made once through a
 # tollgate that is not measured; the measured ones share its Redis.
@@ -108,19 +55,7 @@ TOLLGATE_ADMIN_KEY=$ADMIN_KEY TOLLGATE_LOG=warn "$BIN/tollgate" serve --config "
 SETUP_PID=$!
 PIDS+=("$SETUP_PID")
 wait_http "http://127.0.0.1:$AD/healthz"
-admin() { curl -s -X "$1" "http://127.0.0.1:$AD/v1/organizations/bench$2" -H "Authorization: Bearer $ADMIN_KEY" -H 'content-type: application/json' ${3:+-d "$3"}; }
-json() { python3 -c 'import json, sys; v = json.load(sys.stdin)
-for k in sys.argv[1:]: v = v[k]
-print(v)' "$@"; }
-SA_JSON=$(admin POST /service-accounts '{"name":"bench","scopes":["workflows:write"]}')
-SA_ID=$(json service_account id <<<"$SA_JSON")
-CLIENT_ID=$(json credential client_id <<<"$SA_JSON")
-SECRET=$(json credential client_secret <<<"$SA_JSON")
-admin PUT /workspaces/ws '{"name":"ws"}' >/dev/null
-admin PUT /workspaces/ws/environments/bench-env '{"name":"env"}' >/dev/null
-admin PUT "/workspaces/ws/members/$SA_ID" '{"role":"member"}' >/dev/null
-TOKEN=$(curl -s -u "$CLIENT_ID:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$P/api/auth/oauth2/token" \
-  | json access_token)
+make_account "$AD" "$P"
 kill "$SETUP_PID"
 wait "$SETUP_PID" 2>/dev/null || true
 
