@@ -1,6 +1,16 @@
-# Shared set-up of benches/load.sh and benches/callgrind.sh; sourced, not run.
-# Expects BIN (release binaries), WORK (a temp dir) and PIDS (an array the
-# caller's clean-up kills) to be set.
+# Shared set-up of benches/load.sh and benches/callgrind.sh; sourced, not run,
+# from the repository root after the release build. Every process started
+# goes into PIDS and is killed on exit, with the work dir.
+
+BIN=target/release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 free_port() {
   local p

@@ -32,16 +32,6 @@ need taskset util-linux
 scripts/ensure-deps.sh build
 
 cargo build --release --locked --bin tollgate --example passthrough --example fixed_upstream
-BIN=target/release
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 

@@ -149,14 +149,7 @@ async fn two_instances_on_a_cluster_share_tokens_and_revocations() {
     .await;
 
     // Revoking the first account's tokens through A reaches B.
-    let (status, body) =
-        p.a.admin()
-            .post(
-                &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
-                json!({}),
-            )
-            .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    p.a.admin().revoke_account_tokens(&org, &sa_id).await;
     eventually(PROPAGATION, "B refuses the revoked token", || async {
         workflow_status(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED
     })
@@ -171,12 +164,7 @@ async fn with_the_cache_off_every_request_reads_the_cluster() {
     for _ in 0..5 {
         assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
     }
-    p.a.admin()
-        .post(
-            &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
-            json!({}),
-        )
-        .await;
+    p.a.admin().revoke_account_tokens(&org, &sa_id).await;
     assert_eq!(
         workflow_status(&p.b, &env, &token).await,
         StatusCode::UNAUTHORIZED

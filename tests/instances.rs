@@ -49,14 +49,7 @@ async fn revocation_through_one_instance_reaches_the_others_cache_at_once() {
     let (org, _, sa_id, env, token) = workflow_member(&p.a).await;
     // B now holds the token and membership in its cache.
     assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
-    let (status, body) =
-        p.a.admin()
-            .post(
-                &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
-                json!({}),
-            )
-            .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    p.a.admin().revoke_account_tokens(&org, &sa_id).await;
     eventually(
         PROPAGATION,
         "instance B refuses the revoked token",
@@ -113,12 +106,7 @@ async fn with_the_cache_disabled_a_revocation_is_refused_by_the_next_request() {
     let p = pair(0).await;
     let (org, _, sa_id, env, token) = workflow_member(&p.a).await;
     assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
-    p.a.admin()
-        .post(
-            &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
-            json!({}),
-        )
-        .await;
+    p.a.admin().revoke_account_tokens(&org, &sa_id).await;
     assert_eq!(
         workflow_status(&p.b, &env, &token).await,
         StatusCode::UNAUTHORIZED

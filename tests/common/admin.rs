@@ -173,6 +173,18 @@ impl Admin {
         assert!(status.is_success(), "put member: {status} {body}");
         body
     }
+
+    /// `POST /service-accounts/{sa}/revoke-tokens`; asserts 200 and returns the body.
+    pub async fn revoke_account_tokens(&self, org: &str, sa_id: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/v1/organizations/{org}/service-accounts/{sa_id}/revoke-tokens"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "revoke account tokens: {body}");
+        body
+    }
 }
 
 /// A response body as JSON: `Null` when empty, a string when not JSON.
