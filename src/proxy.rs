@@ -55,27 +55,32 @@ pub struct Gateway {
 }
 
 struct InjectNames {
-    organization_id: Bytes,
-    client_id: Bytes,
-    service_account_id: Bytes,
-    scopes: Bytes,
-    workspace_id: Bytes,
-    workspace_role: Bytes,
-    environment_id: Bytes,
+    organization_id: HeaderName,
+    client_id: HeaderName,
+    service_account_id: HeaderName,
+    scopes: HeaderName,
+    workspace_id: HeaderName,
+    workspace_role: HeaderName,
+    environment_id: HeaderName,
 }
 
 impl InjectNames {
-    fn new(names: &crate::config::IdentityHeaders) -> InjectNames {
-        let b = |s: &String| Bytes::from(s.clone());
-        InjectNames {
-            organization_id: b(&names.organization_id),
-            client_id: b(&names.client_id),
-            service_account_id: b(&names.service_account_id),
-            scopes: b(&names.scopes),
-            workspace_id: b(&names.workspace_id),
-            workspace_role: b(&names.workspace_role),
-            environment_id: b(&names.environment_id),
-        }
+    /// The configuration has checked the names; a name `http` refuses
+    /// anyway stops the start-up, never a request.
+    fn new(names: &crate::config::IdentityHeaders) -> std::result::Result<InjectNames, String> {
+        let h = |s: &String| {
+            HeaderName::from_bytes(s.as_bytes())
+                .map_err(|_| format!("identity header {s:?} is not a valid header name"))
+        };
+        Ok(InjectNames {
+            organization_id: h(&names.organization_id)?,
+            client_id: h(&names.client_id)?,
+            service_account_id: h(&names.service_account_id)?,
+            scopes: h(&names.scopes)?,
+            workspace_id: h(&names.workspace_id)?,
+            workspace_role: h(&names.workspace_role)?,
+            environment_id: h(&names.environment_id)?,
+        })
     }
 }
 
@@ -181,7 +186,7 @@ fn valid_request_id(v: &[u8]) -> bool {
 }
 
 impl Gateway {
-    pub fn new(app: Arc<App>) -> Gateway {
+    pub fn new(app: Arc<App>) -> std::result::Result<Gateway, String> {
         let identity_names = app
             .config
             .identity_headers
@@ -189,12 +194,12 @@ impl Gateway {
             .iter()
             .map(|n| canonical_header(n))
             .collect();
-        let inject = InjectNames::new(&app.config.identity_headers);
-        Gateway {
+        let inject = InjectNames::new(&app.config.identity_headers)?;
+        Ok(Gateway {
             app,
             identity_names,
             inject,
-        }
+        })
     }
 
     /// Compared without allocating: case-insensitive, `_` as `-`.
@@ -210,6 +215,71 @@ impl Gateway {
                     c == n
                 })
         })
+    }
+
+    /// The forwarded request's headers: client-sent identity headers and
+    /// `Authorization` (unless forwarded) removed, `Connection` reduced to
+    /// standard options, then the identity, request id and X-Forwarded-*.
+    fn rewrite_headers(&self, headers: &mut http::HeaderMap, ctx: &Ctx) -> Result<()> {
+        // Client-sent identity headers go first, in any case or `_` form.
+        // Names are only copied when there is one to remove.
+        if headers.keys().any(|k| self.is_identity_header(k.as_str())) {
+            let spoofed: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| self.is_identity_header(k.as_str()))
+                .cloned()
+                .collect();
+            for name in spoofed {
+                headers.remove(&name);
+            }
+        }
+        // `Connection` may only carry standard options: a header it names
+        // would otherwise be dropped as hop-by-hop after we inject it.
+        if let Some(conn) = headers.remove(header::CONNECTION) {
+            let kept: Vec<String> = String::from_utf8_lossy(conn.as_bytes())
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| matches!(t.as_str(), "keep-alive" | "close" | "upgrade"))
+                .collect();
+            if !kept.is_empty() {
+                headers.insert(header::CONNECTION, value(kept.join(", "))?);
+            }
+        }
+        if !self.app.config.proxy.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        // Room for what is added, so that the map grows at most once.
+        headers.reserve(10);
+        if let Some(identity) = ctx.decision.as_ref().and_then(|d| d.identity.as_ref()) {
+            insert_identity(headers, &self.inject, identity)?;
+        }
+        headers.insert(X_REQUEST_ID, ctx.request_id_value());
+        // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
+        let mut hops = String::new();
+        for v in headers.get_all(X_FORWARDED_FOR) {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            let v = v.trim();
+            if !v.is_empty() {
+                hops.push_str(v);
+                hops.push_str(", ");
+            }
+        }
+        if let Some(peer) = ctx.peer {
+            push_ip(&mut hops, peer);
+        }
+        headers.insert(X_FORWARDED_FOR, value(hops)?);
+        let trusted = ctx.peer.is_some_and(|p| {
+            self.app
+                .config
+                .proxy
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&p))
+        });
+        if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        Ok(())
     }
 
     async fn write(
@@ -639,76 +709,39 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(target) = &ctx.forward_target {
-            upstream.set_raw_path(target.as_bytes())?;
-        }
-        // Client-sent identity headers go first, in any case or `_` form.
-        // Names are only copied when there is one to remove.
-        if upstream
-            .headers
-            .keys()
-            .any(|k| self.is_identity_header(k.as_str()))
-        {
-            let spoofed: Vec<http::HeaderName> = upstream
-                .headers
-                .keys()
-                .filter(|k| self.is_identity_header(k.as_str()))
-                .cloned()
-                .collect();
-            for name in spoofed {
-                upstream.remove_header(&name);
+        // The request is taken apart and its header map edited directly:
+        // pingora's `insert_header` parses every name again and keeps a
+        // second map of the names' original case, together most of what
+        // forwarding cost. Header names go upstream in lower case (the
+        // common ones title-cased), as from Envoy or HAProxy: field names
+        // are case-insensitive (RFC 9110 §5.1).
+        let received = std::mem::replace(upstream, RequestHeader::from(empty_parts()));
+        let verbatim_target = match &ctx.forward_target {
+            Some(_) => None,
+            // An origin-form target is the URI's; anything else (kept by
+            // pingora as received) is restored after the rebuild.
+            None => {
+                let from_uri = received.uri.path_and_query().map(|p| p.as_str().as_bytes());
+                (from_uri != Some(received.raw_path())).then(|| received.raw_path().to_vec())
             }
+        };
+        let send_end_stream = received.send_end_stream();
+        let mut parts = http::request::Parts::from(received);
+        let rewritten = self.rewrite_headers(&mut parts.headers, ctx);
+        *upstream = RequestHeader::from(parts);
+        rewritten?;
+        if let Some(end) = send_end_stream {
+            upstream.set_send_end_stream(end);
         }
-        // `Connection` may only carry standard options: a header it names
-        // would otherwise be dropped as hop-by-hop after we inject it.
-        if let Some(conn) = upstream.headers.get(header::CONNECTION) {
-            let kept: Vec<String> = String::from_utf8_lossy(conn.as_bytes())
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| matches!(t.as_str(), "keep-alive" | "close" | "upgrade"))
-                .collect();
-            upstream.remove_header(&header::CONNECTION);
-            if !kept.is_empty() {
-                upstream.insert_header(header::CONNECTION, kept.join(", "))?;
-            }
+        match (&ctx.forward_target, verbatim_target) {
+            (Some(target), _) => upstream.set_raw_path(target.as_bytes())?,
+            (None, Some(raw)) => upstream.set_raw_path(&raw)?,
+            (None, None) => {}
         }
-        if !self.app.config.proxy.forward_authorization {
-            upstream.remove_header(&header::AUTHORIZATION);
-        }
-        if let Some(identity) = ctx.decision.as_ref().and_then(|d| d.identity.as_ref()) {
-            insert_identity(upstream, &self.inject, identity)?;
-        }
-        upstream.insert_header("x-request-id", ctx.request_id_value())?;
-        // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
-        let mut hops = String::new();
-        for v in upstream.headers.get_all(X_FORWARDED_FOR) {
-            let v = String::from_utf8_lossy(v.as_bytes());
-            let v = v.trim();
-            if !v.is_empty() {
-                hops.push_str(v);
-                hops.push_str(", ");
-            }
-        }
-        if let Some(peer) = ctx.peer {
-            push_ip(&mut hops, peer);
-        }
-        upstream.insert_header("x-forwarded-for", hops)?;
-        let trusted = ctx.peer.is_some_and(|p| {
-            self.app
-                .config
-                .proxy
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(&p))
-        });
-        if !(trusted && upstream.headers.contains_key(X_FORWARDED_PROTO)) {
-            upstream.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
-        }
-        let _ = session;
         Ok(())
     }
 
@@ -800,18 +833,46 @@ impl ProxyHttp for Gateway {
     }
 }
 
-fn insert_identity(upstream: &mut RequestHeader, names: &InjectNames, id: &Identity) -> Result<()> {
-    upstream.insert_header(names.organization_id.clone(), id.organization_id.as_str())?;
-    upstream.insert_header(names.client_id.clone(), id.client_id.as_str())?;
-    upstream.insert_header(
+fn empty_parts() -> http::request::Parts {
+    http::Request::new(()).into_parts().0
+}
+
+/// An identity header value. Ids are checked when they are made; should one
+/// still not be a valid value, the request fails rather than go without it.
+fn value(s: impl TryInto<HeaderValue>) -> Result<HeaderValue> {
+    s.try_into().map_err(|_| {
+        Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "an identity header value is not a valid header value",
+        )
+    })
+}
+
+fn insert_identity(
+    headers: &mut http::HeaderMap,
+    names: &InjectNames,
+    id: &Identity,
+) -> Result<()> {
+    headers.insert(
+        names.organization_id.clone(),
+        value(id.organization_id.as_str())?,
+    );
+    headers.insert(names.client_id.clone(), value(id.client_id.as_str())?);
+    headers.insert(
         names.service_account_id.clone(),
-        id.service_account_id.as_str(),
-    )?;
-    upstream.insert_header(names.scopes.clone(), id.scopes.to_string())?;
+        value(id.service_account_id.as_str())?,
+    );
+    headers.insert(names.scopes.clone(), value(id.scopes.to_string())?);
     if let Some(ws) = &id.workspace {
-        upstream.insert_header(names.workspace_id.clone(), ws.workspace_id.as_str())?;
-        upstream.insert_header(names.workspace_role.clone(), ws.role.as_str())?;
-        upstream.insert_header(names.environment_id.clone(), ws.environment_id.as_str())?;
+        headers.insert(names.workspace_id.clone(), value(ws.workspace_id.as_str())?);
+        headers.insert(
+            names.workspace_role.clone(),
+            HeaderValue::from_static(ws.role.as_str()),
+        );
+        headers.insert(
+            names.environment_id.clone(),
+            value(ws.environment_id.as_str())?,
+        );
     }
     Ok(())
 }

@@ -178,7 +178,14 @@ pub fn run(
     // never matches a route: CONNECT is not a method a route can list.
     let mut server_options = HttpServerOptions::default();
     server_options.allow_connect_method_proxying = true;
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, Gateway::new(app.clone()))
+    let gateway = match Gateway::new(app.clone()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
         .name("tollgate proxy")
         .server_options(server_options)
         .build();

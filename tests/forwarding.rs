@@ -100,6 +100,15 @@ async fn the_upstream_receives_the_normalised_path_and_the_query_unchanged() {
             format!("/api/v1/workflows/x/%2e%2E/y/?{q}"),
             format!("/api/v1/workflows/y/?{q}"),
         ),
+        // Already normal: forwarded byte for byte.
+        (
+            format!("/api/v1/workflows/b?{q}&x=%2F&y=a+b&z=(1)!*'~"),
+            format!("/api/v1/workflows/b?{q}&x=%2F&y=a+b&z=(1)!*'~"),
+        ),
+        (
+            format!("/api/v1/workflows/b?{q}"),
+            format!("/api/v1/workflows/b?{q}"),
+        ),
     ];
     for (sent, expected) in cases {
         let (_, got) = world.forward("GET", &sent, &[&world.bearer()]).await;
@@ -220,6 +229,34 @@ fn spoofed_identity_headers() -> Vec<String> {
         "x-tollgate-environment-id",
     ];
     names.iter().map(|n| format!("{n}: spoofed")).collect()
+}
+
+#[tokio::test]
+async fn header_names_go_upstream_in_lower_case_and_the_common_ones_title_cased() {
+    let world = World::start().await;
+    let bearer = world.bearer();
+    let headers = ["X-Custom-Thing: Kept-Value", "ACCEPT: */*", &bearer];
+    let (response, got) = world
+        .forward(
+            "GET",
+            &format!("/api/v1/workflows/x?{}", world.workspace_query()),
+            &headers,
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    let names: Vec<&str> = got.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"Host"), "{names:?}");
+    assert!(names.contains(&"x-custom-thing"), "{names:?}");
+    assert!(names.contains(&"accept"), "{names:?}");
+    assert!(names.contains(&"x-tollgate-organization-id"), "{names:?}");
+    assert!(names.contains(&"x-tollgate-workspace-role"), "{names:?}");
+    assert_eq!(got.header("x-custom-thing"), Some("Kept-Value"));
+    // Each name once: nothing was both kept in its old case and added anew.
+    let mut lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    lower.sort();
+    let count = lower.len();
+    lower.dedup();
+    assert_eq!(lower.len(), count, "{names:?}");
 }
 
 #[tokio::test]
