@@ -51,7 +51,7 @@ RESULTS=()
 run_wrk() { # label url [extra wrk args...]
   local label=$1 url=$2; shift 2
   local out
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$@" "$url")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"${WRK_CONNS:-$CONNS}" -d"$DURATION" --latency "$@" "$url")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -106,6 +106,17 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 B=$(median "${BS[@]}"); C=$(median "${CS[@]}"); D=$(median "${DS[@]}")
 B_P50=$(median "${BP50[@]}"); C_P50=$(median "${CP50[@]}"); C_P99=$(median "${CP99[@]}")
+
+# The latency tollgate adds to one request, without queueing: at $CONNS
+# connections both proxies are saturated and a p50 is mostly time spent
+# waiting behind other requests (about connections / throughput). One
+# connection sending one request at a time measures the work itself.
+B1=(); C1=()
+for r in $(seq 1 "$ROUNDS"); do
+  WRK_CONNS=1 run_wrk "(b) passthrough, 1 connection, round $r" "http://127.0.0.1:$PT/api/v1/workflows/x"; B1+=("$LAST_P50")
+  WRK_CONNS=1 run_wrk "(c) tollgate, 1 connection, round $r" "$URL_C" -H "Authorization: Bearer $TOKEN"; C1+=("$LAST_P50")
+done
+B1_P50=$(median "${B1[@]}"); C1_P50=$(median "${C1[@]}")
 
 # (e) token issuance: warm (verified-secret cache hit) and cold
 BASIC=$(printf '%s:%s' "$CLIENT_ID" "$SECRET" | base64 -w0)
@@ -201,7 +212,8 @@ echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/c
 printf '%-44s %12s %10s %10s\n' "case" "req/s" "p50" "p99"
 printf '%s\n' "${RESULTS[@]}"
 awk -v a="$A" -v b="$B" -v c="$C" -v d="$D" 'BEGIN {printf "\nmedians of %s rounds: b = %.0f, c = %.0f, d = %.0f req/s\nratios: b/a = %.3f   c/b = %.3f   d/b = %.3f\n", "'"$ROUNDS"'", b, c, d, b/a, c/b, d/b}'
-awk -v b="$B_P50" -v c="$C_P50" 'BEGIN {printf "p50 (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", b, c, c - b}'
+awk -v b="$B_P50" -v c="$C_P50" -v n="$CONNS" 'BEGIN {printf "p50 at %d connections (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", n, b, c, c - b}'
+awk -v b="$B1_P50" -v c="$C1_P50" 'BEGIN {printf "p50 at 1 connection (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", b, c, c - b}'
 echo "c p99: ${C_P99} us alone, ${F_P99} us under a flood of $FLOOD_RPS bad token requests/s"
 TOKENS=$((DB_AFTER - DB_BEFORE))
 [ "$TOKENS" -gt 0 ] && awk -v m=$((MEM_AFTER - MEM_BEFORE)) -v n="$TOKENS" 'BEGIN {printf "redis: %d new keys, %.0f bytes of used_memory per new key\n", n, m/n}'
