@@ -199,13 +199,21 @@ struct Keys {
     prefix: String,
     /// `P:{reg}:`
     reg: String,
+    /// The names every authorization look-up uses, built once.
+    env: String,
+    mem_prefix: String,
+    tok_prefix: String,
 }
 
 impl Keys {
     fn new(prefix: &str) -> Keys {
+        let reg = format!("{prefix}:{{reg}}:");
         Keys {
             prefix: prefix.to_string(),
-            reg: format!("{prefix}:{{reg}}:"),
+            env: format!("{reg}env"),
+            mem_prefix: format!("{reg}mem:"),
+            tok_prefix: format!("{prefix}:tok:"),
+            reg,
         }
     }
     fn sa(&self, org: &str) -> String {
@@ -220,14 +228,14 @@ impl Keys {
     fn ws(&self, org: &str) -> String {
         format!("{}ws:{org}", self.reg)
     }
-    fn env(&self) -> String {
-        format!("{}env", self.reg)
+    fn env(&self) -> &str {
+        &self.env
     }
     fn wsenv(&self, org: &str, ws: &str) -> String {
         format!("{}wsenv:{org}:{ws}", self.reg)
     }
-    fn mem_prefix(&self) -> String {
-        format!("{}mem:", self.reg)
+    fn mem_prefix(&self) -> &str {
+        &self.mem_prefix
     }
     fn mem(&self, org: &str, ws: &str) -> String {
         format!("{}mem:{org}:{ws}", self.reg)
@@ -259,11 +267,14 @@ impl Keys {
     fn auditd(&self, org: &str) -> String {
         format!("{}auditd:{org}", self.reg)
     }
-    fn tok_prefix(&self) -> String {
-        format!("{}:tok:", self.prefix)
+    fn tok_prefix(&self) -> &str {
+        &self.tok_prefix
     }
     fn tok(&self, hash: &str) -> String {
-        format!("{}:tok:{hash}", self.prefix)
+        let mut key = String::with_capacity(self.tok_prefix.len() + hash.len());
+        key.push_str(&self.tok_prefix);
+        key.push_str(hash);
+        key
     }
     /// One window's counters share a slot, so recording a failure (several
     /// counters) is one transaction on a Redis Cluster too.
