@@ -987,7 +987,7 @@ impl Store for RedisStore {
     }
 
     async fn get_environment(&self, id: &str) -> StoreResult<Option<Environment>> {
-        self.hget("get_environment", &self.keys.env(), id, "environment")
+        self.hget("get_environment", self.keys.env(), id, "environment")
             .await
     }
 
