@@ -12,10 +12,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Below the kernel's ephemeral range (32768 and up by default): a port that
+# one of the many client connections is using as its source port cannot be
+# listened on, and the instance started there never came up.
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
