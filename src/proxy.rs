@@ -248,8 +248,10 @@ impl Gateway {
         if !self.app.config.proxy.forward_authorization {
             headers.remove(header::AUTHORIZATION);
         }
-        // Room for what is added, so that the map grows at most once.
-        headers.reserve(10);
+        // Room for what is added, so that the map grows at most once. pingora
+        // reads at most 256 header lines, far below the map's size limit
+        // (32,768), so neither this nor the inserts below can fail.
+        let _ = headers.try_reserve(10);
         if let Some(identity) = ctx.decision.as_ref().and_then(|d| d.identity.as_ref()) {
             insert_identity(headers, &self.inject, identity)?;
         }
