@@ -292,13 +292,25 @@ impl Tollgate {
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await;
-                match answer {
-                    Ok(response) if response.status() == StatusCode::OK => break,
-                    _ if Instant::now() >= deadline => {
-                        return Err(format!("GET {path} not 200 within {START_TIMEOUT:?}"));
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                // Only tollgate's own answer counts: if tollgate could not bind
+                // its port because another test's server took it first, that
+                // server may answer 200 too (an echo upstream does).
+                let own = match answer {
+                    Ok(response) if response.status() == StatusCode::OK => response
+                        .json::<serde_json::Value>()
+                        .await
+                        .is_ok_and(|body| {
+                            body.get("status").is_some() && body.get("method").is_none()
+                        }),
+                    _ => false,
+                };
+                if own {
+                    break;
                 }
+                if Instant::now() >= deadline {
+                    return Err(format!("GET {path} not 200 within {START_TIMEOUT:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         // pingora starts its services one by one: the admin listener answering
