@@ -202,6 +202,14 @@ fn metric_value_finds_a_sample_by_name_and_labels_in_any_order() {
 fn free_ports_and_prefixes_are_usable_and_distinct() {
     let port = free_port();
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("the free port can be bound");
+    // Never one the kernel hands out itself, and never the same one twice.
+    assert!((10_000..32_768).contains(&port), "{port}");
+    let more: Vec<u16> = (0..200).map(|_| free_port()).collect();
+    assert!(!more.contains(&port));
+    let mut distinct = more.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), more.len());
 
     let (a, b) = (unique_prefix(), unique_prefix());
     assert!(a.starts_with("tgtest:"));

@@ -57,12 +57,28 @@ pub fn unique_id(kind: &str) -> String {
     format!("{kind}-{:012x}", rand::random::<u64>() >> 16)
 }
 
-/// A loopback port that was free a moment ago (bind :0, read, release).
+/// A loopback port that was free a moment ago, for a server started later.
+///
+/// Picked below the kernel's ephemeral range (32768 and up by default), and
+/// never twice in one test process: a port the kernel hands out itself (to
+/// a server bound to port 0, or as a connection's source port) can then
+/// never be one given here, nor can two tests get the same one. With
+/// `bind :0` instead, a parallel test's echo server once took a port between
+/// the pick and tollgate's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let port = 10_000 + rand::random::<u16>() % 22_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port between 10000 and 32000")
 }
 
 /// A loopback address nothing listens on (for connect-refused tests).

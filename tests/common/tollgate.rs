@@ -299,9 +299,7 @@ impl Tollgate {
                     Ok(response) if response.status() == StatusCode::OK => response
                         .json::<serde_json::Value>()
                         .await
-                        .is_ok_and(|body| {
-                            body.get("status").is_some() && body.get("method").is_none()
-                        }),
+                        .is_ok_and(|body| matches!(body["status"].as_str(), Some("ok" | "ready"))),
                     _ => false,
                 };
                 if own {
