@@ -722,10 +722,11 @@ impl ProxyHttp for Gateway {
         // common ones title-cased), as from Envoy or HAProxy: field names
         // are case-insensitive (RFC 9110 §5.1).
         let received = std::mem::replace(upstream, RequestHeader::from(empty_parts()));
-        let verbatim_target = match &ctx.forward_target {
-            Some(_) => None,
-            // An origin-form target is the URI's; anything else (kept by
-            // pingora as received) is restored after the rebuild.
+        // The target to set after the rebuild, which keeps only the URI: the
+        // normalised one, or the received one when the URI does not hold it
+        // byte for byte (pingora keeps such targets apart).
+        let target: Option<Vec<u8>> = match &ctx.forward_target {
+            Some(t) => Some(t.clone().into_bytes()),
             None => {
                 let from_uri = received.uri.path_and_query().map(|p| p.as_str().as_bytes());
                 (from_uri != Some(received.raw_path())).then(|| received.raw_path().to_vec())
@@ -739,10 +740,8 @@ impl ProxyHttp for Gateway {
         if let Some(end) = send_end_stream {
             upstream.set_send_end_stream(end);
         }
-        match (&ctx.forward_target, verbatim_target) {
-            (Some(target), _) => upstream.set_raw_path(target.as_bytes())?,
-            (None, Some(raw)) => upstream.set_raw_path(&raw)?,
-            (None, None) => {}
+        if let Some(target) = target {
+            upstream.set_raw_path(&target)?;
         }
         Ok(())
     }
