@@ -33,11 +33,13 @@ wait_http() { # url [tries of 0.1 s]
 }
 
 # A throwaway Redis (REDIS = its port) and the fixed small-response upstream
-# (UP), the latter run under the optional command prefix (e.g. taskset -c 1);
+# (UP), both run under the optional command prefix (e.g. taskset -c 1: the
+# backends share the load generator's CPU, away from the proxy's, as they
+# would be on machines of their own in production);
 # the bench policy: one route with a scope and a workspace check.
 start_backends() { # [prefix command...]
   UP=$(free_port); REDIS=$(free_port)
-  redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+  "$@" redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
     --logfile "$WORK/redis.log" --daemonize no &
   PIDS+=($!)
   "$@" "$BIN/examples/fixed_upstream" "127.0.0.1:$UP" 1 &

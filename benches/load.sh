@@ -2,8 +2,8 @@
 # Load benchmark: tollgate against a bare pingora passthrough, in one run on
 # this machine. Builds release binaries, starts a fixed small-response
 # upstream, a throwaway Redis, and each proxy on one worker thread pinned to
-# CPU 0 while wrk and the upstream share CPU 1. Prints requests/s, p50 and
-# p99 per case and the ratios c/b and d/b.
+# CPU 0 while wrk, the upstream and Redis share CPU 1. Prints requests/s,
+# p50 and p99 per case and the ratios c/b and d/b.
 #
 #   benches/load.sh            # 10 s per case, 64 connections
 #   DURATION=30s CONNS=128 benches/load.sh

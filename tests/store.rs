@@ -494,3 +494,113 @@ async fn a_hundred_thousand_live_tokens_cost_at_most_400_bytes_each() {
         TOKENS as u64 + 1
     );
 }
+
+/// Clients connected to a private Redis, the asking connection included.
+async fn connected_clients(conn: &mut redis::aio::MultiplexedConnection) -> usize {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(conn)
+        .await
+        .expect("INFO clients");
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients in INFO")
+}
+
+/// Requests' look-ups do not take a pooled connection each: every call on
+/// one runtime shares one multiplexed connection (its commands pipelined),
+/// and another runtime gets a connection of its own.
+#[tokio::test]
+async fn concurrent_look_ups_share_one_connection_per_runtime() {
+    let redis = common::PrivateRedis::start();
+    let store = std::sync::Arc::new(store_at(
+        &redis.url(),
+        &unique_prefix(),
+        Duration::from_secs(2),
+    ));
+    let hash = token_hash("tg_at_shared");
+    store
+        .put_token(&hash, &record("org", "sa"), 60)
+        .await
+        .expect("put_token");
+    let mut probe = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("probe connection");
+    // The probe, and the control lane's one pooled connection (put_token is
+    // a request-lane call too, so maybe not even that).
+    let before = connected_clients(&mut probe).await;
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (store, hash) = (store.clone(), hash.clone());
+        calls.spawn(async move { store.lookup_access(&hash, None).await });
+    }
+    while let Some(done) = calls.join_next().await {
+        let facts = done.expect("task").expect("lookup_access");
+        assert!(facts.token.is_some());
+    }
+    assert_eq!(
+        connected_clients(&mut probe).await,
+        before,
+        "64 concurrent look-ups on one runtime opened connections of their own"
+    );
+
+    // Counted while the other runtime is alive: its connection goes with it.
+    let (other, url) = (store.clone(), redis.url());
+    let during = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                for _ in 0..8 {
+                    other
+                        .lookup_access(&hash, None)
+                        .await
+                        .expect("lookup_access");
+                }
+                let mut probe = redis::Client::open(url)
+                    .expect("url")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("probe connection");
+                connected_clients(&mut probe).await
+            })
+    })
+    .join()
+    .expect("the other runtime's thread");
+    // Its look-ups' connection and its probe.
+    assert_eq!(during, before + 2);
+}
+
+/// A restart cuts the shared connection: at most the call that meets the
+/// cut fails, and the next one connects afresh.
+#[tokio::test]
+async fn the_request_lane_connection_is_replaced_after_a_redis_restart() {
+    let redis = common::PrivateRedis::start();
+    let store = store_at(&redis.url(), &unique_prefix(), Duration::from_secs(2));
+    let hash = token_hash("tg_at_restart");
+    store
+        .put_token(&hash, &record("org", "sa"), 60)
+        .await
+        .expect("put_token");
+    store
+        .lookup_access(&hash, None)
+        .await
+        .expect("before the restart");
+    redis.stop();
+    redis.restart();
+    let first = store.lookup_access(&hash, None).await;
+    if let Err(e) = &first {
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    }
+    let facts = store
+        .lookup_access(&hash, None)
+        .await
+        .expect("the call after the one that met the cut");
+    // The private Redis keeps an append-only file, so the token survived.
+    assert!(facts.token.is_some());
+}

@@ -14,18 +14,30 @@
 //! A cluster connection is already multiplexed over one socket per node and
 //! follows slot moves itself, so it is shared rather than pooled; a pool of
 //! them would add deadpool's checkout ping and nothing else.
+//!
+//! On one server, the calls that answer proxied requests and token requests
+//! ([`Lane::Request`]) do not take a pooled connection: a checked-out
+//! multiplexed connection is used by one call at a time, so 64 requests in
+//! flight meant 32 sockets, one command per write and per read on each side,
+//! and no pipelining. They share one multiplexed connection per tokio
+//! runtime instead. Its driver task runs on the runtime that made it, so a
+//! call never wakes another thread, and the commands of concurrent requests
+//! leave in one write and their replies come back in one read. The admin
+//! API's calls ([`Lane::Control`]) keep exclusive pooled connections: their
+//! replies can be large (listings, audit pages), and on a shared socket a
+//! large reply would hold up every look-up queued behind it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use deadpool::managed::{self, Metrics, Object, RecycleResult};
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use deadpool_redis::redis::{
-    self, AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+    self, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value,
 };
 use deadpool_redis::{Manager, Runtime};
 use tokio::sync::Mutex;
@@ -61,9 +73,35 @@ impl managed::Manager for QuickManager {
 type SinglePool = managed::Pool<QuickManager>;
 
 pub enum Link {
-    Single(SinglePool),
+    Single(Box<SingleLink>),
     Cluster(Box<ClusterLink>),
 }
+
+/// Which connections a call uses on a single server (see the module
+/// documentation); a cluster connection serves both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Answering a proxied request or a token request: a multiplexed
+    /// connection shared by every call on the caller's runtime.
+    Request,
+    /// The admin API, readiness and maintenance: an exclusive pooled
+    /// connection.
+    Control,
+}
+
+pub struct SingleLink {
+    pool: SinglePool,
+    client: Client,
+    config: AsyncConnectionConfig,
+    /// The request lane's connection of each runtime that made one.
+    shared: ArcSwap<Vec<(tokio::runtime::Id, MultiplexedConnection)>>,
+    /// Serialises connecting, so a burst of calls makes one connection.
+    connecting: Mutex<()>,
+}
+
+/// Runtimes come and go only in tests (a process serves from a handful);
+/// past this many, the oldest runtime's connection is dropped.
+const MAX_SHARED: usize = 16;
 
 pub struct ClusterLink {
     client: ClusterClient,
@@ -75,6 +113,7 @@ pub struct ClusterLink {
 /// One checked-out connection.
 pub enum Conn {
     Single(Object<QuickManager>),
+    Shared(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
@@ -82,8 +121,10 @@ impl Link {
     /// A pool for one Redis server. The URL may carry a password: it never
     /// goes into an error message.
     pub fn single(url: &str, timeout: Duration, pool_size: usize) -> StoreResult<Link> {
-        let manager = Manager::new_with_config(url, connection_config(timeout))
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
+        let invalid =
+            |e: RedisError| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind()));
+        let client = Client::open(url).map_err(invalid)?;
+        let manager = Manager::new_with_config(url, connection_config(timeout)).map_err(invalid)?;
         let pool = managed::Pool::builder(QuickManager { inner: manager })
             .max_size(pool_size.max(1))
             .wait_timeout(Some(timeout))
@@ -92,7 +133,13 @@ impl Link {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("cannot build redis pool: {e}")))?;
-        Ok(Link::Single(pool))
+        Ok(Link::Single(Box::new(SingleLink {
+            pool,
+            client,
+            config: connection_config(timeout),
+            shared: ArcSwap::from_pointee(Vec::new()),
+            connecting: Mutex::new(()),
+        })))
     }
 
     /// A Redis Cluster reached through any of `urls` (the seed nodes; the
@@ -117,10 +164,15 @@ impl Link {
         matches!(self, Link::Cluster(_))
     }
 
-    pub async fn get(&self) -> Result<Conn, GetError> {
-        match self {
-            Link::Single(pool) => pool.get().await.map(Conn::Single).map_err(GetError::Pool),
-            Link::Cluster(c) => c.get().await.map(Conn::Cluster).map_err(GetError::Redis),
+    pub async fn get(&self, lane: Lane) -> Result<Conn, GetError> {
+        match (self, lane) {
+            (Link::Single(s), Lane::Request) => {
+                s.shared().await.map(Conn::Shared).map_err(GetError::Redis)
+            }
+            (Link::Single(s), Lane::Control) => {
+                s.pool.get().await.map(Conn::Single).map_err(GetError::Pool)
+            }
+            (Link::Cluster(c), _) => c.get().await.map(Conn::Cluster).map_err(GetError::Redis),
         }
     }
 
@@ -137,10 +189,13 @@ impl Link {
 
     fn discard(&self, conn: Conn) {
         match (self, conn) {
-            (Link::Single(pool), Conn::Single(obj)) => {
+            // A restart or a cut most likely broke every connection to the
+            // server, the other lane's included.
+            (Link::Single(s), Conn::Single(obj)) => {
                 drop(Object::take(obj));
-                pool.retain(|_, _| false);
+                s.forget_all();
             }
+            (Link::Single(s), Conn::Shared(_)) => s.forget_all(),
             (Link::Cluster(c), Conn::Cluster(_)) => c.shared.store(None),
             _ => {}
         }
@@ -199,6 +254,59 @@ pub async fn ping_cluster_masters(conn: &mut ClusterConnection) -> RedisResult<(
     Ok(())
 }
 
+impl SingleLink {
+    /// The calling runtime's shared connection, made on first use.
+    async fn shared(&self) -> RedisResult<MultiplexedConnection> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // Outside tokio no connection can run its driver task.
+            return Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a store call outside a tokio runtime",
+            )));
+        };
+        let runtime = handle.id();
+        if let Some(conn) = self.find(runtime) {
+            return Ok(conn);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(conn) = self.find(runtime) {
+            return Ok(conn);
+        }
+        // Boxed for the same reason as QuickManager::create: rare and large.
+        let conn = Box::pin(
+            self.client
+                .get_multiplexed_async_connection_with_config(&self.config),
+        )
+        .await?;
+        self.shared.rcu(|all| {
+            let mut all: Vec<_> = all
+                .iter()
+                .filter(|(id, _)| *id != runtime)
+                .cloned()
+                .collect();
+            if all.len() >= MAX_SHARED {
+                all.remove(0);
+            }
+            all.push((runtime, conn.clone()));
+            all
+        });
+        Ok(conn)
+    }
+
+    fn find(&self, runtime: tokio::runtime::Id) -> Option<MultiplexedConnection> {
+        self.shared
+            .load()
+            .iter()
+            .find(|(id, _)| *id == runtime)
+            .map(|(_, conn)| conn.clone())
+    }
+
+    fn forget_all(&self) {
+        self.shared.store(Arc::new(Vec::new()));
+        self.pool.retain(|_, _| false);
+    }
+}
+
 impl ClusterLink {
     async fn get(&self) -> RedisResult<ClusterConnection> {
         if let Some(conn) = self.shared.load_full() {
@@ -234,6 +342,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Shared(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -246,6 +355,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Shared(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -253,6 +363,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Shared(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }

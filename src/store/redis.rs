@@ -42,7 +42,7 @@ use deadpool_redis::redis::{self, Cmd, RedisError, Script};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::link::{ping_cluster_masters, Conn, GetError, Link};
+use super::link::{ping_cluster_masters, Conn, GetError, Lane, Link};
 use super::{
     window_index, AccessFacts, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store,
     StoreError, StoreResult,
@@ -121,16 +121,26 @@ impl RedisStore {
         }
     }
 
-    async fn conn(&self, op: &'static str) -> StoreResult<Conn> {
-        self.link.get().await.map_err(|e| match e {
+    async fn conn(&self, op: &'static str, lane: Lane) -> StoreResult<Conn> {
+        self.link.get(lane).await.map_err(|e| match e {
             GetError::Pool(e) => pool_error(op, e),
             GetError::Redis(e) => redis_error(op, e),
         })
     }
 
+    /// One command on the control lane (see [`Lane`]).
     async fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> StoreResult<T> {
+        self.query_on(Lane::Control, op, cmd).await
+    }
+
+    async fn query_on<T: redis::FromRedisValue>(
+        &self,
+        lane: Lane,
+        op: &'static str,
+        cmd: &Cmd,
+    ) -> StoreResult<T> {
         self.bounded(async {
-            let mut conn = self.conn(op).await?;
+            let mut conn = self.conn(op, lane).await?;
             let result = cmd.query_async(&mut conn).await;
             self.link
                 .settle(conn, result)
@@ -144,8 +154,17 @@ impl RedisStore {
         op: &'static str,
         pipe: &redis::Pipeline,
     ) -> StoreResult<T> {
+        self.pipe_on(Lane::Control, op, pipe).await
+    }
+
+    async fn pipe_on<T: redis::FromRedisValue>(
+        &self,
+        lane: Lane,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> StoreResult<T> {
         self.bounded(async {
-            let mut conn = self.conn(op).await?;
+            let mut conn = self.conn(op, lane).await?;
             let result = pipe.query_async(&mut conn).await;
             self.link
                 .settle(conn, result)
@@ -159,8 +178,17 @@ impl RedisStore {
         op: &'static str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> StoreResult<T> {
+        self.invoke_on(Lane::Control, op, inv).await
+    }
+
+    async fn invoke_on<T: redis::FromRedisValue>(
+        &self,
+        lane: Lane,
+        op: &'static str,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
         self.bounded(async {
-            let mut conn = self.conn(op).await?;
+            let mut conn = self.conn(op, lane).await?;
             let result = inv.invoke_async(&mut conn).await;
             self.link
                 .settle(conn, result)
@@ -705,7 +733,7 @@ impl Store for RedisStore {
         if self.cluster() {
             return self
                 .bounded(async {
-                    let conn = self.conn("ping").await?;
+                    let conn = self.conn("ping", Lane::Control).await?;
                     let Conn::Cluster(mut cluster) = conn else {
                         return Err(StoreError::Unavailable("ping: not a cluster".into()));
                     };
@@ -860,7 +888,8 @@ impl Store for RedisStore {
 
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientLookup>> {
         let found: Vec<String> = self
-            .invoke(
+            .invoke_on(
+                Lane::Request,
                 "find_client",
                 self.scripts
                     .find_client
@@ -903,7 +932,9 @@ impl Store for RedisStore {
         for (org, sa, id) in latest.keys() {
             read.cmd("HGET").arg(self.keys.cred(org, sa)).arg(*id);
         }
-        let current: Vec<Option<String>> = self.pipe("touch_credentials", &read).await?;
+        let current: Vec<Option<String>> = self
+            .pipe_on(Lane::Request, "touch_credentials", &read)
+            .await?;
         let mut inv = self.scripts.touch_creds.prepare_invoke();
         let mut any = false;
         for (((org, sa, id), at), old) in latest.iter().zip(current) {
@@ -917,7 +948,9 @@ impl Store for RedisStore {
             any = true;
         }
         if any {
-            let _: i64 = self.invoke("touch_credentials", &inv).await?;
+            let _: i64 = self
+                .invoke_on(Lane::Request, "touch_credentials", &inv)
+                .await?;
         }
         Ok(())
     }
@@ -1098,7 +1131,8 @@ impl Store for RedisStore {
             // revocation. If the second step fails, the index holds a hash
             // that never became a token, which costs nothing.
             let _: i64 = self
-                .invoke(
+                .invoke_on(
+                    Lane::Request,
                     "put_token",
                     self.scripts
                         .index_token
@@ -1112,7 +1146,8 @@ impl Store for RedisStore {
                 )
                 .await?;
             let _: () = self
-                .query(
+                .query_on(
+                    Lane::Request,
                     "put_token",
                     redis::cmd("SET")
                         .arg(k.tok(hash))
@@ -1124,7 +1159,8 @@ impl Store for RedisStore {
             return Ok(());
         }
         let _: i64 = self
-            .invoke(
+            .invoke_on(
+                Lane::Request,
                 "put_token",
                 self.scripts
                     .put_token
@@ -1144,7 +1180,11 @@ impl Store for RedisStore {
 
     async fn get_token(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
         let raw: Option<String> = self
-            .query("get_token", redis::cmd("GET").arg(self.keys.tok(hash)))
+            .query_on(
+                Lane::Request,
+                "get_token",
+                redis::cmd("GET").arg(self.keys.tok(hash)),
+            )
             .await?;
         raw.map(|r| decode("token", &r)).transpose()
     }
@@ -1228,7 +1268,8 @@ impl Store for RedisStore {
             return self.cluster_lookup_access(hash, environment).await;
         }
         let raw: Vec<Option<String>> = self
-            .invoke(
+            .invoke_on(
+                Lane::Request,
                 "lookup_access",
                 self.scripts
                     .lookup
@@ -1265,7 +1306,7 @@ impl Store for RedisStore {
             pipe.cmd("INCR").arg(&k).ignore();
             pipe.cmd("EXPIRE").arg(&k).arg(keep).ignore();
         }
-        self.pipe("record_failure", &pipe).await
+        self.pipe_on(Lane::Request, "record_failure", &pipe).await
     }
 
     async fn failure_counts(
@@ -1282,13 +1323,14 @@ impl Store for RedisStore {
         for key in keys {
             cmd.arg(self.keys.thr(w, key));
         }
-        let counts: Vec<Option<u64>> = self.query("failure_counts", &cmd).await?;
+        let counts: Vec<Option<u64>> = self.query_on(Lane::Request, "failure_counts", &cmd).await?;
         Ok(counts.into_iter().map(|c| c.unwrap_or(0)).collect())
     }
 
     async fn append_audit(&self, org: &str, event: &AuditEvent, cap: usize) -> StoreResult<()> {
         let _: i64 = self
-            .invoke(
+            .invoke_on(
+                Lane::Request,
                 "append_audit",
                 self.scripts
                     .append_audit
@@ -1379,7 +1421,11 @@ impl RedisStore {
         environment: Option<&str>,
     ) -> StoreResult<AccessFacts> {
         let raw: Option<String> = self
-            .query("lookup_access", redis::cmd("GET").arg(self.keys.tok(hash)))
+            .query_on(
+                Lane::Request,
+                "lookup_access",
+                redis::cmd("GET").arg(self.keys.tok(hash)),
+            )
             .await?;
         let Some(raw) = raw else {
             return access_facts(None, std::iter::empty());
@@ -1389,7 +1435,8 @@ impl RedisStore {
             return access_facts(Some(token), std::iter::empty());
         };
         let registry: Vec<Option<String>> = self
-            .invoke(
+            .invoke_on(
+                Lane::Request,
                 "lookup_access",
                 self.scripts
                     .lookup_registry
