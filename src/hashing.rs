@@ -113,7 +113,13 @@ impl Hasher {
     ) -> Result<T, HashError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
-            // The caller may have gone away; nothing to report then.
+            // A caller that went away while the job queued (a timeout, a
+            // closed connection) no longer wants the hash: under a flood,
+            // running it anyway would only lengthen the queue for those
+            // still waiting.
+            if tx.is_closed() {
+                return;
+            }
             let _ = tx.send(f());
         });
         self.jobs
@@ -148,5 +154,40 @@ impl Hasher {
     /// Spends one verification on the dummy hash (unknown client).
     pub async fn verify_dummy(&self, secret: &str) {
         let _ = self.verify_any(secret, vec![self.dummy_hash.clone()]).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn cheap() -> HashParams {
+        HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_went_away_is_not_run() {
+        let hasher = Hasher::new(cheap(), 1).expect("hasher");
+        // Occupy the only hashing thread.
+        let busy = hasher.run(|| thread::sleep(Duration::from_millis(300)));
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let abandoned = hasher.run(move || flag.store(true, Ordering::SeqCst));
+        let (busy, abandoned) = tokio::join!(
+            busy,
+            tokio::time::timeout(Duration::from_millis(20), abandoned)
+        );
+        busy.expect("the first job");
+        assert!(abandoned.is_err(), "the second job should still be queued");
+        // A later job runs after the abandoned one would have.
+        hasher.run(|| ()).await.expect("a later job");
+        assert!(!ran.load(Ordering::SeqCst), "the abandoned job ran");
     }
 }

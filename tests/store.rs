@@ -593,6 +593,20 @@ async fn the_request_lane_connection_is_replaced_after_a_redis_restart() {
         .expect("before the restart");
     redis.stop();
     redis.restart();
+    // Until it has loaded its AOF, a restarted Redis answers LOADING to
+    // everyone; the claim is about the connection cut by the restart.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store_at(&redis.url(), &unique_prefix(), Duration::from_secs(2))
+        .ping()
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted Redis does not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let first = store.lookup_access(&hash, None).await;
     if let Err(e) = &first {
         assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
