@@ -210,6 +210,13 @@ fn free_ports_and_prefixes_are_usable_and_distinct() {
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), more.len());
+    // A cluster node's port and its bus port (+ 10000): both in range and
+    // neither given out again.
+    let node = free_port_pair(10_000);
+    assert!((10_000..22_000).contains(&node), "{node}");
+    assert!(!more.contains(&node) && !more.contains(&(node + 10_000)));
+    let after: Vec<u16> = (0..200).map(|_| free_port()).collect();
+    assert!(!after.contains(&node) && !after.contains(&(node + 10_000)));
 
     let (a, b) = (unique_prefix(), unique_prefix());
     assert!(a.starts_with("tgtest:"));

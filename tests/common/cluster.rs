@@ -2,7 +2,6 @@
 //! `redis-server` processes on free loopback ports, joined with
 //! `redis-cli --cluster create`; every process is killed on drop.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ impl RedisCluster {
             dir,
         };
         while cluster.ports.len() < MASTERS {
-            let port = free_node_port(&cluster.ports);
+            let port = super::free_port_pair(BUS_OFFSET);
             cluster.launch(port);
             cluster.ports.push(port);
         }
@@ -186,16 +185,5 @@ impl Drop for RedisCluster {
 fn kill(pid_file: &PathBuf) {
     if let Ok(pid) = std::fs::read_to_string(pid_file) {
         let _ = Command::new("kill").arg(pid.trim()).status();
-    }
-}
-
-/// A port below 55536 that is free, with its bus port free too.
-fn free_node_port(taken: &[u16]) -> u16 {
-    loop {
-        let port = 20_000 + (rand::random::<u16>() % 30_000);
-        let free = |p: u16| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok();
-        if !taken.contains(&port) && free(port) && free(port + BUS_OFFSET) {
-            return port;
-        }
     }
 }

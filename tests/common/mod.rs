@@ -66,19 +66,34 @@ pub fn unique_id(kind: &str) -> String {
 /// `bind :0` instead, a parallel test's echo server once took a port between
 /// the pick and tollgate's bind.
 pub fn free_port() -> u16 {
+    free_ports_apart(None)
+}
+
+/// A free port `p` such that `p + offset` is free too, both given out as
+/// [`free_port`] gives ports (a Redis Cluster node also listens on its port
+/// + 10000, for its bus).
+pub fn free_port_pair(offset: u16) -> u16 {
+    free_ports_apart(Some(offset))
+}
+
+fn free_ports_apart(offset: Option<u16>) -> u16 {
+    const LOW: u16 = 10_000;
+    const HIGH: u16 = 32_000;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let span = HIGH - LOW - offset.unwrap_or(0);
+    let usable =
+        |p: u16| !given.contains(&p) && TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok();
     for _ in 0..10_000 {
-        let port = 10_000 + rand::random::<u16>() % 22_000;
-        if given.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        let port = LOW + rand::random::<u16>() % span;
+        let second = offset.map(|o| port + o);
+        if usable(port) && second.is_none_or(usable) {
             given.push(port);
+            given.extend(second);
             return port;
         }
     }
-    panic!("no free loopback port between 10000 and 32000")
+    panic!("no free loopback port between {LOW} and {HIGH}")
 }
 
 /// A loopback address nothing listens on (for connect-refused tests).
