@@ -136,7 +136,10 @@ impl Link {
         Ok(Link::Single(Box::new(SingleLink {
             pool,
             client,
-            config: connection_config(timeout),
+            // No response timeout of the client's own: every call is
+            // already bounded by `timeout` around it, and a second timer per
+            // look-up cost ~800 instructions for nothing.
+            config: connection_config(timeout).set_response_timeout(None),
             shared: ArcSwap::from_pointee(Vec::new()),
             connecting: Mutex::new(()),
         })))
