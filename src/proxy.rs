@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
+use http::header::{self, Entry};
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{Error, ErrorType, HttpPeer, Result};
@@ -257,19 +257,31 @@ impl Gateway {
         }
         headers.insert(X_REQUEST_ID, ctx.request_id_value());
         // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
+        // (Entries: one look-up of each name for reading and writing it.)
         let mut hops = String::new();
-        for v in headers.get_all(X_FORWARDED_FOR) {
-            let v = String::from_utf8_lossy(v.as_bytes());
-            let v = v.trim();
-            if !v.is_empty() {
-                hops.push_str(v);
-                hops.push_str(", ");
+        let xff = headers.entry(X_FORWARDED_FOR);
+        if let Entry::Occupied(received) = &xff {
+            for v in received.iter() {
+                let v = String::from_utf8_lossy(v.as_bytes());
+                let v = v.trim();
+                if !v.is_empty() {
+                    hops.push_str(v);
+                    hops.push_str(", ");
+                }
             }
         }
         if let Some(peer) = ctx.peer {
             push_ip(&mut hops, peer);
         }
-        headers.insert(X_FORWARDED_FOR, value(hops)?);
+        let hops = value(hops)?;
+        match xff {
+            Entry::Occupied(mut received) => {
+                received.insert(hops);
+            }
+            Entry::Vacant(none) => {
+                none.insert(hops);
+            }
+        }
         let trusted = ctx.peer.is_some_and(|p| {
             self.app
                 .config
@@ -278,8 +290,15 @@ impl Gateway {
                 .iter()
                 .any(|n| n.contains(&p))
         });
-        if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let http = HeaderValue::from_static("http");
+        match headers.entry(X_FORWARDED_PROTO) {
+            Entry::Occupied(_) if trusted => {}
+            Entry::Occupied(mut received) => {
+                received.insert(http);
+            }
+            Entry::Vacant(none) => {
+                none.insert(http);
+            }
         }
         Ok(())
     }
