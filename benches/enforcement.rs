@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::authorize::{self, HeaderFacts, Lookup, RequestFacts};
-use tollgate::model::{Environment, TokenRecord};
+use tollgate::model::{EnvironmentRef, TokenRecord};
 use tollgate::pathnorm::normalize_target;
 use tollgate::policy::{load_str, PolicySet};
 use tollgate::scope::{default_resources, Role, ScopeSet};
@@ -53,12 +53,10 @@ fn bench(c: &mut Criterion) {
         scopes,
         expires_at: i64::MAX,
     };
-    let env = Environment {
+    let env = EnvironmentRef {
         id: "prod".into(),
         workspace_id: "ws".into(),
         organization_id: "org".into(),
-        name: "prod".into(),
-        created_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     let bearer = format!("Bearer tg_at_{}", "a".repeat(43));
     c.bench_function("decide an allowed request (facts, plan, decide)", |b| {

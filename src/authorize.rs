@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::model::{Environment, TokenRecord};
+use crate::model::{EnvironmentRef, TokenRecord};
 use crate::pathnorm::{self, PathError, Target};
 use crate::policy::{Access, Mode, PolicySet, Route};
 use crate::scope::{Role, Scope, ScopeSet};
@@ -447,7 +447,7 @@ impl<T> Lookup<T> {
 
 /// An environment and the account's membership role in its workspace
 /// (`None`: no membership).
-pub type EnvironmentAccess<'a> = (&'a Environment, Option<Role>);
+pub type EnvironmentAccess<'a> = (&'a EnvironmentRef, Option<Role>);
 
 /// Phase 1: decided without the store, or what to load for `decide`.
 #[derive(Debug)]
@@ -712,15 +712,13 @@ pub fn explain(
         scopes: scopes.cloned().unwrap_or_default(),
         expires_at: i64::MAX,
     };
-    let environment = Environment {
+    let environment = EnvironmentRef {
         id: match &facts.query.environment_id {
             EnvironmentParam::One(id) => id.clone(),
             _ => "explain-environment".into(),
         },
         workspace_id: "explain-workspace".into(),
         organization_id: record.organization_id.clone(),
-        name: "explain".into(),
-        created_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     let access = || Some(Lookup::Found((&environment, role)));
     let decision = authorize(&facts, policy, Lookup::Found(&record), access(), 0);
@@ -920,13 +918,11 @@ mode = "report"
         }
     }
 
-    fn environment(id: &str, organization: &str) -> Environment {
-        Environment {
+    fn environment(id: &str, organization: &str) -> EnvironmentRef {
+        EnvironmentRef {
             id: id.into(),
             workspace_id: "ws1".into(),
             organization_id: organization.into(),
-            name: "prod".into(),
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
 

@@ -10,7 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::model::{Environment, TokenRecord};
+use crate::model::{EnvironmentRef, TokenRecord};
 use crate::scope::Role;
 
 /// What changed, as published on the invalidation channel.
@@ -76,7 +76,7 @@ impl Invalidation {
 /// A cached environment look-up with the account's role in its workspace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvAccess {
-    pub environment: Option<Environment>,
+    pub environment: Option<EnvironmentRef>,
     pub role: Option<Role>,
 }
 
@@ -298,13 +298,11 @@ mod tests {
         })
     }
 
-    fn env(org: &str, ws: &str, id: &str) -> Environment {
-        Environment {
+    fn env(org: &str, ws: &str, id: &str) -> EnvironmentRef {
+        EnvironmentRef {
             id: id.into(),
             workspace_id: ws.into(),
             organization_id: org.into(),
-            name: id.into(),
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
 

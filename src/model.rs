@@ -102,6 +102,26 @@ pub struct Environment {
     pub created_at: OffsetDateTime,
 }
 
+/// What a decision needs of an environment: where it belongs. The proxy's
+/// look-ups read only this, so a cache miss never decodes a name or parses
+/// a timestamp it would not use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvironmentRef {
+    pub id: String,
+    pub workspace_id: String,
+    pub organization_id: String,
+}
+
+impl From<&Environment> for EnvironmentRef {
+    fn from(env: &Environment) -> EnvironmentRef {
+        EnvironmentRef {
+            id: env.id.clone(),
+            workspace_id: env.workspace_id.clone(),
+            organization_id: env.organization_id.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
     pub workspace_id: String,

@@ -618,3 +618,66 @@ async fn the_request_lane_connection_is_replaced_after_a_redis_restart() {
     // The private Redis keeps an append-only file, so the token survived.
     assert!(facts.token.is_some());
 }
+
+/// The look-up reads only ids and the role out of the environment and
+/// membership records; one whose ids or role cannot be read is a corrupt
+/// record, reported without its contents, never an environment or a role.
+#[tokio::test]
+async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
+    let prefix = unique_prefix();
+    let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
+    let mut raw = raw_connection().await;
+    let hash = token_hash(expose(&new_access_token()));
+    store
+        .put_token(&hash, &record("org", "sa"), 60)
+        .await
+        .expect("put_token");
+    let envs = format!("{prefix}:{{reg}}:env");
+    let good = r#"{"id":"env-ok","workspace_id":"ws","organization_id":"org","name":"n","created_at":"2026-01-01T00:00:00Z"}"#;
+    let bad = r#"{"id":"env-bad","workspace_id":"tg_sk_do_not_echo","organization_id":12345678}"#;
+    let _: () = raw.hset(&envs, "env-ok", good).await.expect("hset");
+    let _: () = raw.hset(&envs, "env-bad", bad).await.expect("hset");
+    let members = format!("{prefix}:{{reg}}:mem:org:ws");
+
+    let _: () = raw
+        .hset(&members, "sa", r#"{"role":"admin"}"#)
+        .await
+        .expect("hset");
+    let facts = store
+        .lookup_access(&hash, Some("env-ok"))
+        .await
+        .expect("a readable environment and membership");
+    let env = facts.environment.expect("the environment");
+    assert_eq!(
+        (
+            env.id.as_str(),
+            env.organization_id.as_str(),
+            env.workspace_id.as_str()
+        ),
+        ("env-ok", "org", "ws")
+    );
+    assert_eq!(facts.role, Some(tollgate::scope::Role::Admin));
+
+    let _: () = raw
+        .hset(&members, "sa", r#"{"role":"tg_sk_do_not_echo"}"#)
+        .await
+        .expect("hset");
+    let errors = [
+        store
+            .lookup_access(&hash, Some("env-bad"))
+            .await
+            .expect_err("unreadable environment"),
+        store
+            .lookup_access(&hash, Some("env-ok"))
+            .await
+            .expect_err("unreadable role"),
+    ];
+    for err in errors {
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            !text.contains("do_not_echo") && !text.contains("12345678"),
+            "{text}"
+        );
+    }
+}

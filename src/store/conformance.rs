@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use super::{AccessFacts, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreResult};
 use crate::ids::{new_client_id, new_id, new_sortable_id};
 use crate::model::{
-    AuditEvent, Environment, Membership, SaStatus, ServiceAccount, StoredCredential, TokenRecord,
-    Workspace,
+    AuditEvent, Environment, EnvironmentRef, Membership, SaStatus, ServiceAccount,
+    StoredCredential, TokenRecord, Workspace,
 };
 use crate::scope::{default_resources, Role, ScopeSet};
 use crate::secret::{expose, new_access_token, token_hash};
@@ -956,7 +956,7 @@ async fn lookup_access_combinations(store: &dyn Store) {
         ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup"),
         AccessFacts {
             token: Some(rec.clone()),
-            environment: Some(env.clone()),
+            environment: Some(EnvironmentRef::from(&env)),
             role: None
         },
         "no membership, no role"
@@ -1001,7 +1001,7 @@ async fn lookup_access_combinations(store: &dyn Store) {
         ),
         AccessFacts {
             token: Some(rec.clone()),
-            environment: Some(spoofing.clone()),
+            environment: Some(EnvironmentRef::from(&spoofing)),
             role: None
         },
         "the environment's own workspace decides, whatever its name says"
@@ -1014,7 +1014,7 @@ async fn lookup_access_combinations(store: &dyn Store) {
         ),
         AccessFacts {
             token: Some(rec.clone()),
-            environment: Some(foreign_env.clone()),
+            environment: Some(EnvironmentRef::from(&foreign_env)),
             role: None
         },
         "another organization's environment is returned for the decision layer to deny"

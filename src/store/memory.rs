@@ -12,7 +12,8 @@ use super::{
     StoreError, StoreResult,
 };
 use crate::model::{
-    AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
+    AuditEvent, Environment, EnvironmentRef, Membership, ServiceAccount, StoredCredential,
+    TokenRecord, Workspace,
 };
 
 type Key2 = (String, String);
@@ -418,7 +419,7 @@ impl Store for MemoryStore {
             let token = s.live_token(hash, now_unix()).cloned();
             let (environment, role) = match (&token, environment) {
                 (Some(tok), Some(env_id)) => {
-                    let env = s.environments.get(env_id).cloned();
+                    let env = s.environments.get(env_id).map(EnvironmentRef::from);
                     let role = env.as_ref().and_then(|e| {
                         s.memberships
                             .get(&k3(

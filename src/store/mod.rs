@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
+    AuditEvent, Environment, EnvironmentRef, Membership, ServiceAccount, StoredCredential,
+    TokenRecord, Workspace,
 };
 use crate::scope::Role;
 
@@ -59,7 +60,7 @@ pub enum MemberPutOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessFacts {
     pub token: Option<TokenRecord>,
-    pub environment: Option<Environment>,
+    pub environment: Option<EnvironmentRef>,
     /// The token's service account's role in the environment's workspace.
     pub role: Option<Role>,
 }

