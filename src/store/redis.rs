@@ -694,7 +694,8 @@ end
 return n",
             ),
             // KEYS: token key, env hash. ARGV: env id or '', membership prefix.
-            // Answers {} (no token), {tok}, {tok, env} or {tok, env, membership|nil}.
+            // Answers {} (no token), {tok}, or {tok, ...} with what env_role
+            // appends: {org, ws} or {org, ws, role}, or {''} when unreadable.
             lookup: Script::new(&format!(
                 "{LUA_FIELD}{LUA_ENV_ROLE}{}",
                 r"
@@ -705,7 +706,7 @@ return env_role({tok}, KEYS[2], ARGV[1], ARGV[2], field(tok, 's'))"
             )),
             // Cluster: the registry half of lookup, once the token is known.
             // KEYS: env hash. ARGV: env id, membership prefix, sa id.
-            // Answers {}, {env} or {env, membership|nil}.
+            // Answers what env_role appends to {}: {}, {org, ws}, {org, ws, role} or {''}.
             lookup_registry: Script::new(&format!(
                 "{LUA_FIELD}{LUA_ENV_ROLE}return env_role({{}}, KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
             )),
