@@ -681,3 +681,48 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
         );
     }
 }
+
+/// Connections the server has accepted so far, this probe's included.
+async fn connections_received(url: &str) -> u64 {
+    let mut probe = redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("probe connection");
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut probe)
+        .await
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_connections_received in INFO")
+}
+
+/// A request-lane call that times out leaves its shared connection behind:
+/// a server that stopped answering without resetting the socket would
+/// otherwise hold the lane at 503 until TCP gives up.
+#[tokio::test]
+async fn a_request_lane_call_that_times_out_replaces_the_shared_connection() {
+    let redis = common::PrivateRedis::start();
+    let store = store_at(&redis.url(), &unique_prefix(), Duration::from_millis(200));
+    let hash = token_hash("tg_at_timeout");
+    store
+        .put_token(&hash, &record("org", "sa"), 60)
+        .await
+        .expect("put_token");
+    store.lookup_access(&hash, None).await.expect("before");
+    let before = connections_received(&redis.url()).await;
+    // One connection of its own, then the server sleeps.
+    let blocked = redis.block_for(Duration::from_millis(700)).await;
+    let err = store
+        .lookup_access(&hash, None)
+        .await
+        .expect_err("a look-up while Redis sleeps");
+    assert!(matches!(err, StoreError::Timeout), "{err:?}");
+    blocked.await.expect("the DEBUG SLEEP task");
+    store.lookup_access(&hash, None).await.expect("after");
+    // The sleeper, the look-up's new connection, and this probe.
+    assert_eq!(connections_received(&redis.url()).await, before + 3);
+}

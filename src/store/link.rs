@@ -27,6 +27,7 @@
 //! replies can be large (listings, audit pages), and on a shared socket a
 //! large reply would hold up every look-up queued behind it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,9 +95,19 @@ pub struct SingleLink {
     client: Client,
     config: AsyncConnectionConfig,
     /// The request lane's connection of each runtime that made one.
-    shared: ArcSwap<Vec<(tokio::runtime::Id, MultiplexedConnection)>>,
+    shared: ArcSwap<Vec<SharedConn>>,
+    /// Numbers the shared connections, so that a call can drop the one it
+    /// used and never a newer one.
+    serials: AtomicU64,
     /// Serialises connecting, so a burst of calls makes one connection.
     connecting: Mutex<()>,
+}
+
+#[derive(Clone)]
+struct SharedConn {
+    runtime: tokio::runtime::Id,
+    serial: u64,
+    conn: MultiplexedConnection,
 }
 
 /// Runtimes come and go only in tests (a process serves from a handful);
@@ -113,8 +124,19 @@ pub struct ClusterLink {
 /// One checked-out connection.
 pub enum Conn {
     Single(Object<QuickManager>),
-    Shared(MultiplexedConnection),
+    /// A runtime's shared connection and its serial number.
+    Shared(MultiplexedConnection, u64),
     Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// The serial number of a shared connection, for [`Link::timed_out`].
+    pub fn serial(&self) -> Option<u64> {
+        match self {
+            Conn::Shared(_, serial) => Some(*serial),
+            _ => None,
+        }
+    }
 }
 
 impl Link {
@@ -141,6 +163,7 @@ impl Link {
             // look-up cost ~800 instructions for nothing.
             config: connection_config(timeout).set_response_timeout(None),
             shared: ArcSwap::from_pointee(Vec::new()),
+            serials: AtomicU64::new(0),
             connecting: Mutex::new(()),
         })))
     }
@@ -170,7 +193,8 @@ impl Link {
     pub async fn get(&self, lane: Lane) -> Result<Conn, GetError> {
         match (self, lane) {
             (Link::Single(s), Lane::Request) => {
-                s.shared().await.map(Conn::Shared).map_err(GetError::Redis)
+                let (conn, serial) = s.shared().await.map_err(GetError::Redis)?;
+                Ok(Conn::Shared(conn, serial))
             }
             (Link::Single(s), Lane::Control) => {
                 s.pool.get().await.map(Conn::Single).map_err(GetError::Pool)
@@ -190,6 +214,20 @@ impl Link {
         result
     }
 
+    /// A call on the shared connection numbered `serial` timed out. Its
+    /// runtime makes a new connection for the next call: a server that
+    /// stopped answering without resetting the socket (a partition, a
+    /// failover to a new address) would otherwise hold every call of the
+    /// request lane at 503 until TCP gives up, which takes many minutes.
+    /// Calls that were waiting on the same connection find it gone and do
+    /// not drop the new one. A server that is merely slow costs one
+    /// reconnection per timeout burst.
+    pub fn timed_out(&self, serial: Option<u64>) {
+        if let (Link::Single(s), Some(serial)) = (self, serial) {
+            s.forget(serial);
+        }
+    }
+
     fn discard(&self, conn: Conn) {
         match (self, conn) {
             // A restart or a cut most likely broke every connection to the
@@ -198,7 +236,7 @@ impl Link {
                 drop(Object::take(obj));
                 s.forget_all();
             }
-            (Link::Single(s), Conn::Shared(_)) => s.forget_all(),
+            (Link::Single(s), Conn::Shared(..)) => s.forget_all(),
             (Link::Cluster(c), Conn::Cluster(_)) => c.shared.store(None),
             _ => {}
         }
@@ -259,7 +297,7 @@ pub async fn ping_cluster_masters(conn: &mut ClusterConnection) -> RedisResult<(
 
 impl SingleLink {
     /// The calling runtime's shared connection, made on first use.
-    async fn shared(&self) -> RedisResult<MultiplexedConnection> {
+    async fn shared(&self) -> RedisResult<(MultiplexedConnection, u64)> {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             // Outside tokio no connection can run its driver task.
             return Err(RedisError::from((
@@ -281,27 +319,43 @@ impl SingleLink {
                 .get_multiplexed_async_connection_with_config(&self.config),
         )
         .await?;
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed) + 1;
         self.shared.rcu(|all| {
             let mut all: Vec<_> = all
                 .iter()
-                .filter(|(id, _)| *id != runtime)
+                .filter(|s| s.runtime != runtime)
                 .cloned()
                 .collect();
             if all.len() >= MAX_SHARED {
                 all.remove(0);
             }
-            all.push((runtime, conn.clone()));
+            all.push(SharedConn {
+                runtime,
+                serial,
+                conn: conn.clone(),
+            });
             all
         });
-        Ok(conn)
+        Ok((conn, serial))
     }
 
-    fn find(&self, runtime: tokio::runtime::Id) -> Option<MultiplexedConnection> {
+    fn find(&self, runtime: tokio::runtime::Id) -> Option<(MultiplexedConnection, u64)> {
         self.shared
             .load()
             .iter()
-            .find(|(id, _)| *id == runtime)
-            .map(|(_, conn)| conn.clone())
+            .find(|s| s.runtime == runtime)
+            .map(|s| (s.conn.clone(), s.serial))
+    }
+
+    fn forget(&self, serial: u64) {
+        if self.shared.load().iter().any(|s| s.serial == serial) {
+            self.shared.rcu(|all| {
+                all.iter()
+                    .filter(|s| s.serial != serial)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
+        }
     }
 
     fn forget_all(&self) {
@@ -345,7 +399,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Shared(c) => c.req_packed_command(cmd),
+            Conn::Shared(c, _) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -358,7 +412,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Shared(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Shared(c, _) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -366,7 +420,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Shared(c) => c.get_db(),
+            Conn::Shared(c, _) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }

@@ -34,6 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -68,6 +69,13 @@ impl std::fmt::Debug for RedisStore {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// What one store call sends.
+enum Call<'a> {
+    Cmd(&'a Cmd),
+    Pipe(&'a redis::Pipeline),
+    Script(&'a redis::ScriptInvocation<'a>),
 }
 
 impl RedisStore {
@@ -141,14 +149,7 @@ impl RedisStore {
         op: &'static str,
         cmd: &Cmd,
     ) -> StoreResult<T> {
-        self.bounded(async {
-            let mut conn = self.conn(op, lane).await?;
-            let result = cmd.query_async(&mut conn).await;
-            self.link
-                .settle(conn, result)
-                .map_err(|e| redis_error(op, e))
-        })
-        .await
+        self.call(lane, op, Call::Cmd(cmd)).await
     }
 
     async fn pipe<T: redis::FromRedisValue>(
@@ -165,14 +166,7 @@ impl RedisStore {
         op: &'static str,
         pipe: &redis::Pipeline,
     ) -> StoreResult<T> {
-        self.bounded(async {
-            let mut conn = self.conn(op, lane).await?;
-            let result = pipe.query_async(&mut conn).await;
-            self.link
-                .settle(conn, result)
-                .map_err(|e| redis_error(op, e))
-        })
-        .await
+        self.call(lane, op, Call::Pipe(pipe)).await
     }
 
     async fn invoke<T: redis::FromRedisValue>(
@@ -189,14 +183,39 @@ impl RedisStore {
         op: &'static str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> StoreResult<T> {
-        self.bounded(async {
-            let mut conn = self.conn(op, lane).await?;
-            let result = inv.invoke_async(&mut conn).await;
-            self.link
-                .settle(conn, result)
-                .map_err(|e| redis_error(op, e))
-        })
-        .await
+        self.call(lane, op, Call::Script(inv)).await
+    }
+
+    /// One call within the timeout. A connection that failed at the
+    /// transport level is dropped; a shared one whose call timed out is
+    /// replaced for the next call (see [`Link::timed_out`]).
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        lane: Lane,
+        op: &'static str,
+        call: Call<'_>,
+    ) -> StoreResult<T> {
+        // The serial of the shared connection used, 0 for none.
+        let used = AtomicU64::new(0);
+        let result = self
+            .bounded(async {
+                let mut conn = self.conn(op, lane).await?;
+                used.store(conn.serial().unwrap_or(0), Ordering::Relaxed);
+                let result = match call {
+                    Call::Cmd(cmd) => cmd.query_async(&mut conn).await,
+                    Call::Pipe(pipe) => pipe.query_async(&mut conn).await,
+                    Call::Script(inv) => inv.invoke_async(&mut conn).await,
+                };
+                self.link
+                    .settle(conn, result)
+                    .map_err(|e| redis_error(op, e))
+            })
+            .await;
+        if matches!(result, Err(StoreError::Timeout)) {
+            let serial = used.load(Ordering::Relaxed);
+            self.link.timed_out((serial != 0).then_some(serial));
+        }
+        result
     }
 
     async fn hget<T: DeserializeOwned>(
