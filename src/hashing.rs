@@ -164,17 +164,9 @@ mod tests {
 
     use super::*;
 
-    fn cheap() -> HashParams {
-        HashParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
-    }
-
     #[tokio::test]
     async fn a_job_whose_caller_went_away_is_not_run() {
-        let hasher = Hasher::new(cheap(), 1).expect("hasher");
+        let hasher = Hasher::new(HashParams::cheap(), 1).expect("hasher");
         // Occupy the only hashing thread.
         let busy = hasher.run(|| thread::sleep(Duration::from_millis(300)));
         let ran = Arc::new(AtomicBool::new(false));

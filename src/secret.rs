@@ -75,6 +75,16 @@ impl Default for HashParams {
 pub struct HashParamsError(String);
 
 impl HashParams {
+    /// Parameters that make hashing fast, for tests.
+    #[cfg(test)]
+    pub(crate) fn cheap() -> HashParams {
+        HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
     fn argon2(&self) -> Result<Argon2<'static>, HashParamsError> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
             .map_err(|e| HashParamsError(e.to_string()))?;
@@ -133,14 +143,6 @@ pub fn expose(secret: &SecretString) -> &str {
 mod tests {
     use super::*;
 
-    fn cheap() -> HashParams {
-        HashParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
-    }
-
     #[test]
     fn secrets_and_tokens_carry_256_random_bits_and_their_prefix() {
         let s = new_client_secret();
@@ -160,7 +162,7 @@ mod tests {
     #[test]
     fn hashed_secret_verifies_and_wrong_secret_does_not() {
         let s = new_client_secret();
-        let phc = hash_secret(&s, &cheap()).expect("hash");
+        let phc = hash_secret(&s, &HashParams::cheap()).expect("hash");
         assert!(phc.starts_with("$argon2id$"));
         assert!(is_argon2id_phc(&phc));
         assert!(verify_secret(expose(&s), &phc));

@@ -355,18 +355,40 @@ async fn no_plain_token_is_at_rest_and_a_token_costs_little_memory() {
     );
 }
 
-/// One section of `INFO` from the Redis at `url`.
-async fn info(url: &str, section: &str) -> String {
-    let mut conn = redis::Client::open(url)
+/// A connection of its own to the Redis at `url`.
+async fn probe(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
         .expect("valid url")
         .get_multiplexed_async_connection()
         .await
-        .expect("connect");
+        .expect("connect")
+}
+
+/// One section of `INFO` from the Redis at `url`.
+async fn info(url: &str, section: &str) -> String {
+    info_section(&mut probe(url).await, section).await
+}
+
+async fn info_section(conn: &mut redis::aio::MultiplexedConnection, section: &str) -> String {
     redis::cmd("INFO")
         .arg(section)
-        .query_async(&mut conn)
+        .query_async(conn)
         .await
         .expect("INFO")
+}
+
+/// A number `field` of an `INFO` section.
+async fn info_number(
+    conn: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+    field: &str,
+) -> u64 {
+    info_section(conn, section)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in INFO {section}"))
 }
 
 /// Calls made by one `INFO commandstats` snapshot, per command.
@@ -496,16 +518,8 @@ async fn a_hundred_thousand_live_tokens_cost_at_most_400_bytes_each() {
 }
 
 /// Clients connected to a private Redis, the asking connection included.
-async fn connected_clients(conn: &mut redis::aio::MultiplexedConnection) -> usize {
-    let info: String = redis::cmd("INFO")
-        .arg("clients")
-        .query_async(conn)
-        .await
-        .expect("INFO clients");
-    info.lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("connected_clients in INFO")
+async fn connected_clients(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    info_number(conn, "clients", "connected_clients").await
 }
 
 /// Requests' look-ups do not take a pooled connection each: every call on
@@ -524,14 +538,10 @@ async fn concurrent_look_ups_share_one_connection_per_runtime() {
         .put_token(&hash, &record("org", "sa"), 60)
         .await
         .expect("put_token");
-    let mut probe = redis::Client::open(redis.url())
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("probe connection");
-    // The probe, and the control lane's one pooled connection (put_token is
+    let mut watcher = probe(&redis.url()).await;
+    // The watcher, and the control lane's one pooled connection (put_token is
     // a request-lane call too, so maybe not even that).
-    let before = connected_clients(&mut probe).await;
+    let before = connected_clients(&mut watcher).await;
 
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..64 {
@@ -543,7 +553,7 @@ async fn concurrent_look_ups_share_one_connection_per_runtime() {
         assert!(facts.token.is_some());
     }
     assert_eq!(
-        connected_clients(&mut probe).await,
+        connected_clients(&mut watcher).await,
         before,
         "64 concurrent look-ups on one runtime opened connections of their own"
     );
@@ -562,12 +572,7 @@ async fn concurrent_look_ups_share_one_connection_per_runtime() {
                         .await
                         .expect("lookup_access");
                 }
-                let mut probe = redis::Client::open(url)
-                    .expect("url")
-                    .get_multiplexed_async_connection()
-                    .await
-                    .expect("probe connection");
-                connected_clients(&mut probe).await
+                connected_clients(&mut probe(&url).await).await
             })
     })
     .join()
@@ -684,20 +689,7 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
 
 /// Connections the server has accepted so far, this probe's included.
 async fn connections_received(url: &str) -> u64 {
-    let mut probe = redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("probe connection");
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut probe)
-        .await
-        .expect("INFO stats");
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_connections_received:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("total_connections_received in INFO")
+    info_number(&mut probe(url).await, "stats", "total_connections_received").await
 }
 
 /// A request-lane call that times out leaves its shared connection behind:
