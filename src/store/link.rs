@@ -160,7 +160,7 @@ impl Link {
             client,
             // No response timeout of the client's own: every call is
             // already bounded by `timeout` around it, and a second timer per
-            // look-up cost ~800 instructions for nothing.
+            // look-up cost ~1,200 instructions for nothing.
             config: connection_config(timeout).set_response_timeout(None),
             shared: ArcSwap::from_pointee(Vec::new()),
             serials: AtomicU64::new(0),
