@@ -522,22 +522,30 @@ async fn connected_clients(conn: &mut redis::aio::MultiplexedConnection) -> u64 
     info_number(conn, "clients", "connected_clients").await
 }
 
+/// A private Redis, a store on it with call timeout `timeout`, and the
+/// hash of a live token stored through it.
+async fn private_store_with_token(
+    token: &str,
+    timeout: Duration,
+) -> (common::PrivateRedis, RedisStore, String) {
+    let redis = common::PrivateRedis::start();
+    let store = store_at(&redis.url(), &unique_prefix(), timeout);
+    let hash = token_hash(token);
+    store
+        .put_token(&hash, &record("org", "sa"), 60)
+        .await
+        .expect("put_token");
+    (redis, store, hash)
+}
+
 /// Requests' look-ups do not take a pooled connection each: every call on
 /// one runtime shares one multiplexed connection (its commands pipelined),
 /// and another runtime gets a connection of its own.
 #[tokio::test]
 async fn concurrent_look_ups_share_one_connection_per_runtime() {
-    let redis = common::PrivateRedis::start();
-    let store = std::sync::Arc::new(store_at(
-        &redis.url(),
-        &unique_prefix(),
-        Duration::from_secs(2),
-    ));
-    let hash = token_hash("tg_at_shared");
-    store
-        .put_token(&hash, &record("org", "sa"), 60)
-        .await
-        .expect("put_token");
+    let (redis, store, hash) =
+        private_store_with_token("tg_at_shared", Duration::from_secs(2)).await;
+    let store = std::sync::Arc::new(store);
     let mut watcher = probe(&redis.url()).await;
     // The watcher, and the control lane's one pooled connection (put_token is
     // a request-lane call too, so maybe not even that).
@@ -585,13 +593,8 @@ async fn concurrent_look_ups_share_one_connection_per_runtime() {
 /// cut fails, and the next one connects afresh.
 #[tokio::test]
 async fn the_request_lane_connection_is_replaced_after_a_redis_restart() {
-    let redis = common::PrivateRedis::start();
-    let store = store_at(&redis.url(), &unique_prefix(), Duration::from_secs(2));
-    let hash = token_hash("tg_at_restart");
-    store
-        .put_token(&hash, &record("org", "sa"), 60)
-        .await
-        .expect("put_token");
+    let (redis, store, hash) =
+        private_store_with_token("tg_at_restart", Duration::from_secs(2)).await;
     store
         .lookup_access(&hash, None)
         .await
@@ -697,13 +700,8 @@ async fn connections_received(url: &str) -> u64 {
 /// otherwise hold the lane at 503 until TCP gives up.
 #[tokio::test]
 async fn a_request_lane_call_that_times_out_replaces_the_shared_connection() {
-    let redis = common::PrivateRedis::start();
-    let store = store_at(&redis.url(), &unique_prefix(), Duration::from_millis(200));
-    let hash = token_hash("tg_at_timeout");
-    store
-        .put_token(&hash, &record("org", "sa"), 60)
-        .await
-        .expect("put_token");
+    let (redis, store, hash) =
+        private_store_with_token("tg_at_timeout", Duration::from_millis(200)).await;
     store.lookup_access(&hash, None).await.expect("before");
     let before = connections_received(&redis.url()).await;
     // One connection of its own, then the server sleeps.
