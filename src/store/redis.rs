@@ -436,7 +436,7 @@ redis.call('SADD', KEYS[3], ARGV[4])
 /// from about 9 to 5 µs. The fields read are ids, which never contain `"` or
 /// `\`; a `"` inside any other value is written `\"`, so `"name":"` cannot
 /// match inside one, and the first match is the field itself. No match reads
-/// as no field: the look-up then finds no membership, a denial.
+/// as no field, which `env_role` reports as an unreadable record.
 const LUA_FIELD: &str = r#"
 local function field(json, name)
   return string.match(json, '"' .. name .. '":"([^"\\]*)"')
