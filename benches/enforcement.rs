@@ -2,6 +2,7 @@
 //! and 1,000 routes, and the whole decision with its inputs at hand.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::authorize::{self, HeaderFacts, Lookup, RequestFacts};
@@ -46,18 +47,20 @@ fn bench(c: &mut Criterion) {
 
     let set = routes(10);
     let scopes = ScopeSet::from_stored("workflows:write");
-    let record = TokenRecord {
+    let record = Arc::new(TokenRecord {
         organization_id: "org".into(),
         service_account_id: "sa".into(),
         client_id: "sa_client".into(),
         scopes,
         expires_at: i64::MAX,
-    };
-    let env = EnvironmentRef {
+        header_values: Default::default(),
+    });
+    let env = Arc::new(EnvironmentRef {
         id: "prod".into(),
         workspace_id: "ws".into(),
         organization_id: "org".into(),
-    };
+        header_values: Default::default(),
+    });
     let bearer = format!("Bearer tg_at_{}", "a".repeat(43));
     c.bench_function("decide an allowed request (facts, plan, decide)", |b| {
         b.iter(|| {

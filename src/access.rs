@@ -51,7 +51,7 @@ pub async fn lookup(
     let access = match (&token, environment) {
         (Some(record), Some(env)) => {
             let access = Arc::new(EnvAccess {
-                environment: facts.environment,
+                environment: facts.environment.map(Arc::new),
                 role: facts.role,
             });
             cache.put_access(env, &record.service_account_id, access.clone(), now);
@@ -82,6 +82,7 @@ mod tests {
             client_id: "sa_c".into(),
             scopes: ScopeSet::default(),
             expires_at: i64::MAX,
+            header_values: Default::default(),
         }
     }
 

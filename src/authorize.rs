@@ -260,33 +260,21 @@ impl Outcome {
 /// The verified workspace access injected upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkspaceIdentity {
-    pub workspace_id: String,
+    /// The requested environment (its workspace and organization), shared
+    /// with the decision cache.
+    pub environment: Arc<EnvironmentRef>,
     /// The account's role (which may exceed the required one).
     pub role: Role,
-    pub environment_id: String,
 }
 
 /// Who is calling, as injected in the identity headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
-    pub organization_id: String,
-    pub client_id: String,
-    pub service_account_id: String,
-    pub scopes: ScopeSet,
+    /// The token's record (organization, account, client, scopes), shared
+    /// with the decision cache: an allowed request copies no id.
+    pub token: Arc<TokenRecord>,
     /// Only when a workspace role was required and verified.
     pub workspace: Option<WorkspaceIdentity>,
-}
-
-impl Identity {
-    fn of(record: &TokenRecord) -> Identity {
-        Identity {
-            organization_id: record.organization_id.clone(),
-            client_id: record.client_id.clone(),
-            service_account_id: record.service_account_id.clone(),
-            scopes: record.scopes.clone(),
-            workspace: None,
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -447,7 +435,7 @@ impl<T> Lookup<T> {
 
 /// An environment and the account's membership role in its workspace
 /// (`None`: no membership).
-pub type EnvironmentAccess<'a> = (&'a EnvironmentRef, Option<Role>);
+pub type EnvironmentAccess<'a> = (&'a Arc<EnvironmentRef>, Option<Role>);
 
 /// Phase 1: decided without the store, or what to load for `decide`.
 #[derive(Debug)]
@@ -502,7 +490,7 @@ pub fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
 pub fn decide(
     route: &Arc<Route>,
     facts: &RequestFacts,
-    token: Lookup<&TokenRecord>,
+    token: Lookup<&Arc<TokenRecord>>,
     environment: Option<Lookup<EnvironmentAccess<'_>>>,
     now_unix: i64,
 ) -> Decision {
@@ -521,7 +509,10 @@ pub fn decide(
         Ok(record) => record,
         Err(reason) => return finish(route, Err(reason), None),
     };
-    let mut identity = Identity::of(record);
+    let mut identity = Identity {
+        token: record.clone(),
+        workspace: None,
+    };
     if let Err(reason) = check_scope(record, scope) {
         return finish(route, Err(reason), Some(identity));
     }
@@ -539,7 +530,7 @@ pub fn decide(
 pub fn authorize(
     facts: &RequestFacts,
     policy: &PolicySet,
-    token: Lookup<&TokenRecord>,
+    token: Lookup<&Arc<TokenRecord>>,
     environment: Option<Lookup<EnvironmentAccess<'_>>>,
     now_unix: i64,
 ) -> Decision {
@@ -583,7 +574,10 @@ fn check_bearer(bearer: &Bearer) -> Result<&str, DenyReason> {
 }
 
 /// Step 3 with the store: known and not expired.
-pub fn check_token(token: Lookup<&TokenRecord>, now_unix: i64) -> Result<&TokenRecord, DenyReason> {
+pub fn check_token(
+    token: Lookup<&Arc<TokenRecord>>,
+    now_unix: i64,
+) -> Result<&Arc<TokenRecord>, DenyReason> {
     match token {
         Lookup::Found(record) if record.expires_at > now_unix => Ok(record),
         Lookup::Found(_) | Lookup::NotFound => Err(DenyReason::InvalidToken),
@@ -638,9 +632,8 @@ pub fn check_workspace(
     }
     match role {
         Some(role) if role >= required => Ok(WorkspaceIdentity {
-            workspace_id: env.workspace_id.clone(),
+            environment: env.clone(),
             role,
-            environment_id: env.id.clone(),
         }),
         _ => denied,
     }
@@ -705,21 +698,23 @@ pub fn explain(
         ..HeaderFacts::default()
     };
     let facts = RequestFacts::gather(method, raw.as_bytes(), headers, allow_semicolon);
-    let record = TokenRecord {
+    let record = Arc::new(TokenRecord {
         organization_id: "explain-organization".into(),
         service_account_id: "explain-service-account".into(),
         client_id: "sa_explain".into(),
         scopes: scopes.cloned().unwrap_or_default(),
         expires_at: i64::MAX,
-    };
-    let environment = EnvironmentRef {
+        header_values: Default::default(),
+    });
+    let environment = Arc::new(EnvironmentRef {
         id: match &facts.query.environment_id {
             EnvironmentParam::One(id) => id.clone(),
             _ => "explain-environment".into(),
         },
         workspace_id: "explain-workspace".into(),
         organization_id: record.organization_id.clone(),
-    };
+        header_values: Default::default(),
+    });
     let access = || Some(Lookup::Found((&environment, role)));
     let decision = authorize(&facts, policy, Lookup::Found(&record), access(), 0);
 
@@ -808,7 +803,7 @@ fn explain_checks(
             "check workspace role {}: ok (role {} in environment {})",
             required.as_str(),
             w.role.as_str(),
-            w.environment_id
+            w.environment.id
         )),
         Err(r) => {
             let why = match (r, role) {
@@ -908,22 +903,24 @@ mode = "report"
         format!("tg_at_{}", "A".repeat(43))
     }
 
-    fn record(scopes: &str) -> TokenRecord {
-        TokenRecord {
+    fn record(scopes: &str) -> Arc<TokenRecord> {
+        Arc::new(TokenRecord {
             organization_id: "org1".into(),
             service_account_id: "sa1".into(),
             client_id: "sa_client1".into(),
             scopes: ScopeSet::from_stored(scopes),
             expires_at: NOW + 900,
-        }
+            header_values: Default::default(),
+        })
     }
 
-    fn environment(id: &str, organization: &str) -> EnvironmentRef {
-        EnvironmentRef {
+    fn environment(id: &str, organization: &str) -> Arc<EnvironmentRef> {
+        Arc::new(EnvironmentRef {
             id: id.into(),
             workspace_id: "ws1".into(),
             organization_id: organization.into(),
-        }
+            header_values: Default::default(),
+        })
     }
 
     /// A request under construction.
@@ -966,7 +963,7 @@ mode = "report"
         /// Decides with the given look-up results.
         fn run(
             &self,
-            token: Lookup<&TokenRecord>,
+            token: Lookup<&Arc<TokenRecord>>,
             environment: Option<Lookup<EnvironmentAccess<'_>>>,
         ) -> Decision {
             authorize(&self.facts(), &policy(), token, environment, NOW)
@@ -1211,13 +1208,16 @@ mode = "report"
     #[test]
     fn expired_token_is_invalid_from_its_expiry_second_on() {
         let mut rec = record("workflows:read");
-        rec.expires_at = NOW;
+        Arc::make_mut(&mut rec).expires_at = NOW;
         let d = req("GET", "/api/v1/logs/x")
             .with_token()
             .run(Lookup::Found(&rec), None);
         assert_eq!(denied(&d), DenyReason::InvalidToken);
-        rec.expires_at = NOW + 1;
-        rec.scopes = ScopeSet::from_stored("logs:read");
+        let rec = Arc::new(TokenRecord {
+            expires_at: NOW + 1,
+            scopes: ScopeSet::from_stored("logs:read"),
+            ..TokenRecord::clone(&rec)
+        });
         let d = req("GET", "/api/v1/logs/x")
             .with_token()
             .run(Lookup::Found(&rec), None);
@@ -1421,17 +1421,19 @@ mode = "report"
             ("allow", "ok", "workflows-read")
         );
         let identity = d.identity.expect("identity");
-        assert_eq!(identity.organization_id, "org1");
-        assert_eq!(identity.client_id, "sa_client1");
-        assert_eq!(identity.service_account_id, "sa1");
-        assert_eq!(identity.scopes.to_string(), "logs:read workflows:write");
+        let token = &identity.token;
+        assert_eq!(token.organization_id, "org1");
+        assert_eq!(token.client_id, "sa_client1");
+        assert_eq!(token.service_account_id, "sa1");
+        assert_eq!(token.scopes.to_string(), "logs:read workflows:write");
+        let workspace = identity.workspace.expect("workspace");
         assert_eq!(
-            identity.workspace,
-            Some(WorkspaceIdentity {
-                workspace_id: "ws1".into(),
-                role: Role::Admin,
-                environment_id: "env1".into(),
-            })
+            (
+                workspace.environment.workspace_id.as_str(),
+                workspace.environment.id.as_str(),
+                workspace.role
+            ),
+            ("ws1", "env1", Role::Admin)
         );
     }
 

@@ -76,7 +76,7 @@ impl Invalidation {
 /// A cached environment look-up with the account's role in its workspace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvAccess {
-    pub environment: Option<EnvironmentRef>,
+    pub environment: Option<Arc<EnvironmentRef>>,
     pub role: Option<Role>,
 }
 
@@ -295,15 +295,17 @@ mod tests {
             client_id: "sa_x".into(),
             scopes: ScopeSet::default(),
             expires_at: i64::MAX,
+            header_values: Default::default(),
         })
     }
 
-    fn env(org: &str, ws: &str, id: &str) -> EnvironmentRef {
-        EnvironmentRef {
+    fn env(org: &str, ws: &str, id: &str) -> Arc<EnvironmentRef> {
+        Arc::new(EnvironmentRef {
             id: id.into(),
             workspace_id: ws.into(),
             organization_id: org.into(),
-        }
+            header_values: Default::default(),
+        })
     }
 
     fn cache() -> DecisionCache {

@@ -1,6 +1,10 @@
 //! The registry's records as they are stored and shown by the admin API,
 //! and the access-token record the proxy checks on every request.
 
+use std::fmt;
+use std::sync::OnceLock;
+
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -110,6 +114,9 @@ pub struct EnvironmentRef {
     pub id: String,
     pub workspace_id: String,
     pub organization_id: String,
+    /// The workspace and environment ids as header values (the proxy makes
+    /// them on first use).
+    pub header_values: Derived<Option<[HeaderValue; 2]>>,
 }
 
 impl From<&Environment> for EnvironmentRef {
@@ -118,6 +125,7 @@ impl From<&Environment> for EnvironmentRef {
             id: env.id.clone(),
             workspace_id: env.workspace_id.clone(),
             organization_id: env.organization_id.clone(),
+            header_values: Derived::default(),
         }
     }
 }
@@ -146,6 +154,49 @@ pub struct TokenRecord {
     /// Unix seconds.
     #[serde(rename = "x")]
     pub expires_at: i64,
+    /// The organization, client and account ids and the scopes as header
+    /// values (the proxy makes them on first use).
+    #[serde(skip)]
+    pub header_values: Derived<Option<[HeaderValue; 4]>>,
+}
+
+/// A value derived from a record on first use and kept with it while it is
+/// shared: the decision cache hands one `Arc` of a record to every request
+/// that needs it, so the value is made once per cache fill instead of once
+/// per request. Not stored, not compared (records that differ only here are
+/// equal), not printed; a clone starts empty.
+pub struct Derived<T>(OnceLock<T>);
+
+impl<T> Derived<T> {
+    pub fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(make)
+    }
+}
+
+impl<T> Default for Derived<T> {
+    fn default() -> Derived<T> {
+        Derived(OnceLock::new())
+    }
+}
+
+impl<T> Clone for Derived<T> {
+    fn clone(&self) -> Derived<T> {
+        Derived::default()
+    }
+}
+
+impl<T> PartialEq for Derived<T> {
+    fn eq(&self, _: &Derived<T>) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Derived<T> {}
+
+impl<T> fmt::Debug for Derived<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,7 @@ use crate::authorize::{
 use crate::cache::EnvAccess;
 use crate::config::canonical_header;
 use crate::metrics::{status_class, Metrics};
+use crate::model::{EnvironmentRef, TokenRecord};
 use crate::oauth::endpoint::OAuthInput;
 use crate::oauth::{OAuthError, OAuthResponse, MAX_BODY_BYTES};
 use crate::runtime::Runtime;
@@ -553,7 +554,7 @@ fn decide_with(
         ),
         Ok(f) => {
             let token = match &f.token {
-                Some(t) => Lookup::Found(t.as_ref()),
+                Some(t) => Lookup::Found(t),
                 None => Lookup::NotFound,
             };
             let env = load
@@ -844,8 +845,8 @@ impl ProxyHttp for Gateway {
             decision = %decision.map_or("-", |d| d.outcome.decision()),
             reason = %decision.map_or("-", |d| d.outcome.reason()),
             status,
-            organization_id = %identity.map_or("-", |i| i.organization_id.as_str()),
-            client_id = %identity.map_or("-", |i| i.client_id.as_str()),
+            organization_id = %identity.map_or("-", |i| i.token.organization_id.as_str()),
+            client_id = %identity.map_or("-", |i| i.token.client_id.as_str()),
             upstream = %ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()),
             latency_ms,
             "request"
@@ -860,39 +861,67 @@ fn empty_parts() -> http::request::Parts {
 /// An identity header value. Ids are checked when they are made; should one
 /// still not be a valid value, the request fails rather than go without it.
 fn value(s: impl TryInto<HeaderValue>) -> Result<HeaderValue> {
-    s.try_into().map_err(|_| {
-        Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            "an identity header value is not a valid header value",
-        )
-    })
+    s.try_into().map_err(|_| invalid_identity_value())
 }
 
+fn invalid_identity_value() -> Box<Error> {
+    Error::explain(
+        ErrorType::InvalidHTTPHeader,
+        "an identity header value is not a valid header value",
+    )
+}
+
+/// The token's organization, client and account ids and scopes as header
+/// values; `None` if one is not a valid value.
+fn token_values(record: &TokenRecord) -> Option<[HeaderValue; 4]> {
+    Some([
+        HeaderValue::from_str(&record.organization_id).ok()?,
+        HeaderValue::from_str(&record.client_id).ok()?,
+        HeaderValue::from_str(&record.service_account_id).ok()?,
+        HeaderValue::try_from(record.scopes.to_string()).ok()?,
+    ])
+}
+
+/// The environment's workspace and environment ids as header values.
+fn environment_values(env: &EnvironmentRef) -> Option<[HeaderValue; 2]> {
+    Some([
+        HeaderValue::from_str(&env.workspace_id).ok()?,
+        HeaderValue::from_str(&env.id).ok()?,
+    ])
+}
+
+/// The identity headers. Their values are made once per record and kept
+/// with it ([`crate::model::Derived`]): a request whose token and
+/// environment come from the decision cache copies no id and allocates
+/// nothing here.
 fn insert_identity(
     headers: &mut http::HeaderMap,
     names: &InjectNames,
     id: &Identity,
 ) -> Result<()> {
-    headers.insert(
-        names.organization_id.clone(),
-        value(id.organization_id.as_str())?,
-    );
-    headers.insert(names.client_id.clone(), value(id.client_id.as_str())?);
-    headers.insert(
-        names.service_account_id.clone(),
-        value(id.service_account_id.as_str())?,
-    );
-    headers.insert(names.scopes.clone(), value(id.scopes.to_string())?);
+    let [organization_id, client_id, service_account_id, scopes] = id
+        .token
+        .header_values
+        .get_or_init(|| token_values(&id.token))
+        .as_ref()
+        .ok_or_else(invalid_identity_value)?;
+    headers.insert(names.organization_id.clone(), organization_id.clone());
+    headers.insert(names.client_id.clone(), client_id.clone());
+    headers.insert(names.service_account_id.clone(), service_account_id.clone());
+    headers.insert(names.scopes.clone(), scopes.clone());
     if let Some(ws) = &id.workspace {
-        headers.insert(names.workspace_id.clone(), value(ws.workspace_id.as_str())?);
+        let env = &ws.environment;
+        let [workspace_id, environment_id] = env
+            .header_values
+            .get_or_init(|| environment_values(env))
+            .as_ref()
+            .ok_or_else(invalid_identity_value)?;
+        headers.insert(names.workspace_id.clone(), workspace_id.clone());
         headers.insert(
             names.workspace_role.clone(),
             HeaderValue::from_static(ws.role.as_str()),
         );
-        headers.insert(
-            names.environment_id.clone(),
-            value(ws.environment_id.as_str())?,
-        );
+        headers.insert(names.environment_id.clone(), environment_id.clone());
     }
     Ok(())
 }
@@ -930,5 +959,83 @@ mod tests {
         h.append(header::AUTHORIZATION, HeaderValue::from_static("c"));
         let (v, n) = first_two(h.get_all(header::AUTHORIZATION));
         assert_eq!(&v[..n], &[b"a".as_slice(), b"b".as_slice()]);
+    }
+    fn identity(organization_id: &str) -> Identity {
+        Identity {
+            token: Arc::new(TokenRecord {
+                organization_id: organization_id.into(),
+                service_account_id: "sa1".into(),
+                client_id: "sa_client1".into(),
+                scopes: crate::scope::ScopeSet::from_stored("logs:read workflows:write"),
+                expires_at: i64::MAX,
+                header_values: Default::default(),
+            }),
+            workspace: Some(authorize::WorkspaceIdentity {
+                environment: Arc::new(EnvironmentRef {
+                    id: "env1".into(),
+                    workspace_id: "ws1".into(),
+                    organization_id: organization_id.into(),
+                    header_values: Default::default(),
+                }),
+                role: crate::scope::Role::Admin,
+            }),
+        }
+    }
+
+    fn names() -> InjectNames {
+        InjectNames::new(&crate::config::IdentityHeaders {
+            organization_id: "x-org".into(),
+            client_id: "x-client".into(),
+            service_account_id: "x-sa".into(),
+            scopes: "x-scopes".into(),
+            workspace_id: "x-ws".into(),
+            workspace_role: "x-role".into(),
+            environment_id: "x-env".into(),
+        })
+        .expect("valid names")
+    }
+
+    #[test]
+    fn identity_header_values_are_made_once_per_record_and_shared() {
+        let id = identity("org1");
+        let names = names();
+        let (mut first, mut second) = (http::HeaderMap::new(), http::HeaderMap::new());
+        insert_identity(&mut first, &names, &id).expect("valid ids");
+        insert_identity(&mut second, &names, &id).expect("valid ids");
+        let expected = [
+            (&names.organization_id, "org1"),
+            (&names.client_id, "sa_client1"),
+            (&names.service_account_id, "sa1"),
+            (&names.scopes, "logs:read workflows:write"),
+            (&names.workspace_id, "ws1"),
+            (&names.workspace_role, "admin"),
+            (&names.environment_id, "env1"),
+        ];
+        assert_eq!(first.len(), expected.len());
+        for (name, value) in expected {
+            let (a, b) = (&first[name], &second[name]);
+            assert_eq!(
+                (a.as_bytes(), b.as_bytes()),
+                (value.as_bytes(), value.as_bytes()),
+                "{name}"
+            );
+            // The second request's value is the first one's bytes, not a copy.
+            assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_header_value_fails_the_request() {
+        let names = names();
+        let mut headers = http::HeaderMap::new();
+        let err = insert_identity(&mut headers, &names, &identity("org\n1"))
+            .expect_err("not a header value");
+        assert_eq!(err.etype(), &ErrorType::InvalidHTTPHeader);
+
+        let mut id = identity("org1");
+        let mut env = EnvironmentRef::clone(&id.workspace.as_ref().expect("workspace").environment);
+        env.id = "env\r1".into();
+        id.workspace.as_mut().expect("workspace").environment = Arc::new(env);
+        assert!(insert_identity(&mut headers, &names, &id).is_err());
     }
 }

@@ -169,6 +169,7 @@ impl TokenEndpoint {
             client_id: cred.client_id.clone(),
             scopes: scopes.clone(),
             expires_at: now + self.ttl_seconds as i64,
+            header_values: Default::default(),
         };
         let hash = token_hash(token.expose_secret());
         self.store

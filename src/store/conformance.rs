@@ -143,6 +143,7 @@ fn token(sa: &ServiceAccount) -> (String, TokenRecord) {
         client_id: new_client_id(),
         scopes: sa.scopes.clone(),
         expires_at: now_unix() + 300,
+        header_values: Default::default(),
     };
     (token_hash(expose(&plain)), rec)
 }

@@ -1428,6 +1428,7 @@ fn access_facts(
                 id: id.to_string(),
                 workspace_id,
                 organization_id,
+                header_values: Default::default(),
             })
         }
         // An answer about an environment that was not asked for.
