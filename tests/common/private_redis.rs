@@ -91,7 +91,11 @@ impl PrivateRedis {
     /// when the server answers again.
     pub async fn block_for(&self, duration: Duration) -> tokio::task::JoinHandle<()> {
         let client = redis::Client::open(self.url()).expect("a Redis URL");
-        let mut conn = tokio::time::timeout(IO_TIMEOUT, client.get_multiplexed_async_connection())
+        // No response timeout of the redis crate's own (500 ms by default):
+        // the sleep's answer must not come back before the server wakes.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        let connect = client.get_multiplexed_async_connection_with_config(&config);
+        let mut conn = tokio::time::timeout(IO_TIMEOUT, connect)
             .await
             .expect("connecting to the private Redis timed out")
             .expect("connect to the private Redis");
