@@ -689,6 +689,64 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
     }
 }
 
+/// The look-up script packs its answer into one string: ids holding the
+/// packing's separator, digits or multi-byte characters come back intact.
+#[tokio::test]
+async fn a_look_up_returns_awkward_ids_intact() {
+    let prefix = unique_prefix();
+    let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
+    let mut raw = raw_connection().await;
+    let hash = token_hash(expose(&new_access_token()));
+    let (org, sa, ws, env) = ("o:1:", "12:sa", "3:é:", "env:9");
+    store
+        .put_token(&hash, &record(org, sa), 60)
+        .await
+        .expect("put_token");
+    let json = format!(r#"{{"id":"{env}","workspace_id":"{ws}","organization_id":"{org}"}}"#);
+    let _: () = raw
+        .hset(format!("{prefix}:{{reg}}:env"), env, json)
+        .await
+        .expect("hset");
+    let _: () = raw
+        .hset(
+            format!("{prefix}:{{reg}}:mem:{org}:{ws}"),
+            sa,
+            r#"{"role":"member"}"#,
+        )
+        .await
+        .expect("hset");
+    let facts = store
+        .lookup_access(&hash, Some(env))
+        .await
+        .expect("look-up");
+    let token = facts.token.expect("the token");
+    assert_eq!(
+        (
+            token.organization_id.as_str(),
+            token.service_account_id.as_str()
+        ),
+        (org, sa)
+    );
+    let found = facts.environment.expect("the environment");
+    assert_eq!(
+        (
+            found.id.as_str(),
+            found.workspace_id.as_str(),
+            found.organization_id.as_str()
+        ),
+        (env, ws, org)
+    );
+    assert_eq!(facts.role, Some(tollgate::scope::Role::Member));
+    let facts = store.lookup_access(&hash, None).await.expect("look-up");
+    assert!(facts.token.is_some() && facts.environment.is_none() && facts.role.is_none());
+    let missing = token_hash(expose(&new_access_token()));
+    let facts = store
+        .lookup_access(&missing, Some(env))
+        .await
+        .expect("look-up");
+    assert!(facts.token.is_none() && facts.environment.is_none());
+}
+
 /// Connections the server has accepted so far, this probe's included.
 async fn connections_received(url: &str) -> u64 {
     info_number(&mut probe(url).await, "stats", "total_connections_received").await
