@@ -104,22 +104,8 @@ impl ScopeSet {
     /// Unknown resources are kept: a record written under an older resource
     /// list must still be readable.
     pub fn from_stored(s: &str) -> ScopeSet {
-        let scopes = s
-            .split(' ')
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| {
-                let (resource, action) = p.split_once(':')?;
-                let action = match action {
-                    "read" => Action::Read,
-                    "write" => Action::Write,
-                    _ => return None,
-                };
-                Some(Scope {
-                    resource: resource.to_string(),
-                    action,
-                })
-            })
-            .collect();
+        let mut scopes = Vec::new();
+        push_stored(&mut scopes, s);
         ScopeSet::new(scopes)
     }
 
@@ -167,10 +153,63 @@ impl Serialize for ScopeSet {
     }
 }
 
+/// Appends the scopes of the stored form `s` (space-separated; what does
+/// not read as a scope is left out).
+fn push_stored(scopes: &mut Vec<Scope>, s: &str) {
+    let parsed = s.split(' ').filter(|p| !p.is_empty()).filter_map(|p| {
+        let (resource, action) = p.split_once(':')?;
+        let action = match action {
+            "read" => Action::Read,
+            "write" => Action::Write,
+            _ => return None,
+        };
+        Some(Scope {
+            resource: resource.to_string(),
+            action,
+        })
+    });
+    scopes.extend(parsed);
+}
+
+/// A list of stored-form strings, read as `from_stored` reads them joined by
+/// spaces, each parsed where it is read: no list of strings is built on
+/// the way (a token record is decoded on every cache miss).
 impl<'de> Deserialize<'de> for ScopeSet {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let items = Vec::<String>::deserialize(de)?;
-        Ok(ScopeSet::from_stored(&items.join(" ")))
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = ScopeSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of scopes")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ScopeSet, A::Error> {
+                let mut scopes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while seq.next_element_seed(Item(&mut scopes))?.is_some() {}
+                Ok(ScopeSet::new(scopes))
+            }
+        }
+        /// One string of the list, parsed into the scopes so far.
+        struct Item<'a>(&'a mut Vec<Scope>);
+        impl<'de> serde::de::DeserializeSeed<'de> for Item<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+                de.deserialize_str(self)
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for Item<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scope string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+                push_stored(self.0, s);
+                Ok(())
+            }
+        }
+        de.deserialize_seq(Items)
     }
 }
 
@@ -216,6 +255,28 @@ pub fn default_resources() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stored_list_reads_as_its_items_joined_by_spaces() {
+        let items = [
+            "b:write",
+            "a:read",
+            "a:read",
+            "x:bad",
+            "c:read d:write",
+            "",
+            "é:read",
+        ];
+        let json = serde_json::to_string(&items).expect("json");
+        let set: ScopeSet = serde_json::from_str(&json).expect("a list of strings");
+        assert_eq!(set, ScopeSet::from_stored(&items.join(" ")));
+        assert_eq!(set.to_string(), "a:read b:write c:read d:write é:read");
+        let escaped: ScopeSet = serde_json::from_str(r#"["a:re\u0061d"]"#).expect("escaped");
+        assert_eq!(escaped.to_string(), "a:read");
+        for bad in [r#""a:read""#, r#"[1]"#, r#"{"a":"read"}"#] {
+            assert!(serde_json::from_str::<ScopeSet>(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn res() -> Vec<String> {
