@@ -366,10 +366,25 @@ impl PolicySet {
     /// The most specific route for a method and a normalised path.
     pub fn lookup(&self, method: &str, path: &str) -> Option<&Arc<Route>> {
         let method = Method::parse(method)?;
-        let segments: Vec<&str> = pathnorm::segments(path).collect();
-        self.matcher
-            .find(&segments, method)
-            .and_then(|i| self.routes.get(i))
+        // The segments of a path of ordinary depth stay on the stack: this
+        // runs on every request.
+        let mut inline = [""; 16];
+        let mut depth = 0;
+        let mut segments = pathnorm::segments(path);
+        for (slot, segment) in inline.iter_mut().zip(segments.by_ref()) {
+            *slot = segment;
+            depth += 1;
+        }
+        let found = match segments.next() {
+            None => self.matcher.find(&inline[..depth], method),
+            Some(next) => {
+                let mut all = inline.to_vec();
+                all.push(next);
+                all.extend(segments);
+                self.matcher.find(&all, method)
+            }
+        };
+        found.and_then(|i| self.routes.get(i))
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {
@@ -487,6 +502,30 @@ mod tests {
         let set = set(&[route("rest", "", "/a/**"), route("exact", "", "/a")].concat());
         assert_eq!(matched(&set, "GET", "/a").as_deref(), Some("exact"));
         assert_eq!(matched(&set, "GET", "/a/").as_deref(), Some("rest"));
+    }
+
+    #[test]
+    fn paths_of_any_depth_match() {
+        let path = |n: usize| (1..=n).map(|i| format!("/{i}")).collect::<String>();
+        let set = set(&[
+            route("rest", "", "/1/**"),
+            route("sixteen", "", &path(16)),
+            route("seventeen", "", &path(17)),
+            route("param", "", &format!("{}/{{x}}", path(17))),
+        ]
+        .concat());
+        assert_eq!(matched(&set, "GET", &path(16)).as_deref(), Some("sixteen"));
+        assert_eq!(
+            matched(&set, "GET", &path(17)).as_deref(),
+            Some("seventeen")
+        );
+        assert_eq!(matched(&set, "GET", &path(18)).as_deref(), Some("param"));
+        assert_eq!(matched(&set, "GET", &path(15)).as_deref(), Some("rest"));
+        assert_eq!(matched(&set, "GET", &path(40)).as_deref(), Some("rest"));
+        assert_eq!(
+            matched(&set, "GET", &format!("{}/", path(17))).as_deref(),
+            Some("rest")
+        );
     }
 
     #[test]
