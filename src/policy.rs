@@ -9,6 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
+use crate::metrics::RouteCounters;
+use crate::model::Derived;
 use crate::pathnorm;
 use crate::scope::{Role, Scope};
 
@@ -281,6 +283,8 @@ pub struct Route {
     pub mode: Mode,
     /// A literal prefix of `path` ending on a segment boundary, no trailing `/`.
     pub strip_prefix: Option<String>,
+    /// This route's most frequent metric series, resolved on first use.
+    pub counters: Derived<RouteCounters>,
 }
 
 impl Route {

@@ -25,7 +25,7 @@ use crate::authorize::{
 };
 use crate::cache::EnvAccess;
 use crate::config::canonical_header;
-use crate::metrics::{status_class, Metrics};
+use crate::metrics::Metrics;
 use crate::model::{EnvironmentRef, TokenRecord};
 use crate::oauth::endpoint::OAuthInput;
 use crate::oauth::{OAuthError, OAuthResponse, MAX_BODY_BYTES};
@@ -623,9 +623,7 @@ impl ProxyHttp for Gateway {
                     outcome: Outcome::Deny(reason),
                     identity: None,
                 };
-                m.authz_decisions
-                    .with_label_values(&["-", "deny", reason.as_str()])
-                    .inc();
+                m.count_decision(None, "deny", reason.as_str());
                 session.set_keepalive(None);
                 let denial = Denial::new(reason, None);
                 ctx.decision = Some(d);
@@ -662,13 +660,11 @@ impl ProxyHttp for Gateway {
             }
         };
         m.authz_duration.observe(started.elapsed().as_secs_f64());
-        m.authz_decisions
-            .with_label_values(&[
-                decision.route_label(),
-                decision.outcome.decision(),
-                decision.outcome.reason(),
-            ])
-            .inc();
+        m.count_decision(
+            decision.route.as_deref(),
+            decision.outcome.decision(),
+            decision.outcome.reason(),
+        );
         tracing::debug!(
             request_id = %ctx.request_id(),
             route = decision.route_label(),
@@ -826,9 +822,7 @@ impl ProxyHttp for Gateway {
         let route = decision.map_or("-", |d| d.route_label());
         if ctx.upstream.is_some() && ctx.local_status.is_none() && status > 0 {
             Metrics::get()
-                .upstream_responses
-                .with_label_values(&[route, status_class(status)])
-                .inc();
+                .count_upstream_response(decision.and_then(|d| d.route.as_deref()), status);
         }
         let identity = decision.and_then(|d| d.identity.as_ref());
         // Microsecond resolution is plenty and keeps the line short.

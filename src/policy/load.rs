@@ -327,6 +327,7 @@ fn validate(
         access,
         mode,
         strip_prefix,
+        counters: Default::default(),
     })
 }
 
