@@ -282,8 +282,12 @@ pub struct Decision {
     /// `None` when rejected before a route was matched.
     pub route: Option<Arc<Route>>,
     pub outcome: Outcome,
-    /// For allows, and for report-mode denials with a valid token.
+    /// For allows, and for report-mode denials with a valid token: what is
+    /// injected upstream.
     pub identity: Option<Identity>,
+    /// The record of a valid token, whatever the outcome: who the access log
+    /// names, denials included. Never injected.
+    pub caller: Option<Arc<TokenRecord>>,
 }
 
 impl Decision {
@@ -292,6 +296,7 @@ impl Decision {
             route: route.cloned(),
             outcome: Outcome::Deny(reason),
             identity: None,
+            caller: None,
         }
     }
 
@@ -469,6 +474,7 @@ pub fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
             route: Some(route.clone()),
             outcome: Outcome::Public,
             identity: None,
+            caller: None,
         });
     }
     match check_bearer(&facts.bearer) {
@@ -503,6 +509,7 @@ pub fn decide(
             route: Some(route.clone()),
             outcome: Outcome::Public,
             identity: None,
+            caller: None,
         };
     };
     let record = match check_bearer(&facts.bearer).and_then(|_| check_token(token, now_unix)) {
@@ -652,6 +659,7 @@ fn finish(
         }
         Err(reason) => Outcome::Deny(reason),
     };
+    let caller = identity.as_ref().map(|i| i.token.clone());
     Decision {
         route: Some(route.clone()),
         identity: if matches!(outcome, Outcome::Deny(_)) {
@@ -660,6 +668,7 @@ fn finish(
             identity
         },
         outcome,
+        caller,
     }
 }
 
@@ -1265,6 +1274,36 @@ mode = "report"
             denial.www_authenticate.as_deref(),
             Some("Bearer realm=\"tollgate\", error=\"insufficient_scope\", scope=\"workflows:write\"")
         );
+    }
+
+    #[test]
+    fn a_denial_names_a_valid_tokens_caller_but_injects_nothing() {
+        let d = req("POST", WF)
+            .with_token()
+            .run_as("workflows:read", Some(Role::Member));
+        assert_eq!(denied(&d), DenyReason::InsufficientScope);
+        assert!(d.identity.is_none());
+        let caller = d.caller.expect("the valid token's caller");
+        assert_eq!(
+            (caller.organization_id.as_str(), caller.client_id.as_str()),
+            ("org1", "sa_client1")
+        );
+        let d = req("GET", WF).with_token().run_as("workflows:read", None);
+        assert_eq!(denied(&d), DenyReason::WorkspaceAccessDenied);
+        assert!(d.identity.is_none() && d.caller.is_some());
+
+        let unknown = req("GET", WF).with_token().run(Lookup::NotFound, None);
+        let missing = req("GET", WF).run(Lookup::NotFound, None);
+        let unrouted = req("GET", "/nowhere")
+            .with_token()
+            .run(Lookup::NotFound, None);
+        for d in [unknown, missing, unrouted] {
+            assert!(d.caller.is_none(), "{:?}", d.outcome);
+        }
+        let allowed = req("GET", WF)
+            .with_token()
+            .run_as("workflows:read", Some(Role::Member));
+        assert_eq!(allowed.caller, allowed.identity.map(|i| i.token));
     }
 
     #[test]

@@ -622,6 +622,7 @@ impl ProxyHttp for Gateway {
                     route: None,
                     outcome: Outcome::Deny(reason),
                     identity: None,
+                    caller: None,
                 };
                 m.count_decision(None, "deny", reason.as_str());
                 session.set_keepalive(None);
@@ -824,7 +825,7 @@ impl ProxyHttp for Gateway {
             Metrics::get()
                 .count_upstream_response(decision.and_then(|d| d.route.as_deref()), status);
         }
-        let identity = decision.and_then(|d| d.identity.as_ref());
+        let caller = decision.and_then(|d| d.caller.as_deref());
         // Microsecond resolution is plenty and keeps the line short.
         let latency_ms = ctx
             .started
@@ -839,8 +840,8 @@ impl ProxyHttp for Gateway {
             decision = %decision.map_or("-", |d| d.outcome.decision()),
             reason = %decision.map_or("-", |d| d.outcome.reason()),
             status,
-            organization_id = %identity.map_or("-", |i| i.token.organization_id.as_str()),
-            client_id = %identity.map_or("-", |i| i.token.client_id.as_str()),
+            organization_id = %caller.map_or("-", |c| c.organization_id.as_str()),
+            client_id = %caller.map_or("-", |c| c.client_id.as_str()),
             upstream = %ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()),
             latency_ms,
             "request"

@@ -16,6 +16,13 @@ upstream = "app"
 scope = "tools:read"
 
 [[route]]
+name = "logs-read"
+methods = ["GET"]
+path = "/api/v1/logs/**"
+upstream = "app"
+scope = "logs:read"
+
+[[route]]
 name = "status-public"
 methods = ["GET"]
 path = "/api/v1/status"
@@ -125,6 +132,10 @@ async fn every_proxied_request_writes_one_json_access_line_with_the_documented_f
         200
     );
     assert_eq!(get(&tg, "/api/v1/tools/x", "log-missing", None).await, 401);
+    assert_eq!(
+        get(&tg, "/api/v1/logs/x", "log-scope", Some(&token)).await,
+        403
+    );
     assert_eq!(get(&tg, "/api/v1/status", "log-public", None).await, 200);
     assert_eq!(get(&tg, "/not/routed", "log-no-route", None).await, 404);
     let failing = tg
@@ -144,6 +155,7 @@ async fn every_proxied_request_writes_one_json_access_line_with_the_documented_f
         "log-public",
         "log-no-route",
         "log-upstream-500",
+        "log-scope",
     ];
     let lines = access_lines_for(&tg, &ids).await;
     for line in &lines {
@@ -167,7 +179,7 @@ async fn every_proxied_request_writes_one_json_access_line_with_the_documented_f
         ]
         .map(|f| line[f].as_str().unwrap_or("?").to_string())
     };
-    let [allow, missing, public, no_route, failed] = [0, 1, 2, 3, 4].map(|i| &lines[i]);
+    let [allow, missing, public, no_route, failed, scope] = [0, 1, 2, 3, 4, 5].map(|i| &lines[i]);
     assert_eq!(
         fields(allow),
         [
@@ -204,6 +216,19 @@ async fn every_proxied_request_writes_one_json_access_line_with_the_documented_f
         ]
     );
     assert_eq!(failed["status"], 503);
+    // A denied request with a valid token names its caller.
+    assert_eq!(
+        fields(scope),
+        [
+            "logs-read",
+            "deny",
+            "insufficient_scope",
+            org.as_str(),
+            client_id.as_str(),
+            "-"
+        ]
+    );
+    assert_eq!(scope["status"], 403);
 }
 
 #[tokio::test]
