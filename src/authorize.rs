@@ -1278,9 +1278,7 @@ mode = "report"
 
     #[test]
     fn a_denial_names_a_valid_tokens_caller_but_injects_nothing() {
-        let d = req("POST", WF)
-            .with_token()
-            .run_as("workflows:read", Some(Role::Member));
+        let d = req("GET", WF).with_token().run_as("logs:read", None);
         assert_eq!(denied(&d), DenyReason::InsufficientScope);
         assert!(d.identity.is_none());
         let caller = d.caller.expect("the valid token's caller");

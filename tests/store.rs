@@ -631,19 +631,34 @@ async fn the_request_lane_connection_is_replaced_after_a_redis_restart() {
     assert!(facts.token.is_some());
 }
 
+/// A store on the shared Redis under a fresh prefix, a raw connection to
+/// write records behind its back, and the hash of a live token of `sa` in
+/// `org`.
+async fn store_with_token(
+    org: &str,
+    sa: &str,
+) -> (
+    String,
+    RedisStore,
+    redis::aio::MultiplexedConnection,
+    String,
+) {
+    let prefix = unique_prefix();
+    let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
+    let hash = token_hash(expose(&new_access_token()));
+    store
+        .put_token(&hash, &record(org, sa), 60)
+        .await
+        .expect("put_token");
+    (prefix, store, raw_connection().await, hash)
+}
+
 /// The look-up reads only ids and the role out of the environment and
 /// membership records; one whose ids or role cannot be read is a corrupt
 /// record, reported without its contents, never an environment or a role.
 #[tokio::test]
 async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
-    let prefix = unique_prefix();
-    let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
-    let mut raw = raw_connection().await;
-    let hash = token_hash(expose(&new_access_token()));
-    store
-        .put_token(&hash, &record("org", "sa"), 60)
-        .await
-        .expect("put_token");
+    let (prefix, store, mut raw, hash) = store_with_token("org", "sa").await;
     let envs = format!("{prefix}:{{reg}}:env");
     let good = r#"{"id":"env-ok","workspace_id":"ws","organization_id":"org","name":"n","created_at":"2026-01-01T00:00:00Z"}"#;
     let bad = r#"{"id":"env-bad","workspace_id":"tg_sk_do_not_echo","organization_id":12345678}"#;
@@ -693,15 +708,8 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
 /// packing's separator, digits or multi-byte characters come back intact.
 #[tokio::test]
 async fn a_look_up_returns_awkward_ids_intact() {
-    let prefix = unique_prefix();
-    let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
-    let mut raw = raw_connection().await;
-    let hash = token_hash(expose(&new_access_token()));
     let (org, sa, ws, env) = ("o:1:", "12:sa", "3:é:", "env:9");
-    store
-        .put_token(&hash, &record(org, sa), 60)
-        .await
-        .expect("put_token");
+    let (prefix, store, mut raw, hash) = store_with_token(org, sa).await;
     let json = format!(r#"{{"id":"{env}","workspace_id":"{ws}","organization_id":"{org}"}}"#);
     let _: () = raw
         .hset(format!("{prefix}:{{reg}}:env"), env, json)
