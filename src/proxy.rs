@@ -853,12 +853,19 @@ fn empty_parts() -> http::request::Parts {
     http::Request::new(()).into_parts().0
 }
 
-/// An identity header value. Ids are checked when they are made; should one
-/// still not be a valid value, the request fails rather than go without it.
+/// A forwarding header value tollgate builds (`Connection`,
+/// `X-Forwarded-For`) from values it received as valid ones.
 fn value(s: impl TryInto<HeaderValue>) -> Result<HeaderValue> {
-    s.try_into().map_err(|_| invalid_identity_value())
+    s.try_into().map_err(|_| {
+        Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "a forwarding header value is not a valid header value",
+        )
+    })
 }
 
+/// Ids are checked when they are made; should one still not be a valid
+/// header value, the request fails rather than go without its identity.
 fn invalid_identity_value() -> Box<Error> {
     Error::explain(
         ErrorType::InvalidHTTPHeader,
