@@ -255,11 +255,12 @@ pub async fn sample_active_tokens(store: &dyn crate::store::Store) {
     }
 }
 
-/// `2xx`, `4xx`, … for a status code.
+/// The route's counters, resolved on its first request.
 fn counters(route: &Route) -> &RouteCounters {
     route.counters.get_or_init(|| RouteCounters::of(route))
 }
 
+/// `2xx`, `4xx`, … for a status code.
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
