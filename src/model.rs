@@ -160,10 +160,11 @@ pub struct TokenRecord {
     pub header_values: Derived<Option<[HeaderValue; 4]>>,
 }
 
-/// A value derived from a record on first use and kept with it while it is
-/// shared: the decision cache hands one `Arc` of a record to every request
-/// that needs it, so the value is made once per cache fill instead of once
-/// per request. Not stored, not compared (records that differ only here are
+/// A value derived from a record (or a route) on first use and kept with it
+/// while it is shared: the decision cache hands one `Arc` of a record to
+/// every request that needs it, and a policy's routes serve every request
+/// until the next reload, so the value is made once instead of once per
+/// request. Not stored, not compared (records that differ only here are
 /// equal), not printed; a clone starts empty.
 pub struct Derived<T>(OnceLock<T>);
 
