@@ -599,16 +599,20 @@ impl ProxyHttp for Gateway {
         ctx.runtime = Some(rt.clone());
 
         let (authorization, count) = first_two(req.headers.get_all(header::AUTHORIZATION));
+        let transfer_encoding = req.headers.contains_key(header::TRANSFER_ENCODING);
         let facts = RequestFacts::gather(
             req.method.as_str(),
             req.raw_path(),
             HeaderFacts {
                 authorization: &authorization[..count],
-                // pingora drops Content-Length when Transfer-Encoding is
-                // present, so the conflict is only visible in the raw head.
-                content_length: req.headers.contains_key(header::CONTENT_LENGTH)
-                    || raw_head_has(session, "content-length"),
-                transfer_encoding: req.headers.contains_key(header::TRANSFER_ENCODING),
+                // Only the two together matter (a length conflict). pingora
+                // drops Content-Length when Transfer-Encoding is present, so
+                // then the raw head is searched for it; most requests have
+                // neither and skip that scan.
+                content_length: transfer_encoding
+                    && (req.headers.contains_key(header::CONTENT_LENGTH)
+                        || raw_head_has(session, "content-length")),
+                transfer_encoding,
             },
             self.app.config.proxy.allow_semicolon_in_path,
         );
