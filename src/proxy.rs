@@ -817,6 +817,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// What pingora's own error lines (a failed upstream, an unreadable
+    /// request) say about the request: its method and request id. pingora's
+    /// default names the path with its query and the Host, and a query can
+    /// carry what a client should not have sent (README, "Logs").
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        format!(
+            "{} request_id={}",
+            session.req_header().method,
+            ctx.request_id()
+        )
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session
             .response_written()

@@ -494,3 +494,38 @@ async fn no_token_secret_or_admin_key_used_during_a_run_appears_in_the_logs_or_m
         );
     }
 }
+
+#[tokio::test]
+async fn pingoras_error_line_for_a_failed_upstream_names_no_path_or_query() {
+    let tg = Tollgate::start(
+        TollgateOptions::new()
+            .upstream("app", &[dead_addr()])
+            .policy("routes.toml", POLICY)
+            .env("TOLLGATE_LOG_FORMAT", "text"),
+    )
+    .await;
+    assert_eq!(
+        get(
+            &tg,
+            "/api/v1/status?api_key=query-secret-marker",
+            "dead-1",
+            None
+        )
+        .await,
+        502
+    );
+    // The access line is written after pingora's error line.
+    eventually(
+        Duration::from_secs(5),
+        "the access line is written",
+        || async { tg.logs().contains("access: request request_id=dead-1") },
+    )
+    .await;
+    let logs = tg.logs();
+    assert!(
+        logs.contains("Fail to proxy") && logs.contains("GET request_id=dead-1"),
+        "pingora's error line names the method and request id: {logs}"
+    );
+    assert!(!logs.contains("query-secret-marker"), "{logs}");
+    assert!(!logs.contains("/api/v1/status"), "{logs}");
+}
