@@ -389,6 +389,21 @@ impl Gateway {
         crate::netaddr::source_address(peer, &xff, &self.app.config.proxy.trusted_proxies)
     }
 
+    /// 405 for a built-in endpoint asked with a method it does not answer.
+    async fn method_not_allowed(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        allow: &'static str,
+    ) -> Result<bool> {
+        let (s, mut h, b) = Self::json(
+            405,
+            json!({"error": "invalid_request", "error_description": format!("use {allow}")}),
+        );
+        h.push(("allow", allow.into()));
+        self.write(session, ctx, s, h, b).await
+    }
+
     /// The token and revocation endpoints: POST with a form body.
     async fn serve_oauth(
         &self,
@@ -397,12 +412,7 @@ impl Gateway {
         revoke: bool,
     ) -> Result<bool> {
         if session.req_header().method != http::Method::POST {
-            let (s, mut h, b) = Self::json(
-                405,
-                json!({"error": "invalid_request", "error_description": "use POST"}),
-            );
-            h.push(("allow", "POST".into()));
-            return self.write(session, ctx, s, h, b).await;
+            return self.method_not_allowed(session, ctx, "POST").await;
         }
         let declared_too_large = declared_length(session.req_header())
             .is_some_and(|length| length > MAX_BODY_BYTES as u64);
@@ -644,14 +654,19 @@ impl ProxyHttp for Gateway {
                 ctx.builtin = Some("revoke");
                 return self.serve_oauth(session, ctx, true).await;
             }
-            METADATA_PATH => {
-                ctx.builtin = Some("metadata");
+            METADATA_PATH | WHOAMI_PATH => {
+                let whoami = path == WHOAMI_PATH;
+                ctx.builtin = Some(if whoami { "whoami" } else { "metadata" });
+                // Read-only: GET and HEAD (RFC 9110 §9.1), nothing else.
+                let method = &session.req_header().method;
+                if !matches!(*method, http::Method::GET | http::Method::HEAD) {
+                    return self.method_not_allowed(session, ctx, "GET, HEAD").await;
+                }
+                if whoami {
+                    return self.serve_whoami(session, ctx, &facts).await;
+                }
                 let (s, h, b) = Self::json(200, self.app.tokens.metadata());
                 return self.write(session, ctx, s, h, b).await;
-            }
-            WHOAMI_PATH => {
-                ctx.builtin = Some("whoami");
-                return self.serve_whoami(session, ctx, &facts).await;
             }
             _ => {}
         }

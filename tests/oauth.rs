@@ -587,6 +587,60 @@ async fn the_token_endpoints_take_only_post() {
 }
 
 #[tokio::test]
+async fn metadata_and_whoami_answer_get_and_head_only() {
+    let tollgate = Tollgate::start(options()).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let issued = token(&tollgate, Some(&account.basic()), GRANT)
+        .await
+        .token();
+
+    for path in [METADATA_PATH, WHOAMI_PATH] {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            let response = tollgate
+                .http()
+                .request(method.clone(), tollgate.proxy_url(path))
+                .bearer_auth(&issued)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(
+                response
+                    .headers()
+                    .get("allow")
+                    .and_then(|v| v.to_str().ok()),
+                Some("GET, HEAD")
+            );
+            let body: Value = response.json().await.expect("JSON");
+            assert_eq!(body["error"], "invalid_request");
+        }
+        // HEAD: GET's status and headers, no body; the connection stays usable.
+        let client = tollgate.http();
+        let head = client
+            .head(tollgate.proxy_url(path))
+            .bearer_auth(&issued)
+            .send()
+            .await
+            .expect("HEAD");
+        assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+        assert!(head.bytes().await.expect("HEAD body").is_empty());
+        let get = client
+            .get(tollgate.proxy_url(path))
+            .bearer_auth(&issued)
+            .send()
+            .await
+            .expect("GET after HEAD");
+        assert_eq!(get.status(), StatusCode::OK, "GET {path}");
+        let body: Value = get.json().await.expect("JSON");
+        assert!(body.is_object(), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn credentials_in_the_query_string_are_neither_used_nor_logged() {
     let tollgate = Tollgate::start(options()).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
