@@ -3,6 +3,7 @@
 //! token, environment and membership from the store in one call), answers
 //! denials itself and forwards allowed requests with identity headers.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -162,6 +163,27 @@ fn new_request_id() -> HeaderValue {
     // Ids are URL-safe ASCII: a valid header value.
     HeaderValue::from_maybe_shared(Bytes::from(crate::ids::new_id()))
         .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The request target to decide on: pingora's, unless the request line
+/// holds a `#`. pingora's URI parser drops a fragment silently, and RFC
+/// 9112's request-target has none: then the target as the line carries it,
+/// which the normaliser refuses.
+fn received_target<'a>(session: &Session, parsed: &'a [u8]) -> Cow<'a, [u8]> {
+    let Some(h1) = session.as_downstream().as_http1() else {
+        return Cow::Borrowed(parsed);
+    };
+    let raw = h1.get_headers_raw_bytes();
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    if !line.contains(&b'#') {
+        return Cow::Borrowed(parsed);
+    }
+    // `METHOD SP request-target SP HTTP-version`: pingora has already
+    // percent-encoded any space inside the target.
+    match line.trim_ascii_end().split(|&b| b == b' ').nth(1) {
+        Some(target) => Cow::Owned(target.to_vec()),
+        None => Cow::Borrowed(parsed),
+    }
 }
 
 /// Whether the request head, as received on an HTTP/1 connection, has a
@@ -612,7 +634,7 @@ impl ProxyHttp for Gateway {
         let transfer_encoding = req.headers.contains_key(header::TRANSFER_ENCODING);
         let facts = RequestFacts::gather(
             req.method.as_str(),
-            req.raw_path(),
+            &received_target(session, req.raw_path()),
             HeaderFacts {
                 authorization: &authorization[..count],
                 // Only the two together matter (a length conflict). pingora
