@@ -84,6 +84,7 @@ pub fn parse_query(query: Option<&str>) -> QueryFacts {
 fn query_facts<'a>(pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) -> QueryFacts {
     let mut first_environment_id = None;
     let mut environment_ids = 0;
+    let mut aliases = 0;
     let mut has_access_token = false;
     for (name, value) in pairs {
         match name.as_ref() {
@@ -92,21 +93,33 @@ fn query_facts<'a>(pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) ->
                 first_environment_id.get_or_insert(value);
             }
             "access_token" => has_access_token = true,
+            other if aliases_environment_id(other) => aliases += 1,
             _ => {}
         }
     }
-    let environment_id = match (environment_ids, first_environment_id) {
-        (1, Some(id)) if crate::ids::is_valid_name_id(&id) => {
+    let environment_id = match (environment_ids, aliases, first_environment_id) {
+        (0, _, _) => EnvironmentParam::Missing,
+        // Next to an alias, the upstream might read another environment
+        // than the one checked.
+        (1, 0, Some(id)) if crate::ids::is_valid_name_id(&id) => {
             EnvironmentParam::One(id.into_owned())
         }
-        (1, _) => EnvironmentParam::Invalid,
-        (0, _) => EnvironmentParam::Missing,
+        (1, 0, _) => EnvironmentParam::Invalid,
         _ => EnvironmentParam::Repeated,
     };
     QueryFacts {
         environment_id,
         has_access_token,
     }
+}
+
+/// A parameter name that is not `environmentId` but that some upstream
+/// frameworks read as it: another case (ASP.NET binds query names
+/// case-insensitively) or a bracketed form (`environmentId[]`, which PHP and
+/// Rails read as the same parameter).
+fn aliases_environment_id(name: &str) -> bool {
+    let base = name.split_once('[').map_or(name, |(base, _)| base);
+    base.len() == "environmentId".len() && base.eq_ignore_ascii_case("environmentId")
 }
 
 /// Header facts the proxy reads from the request.
@@ -1335,6 +1348,23 @@ mode = "report"
             (
                 "/api/v1/workflows/w1?environmentId=env1&environmentId=env1",
                 RequestProblem::EnvironmentIdRepeated,
+            ),
+            // Spellings an upstream framework may read as environmentId.
+            (
+                "/api/v1/workflows/w1?environmentId=env1&environmentId[]=env2",
+                RequestProblem::EnvironmentIdRepeated,
+            ),
+            (
+                "/api/v1/workflows/w1?environmentId=env1&environmentId%5B0%5D=env2",
+                RequestProblem::EnvironmentIdRepeated,
+            ),
+            (
+                "/api/v1/workflows/w1?environmentid=env2&environmentId=env1",
+                RequestProblem::EnvironmentIdRepeated,
+            ),
+            (
+                "/api/v1/workflows/w1?environmentId[]=env1",
+                RequestProblem::EnvironmentIdMissing,
             ),
             (
                 "/api/v1/workflows/w1?environmentId=",
