@@ -186,6 +186,20 @@ fn received_target<'a>(session: &Session, parsed: &'a [u8]) -> Cow<'a, [u8]> {
     }
 }
 
+/// Whether a received header name is `canon` (lower case, `-`) in any case
+/// and with `_` for `-`; compared without allocating.
+fn same_header_name(canon: &str, name: &str) -> bool {
+    canon.len() == name.len()
+        && canon.bytes().zip(name.bytes()).all(|(c, n)| {
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
+            c == n
+        })
+}
+
 /// Whether the request head, as received on an HTTP/1 connection, has a
 /// field with this (lower-case) name.
 fn raw_head_has(session: &Session, name: &str) -> bool {
@@ -225,19 +239,18 @@ impl Gateway {
         })
     }
 
-    /// Compared without allocating: case-insensitive, `_` as `-`.
-    fn is_identity_header(&self, name: &str) -> bool {
-        self.identity_names.iter().any(|canon| {
-            canon.len() == name.len()
-                && canon.bytes().zip(name.bytes()).all(|(c, n)| {
-                    let n = if n == b'_' {
-                        b'-'
-                    } else {
-                        n.to_ascii_lowercase()
-                    };
-                    c == n
-                })
-        })
+    /// A header the client must not set: an identity header in any case or
+    /// `_` form, or an `_` form of `X-Forwarded-For`/`-Proto` (CGI-style
+    /// upstreams read `X_Forwarded_For` as `X-Forwarded-For`, and tollgate
+    /// builds only the latter).
+    fn is_spoofed_header(&self, name: &str) -> bool {
+        self.identity_names
+            .iter()
+            .any(|canon| same_header_name(canon, name))
+            || (name.contains('_')
+                && ["x-forwarded-for", "x-forwarded-proto"]
+                    .iter()
+                    .any(|canon| same_header_name(canon, name)))
     }
 
     /// The forwarded request's headers: client-sent identity headers and
@@ -246,10 +259,10 @@ impl Gateway {
     fn rewrite_headers(&self, headers: &mut http::HeaderMap, ctx: &Ctx) -> Result<()> {
         // Client-sent identity headers go first, in any case or `_` form.
         // Names are only copied when there is one to remove.
-        if headers.keys().any(|k| self.is_identity_header(k.as_str())) {
+        if headers.keys().any(|k| self.is_spoofed_header(k.as_str())) {
             let spoofed: Vec<HeaderName> = headers
                 .keys()
-                .filter(|k| self.is_identity_header(k.as_str()))
+                .filter(|k| self.is_spoofed_header(k.as_str()))
                 .cloned()
                 .collect();
             for name in spoofed {

@@ -436,6 +436,24 @@ async fn forwarded_for_is_appended_and_forwarded_proto_is_set() {
     let (_, got) = world.forward("GET", "/public/x", &[]).await;
     assert_eq!(got.header_all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(got.header_all("x-forwarded-proto"), ["http"]);
+
+    // `_` spellings, which CGI-style upstreams read as the same headers,
+    // are dropped; the ones tollgate builds stay.
+    let (_, got) = world
+        .forward(
+            "GET",
+            "/public/x",
+            &["X_Forwarded_For: 198.51.100.9", "x_forwarded_proto: https"],
+        )
+        .await;
+    let names: Vec<String> = got
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains('_')), "{names:?}");
+    assert_eq!(got.header_all("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(got.header_all("x-forwarded-proto"), ["http"]);
 }
 
 #[tokio::test]
