@@ -72,6 +72,7 @@ fn bench(c: &mut Criterion) {
                     authorization: &auth,
                     content_length: false,
                     transfer_encoding: false,
+                    host_missing: false,
                 },
                 false,
             );

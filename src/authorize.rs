@@ -128,6 +128,8 @@ pub struct HeaderFacts<'a> {
     pub authorization: &'a [&'a [u8]],
     pub content_length: bool,
     pub transfer_encoding: bool,
+    /// An HTTP/1.1 request without a `Host` field.
+    pub host_missing: bool,
 }
 
 /// Everything the decision needs to know about a request.
@@ -139,6 +141,8 @@ pub struct RequestFacts {
     pub query: QueryFacts,
     /// Both `Content-Length` and `Transfer-Encoding` (request smuggling).
     pub length_conflict: bool,
+    /// An HTTP/1.1 request without `Host`: RFC 9112 §3.2 says 400.
+    pub host_missing: bool,
 }
 
 impl RequestFacts {
@@ -156,6 +160,7 @@ impl RequestFacts {
             bearer: parse_bearer(headers.authorization),
             query,
             length_conflict: headers.content_length && headers.transfer_encoding,
+            host_missing: headers.host_missing,
         }
     }
 }
@@ -165,6 +170,7 @@ impl RequestFacts {
 pub enum RequestProblem {
     Target(PathError),
     LengthConflict,
+    MissingHost,
     RepeatedAuthorization,
     AccessTokenInQuery,
     EnvironmentIdMissing,
@@ -179,6 +185,7 @@ impl RequestProblem {
             RequestProblem::LengthConflict => {
                 "the request carries both Content-Length and Transfer-Encoding"
             }
+            RequestProblem::MissingHost => "an HTTP/1.1 request must carry a Host header",
             RequestProblem::RepeatedAuthorization => "the Authorization header is repeated",
             RequestProblem::AccessTokenInQuery => {
                 "access tokens are not accepted in the query string; send Authorization: Bearer"
@@ -569,6 +576,9 @@ pub fn check_request(facts: &RequestFacts) -> Result<&Target, DenyReason> {
     };
     if facts.length_conflict {
         return invalid(RequestProblem::LengthConflict);
+    }
+    if facts.host_missing {
+        return invalid(RequestProblem::MissingHost);
     }
     if matches!(facts.bearer, Bearer::Repeated) {
         return invalid(RequestProblem::RepeatedAuthorization);
@@ -978,6 +988,7 @@ mode = "report"
                 authorization: &values,
                 content_length: self.length_conflict,
                 transfer_encoding: self.length_conflict,
+                host_missing: false,
             };
             RequestFacts::gather(self.method, self.target.as_bytes(), headers, false)
         }
@@ -1069,6 +1080,19 @@ mode = "report"
         assert_eq!(
             denied(&d),
             DenyReason::InvalidRequest(RequestProblem::LengthConflict)
+        );
+    }
+
+    #[test]
+    fn an_http_1_1_request_without_host_is_rejected_on_public_routes_too() {
+        let headers = HeaderFacts {
+            host_missing: true,
+            ..HeaderFacts::default()
+        };
+        let facts = RequestFacts::gather("GET", b"/api/v1/status", headers, false);
+        assert_eq!(
+            check_request(&facts).err(),
+            Some(DenyReason::InvalidRequest(RequestProblem::MissingHost))
         );
     }
 

@@ -658,6 +658,8 @@ impl ProxyHttp for Gateway {
                     && (req.headers.contains_key(header::CONTENT_LENGTH)
                         || raw_head_has(session, "content-length")),
                 transfer_encoding,
+                host_missing: req.version == http::Version::HTTP_11
+                    && !req.headers.contains_key(header::HOST),
             },
             self.app.config.proxy.allow_semicolon_in_path,
         );

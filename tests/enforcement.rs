@@ -223,8 +223,25 @@ async fn ambiguous_framing_and_repeated_authorization_are_rejected_on_every_rout
             "invalid_request",
             None,
         );
+
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+        let no_host = format!("GET {path} HTTP/1.1\r\n{bearer}\r\nConnection: close\r\n\r\n");
+        let response = world.raw(&no_host).await;
+        assert_denied(
+            &format!("HTTP/1.1 without Host on {path}"),
+            &response,
+            400,
+            "invalid_request",
+            None,
+        );
     }
     assert_eq!(world.echo.count(), 0, "nothing may reach the upstream");
+
+    // HTTP/1.0 does not require Host.
+    let response = world
+        .raw("GET /public/x HTTP/1.0\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(response.status, 200, "HTTP/1.0 without Host");
 }
 
 #[tokio::test]
