@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::config::AdminKey;
-use crate::hashing::Hasher;
+use crate::hashing::{HashError, Hasher};
 use crate::registry::{
     CredentialPatch, IssuedCredential, NewServiceAccount, Page, Registry, RegistryError,
     ServiceAccountPatch,
@@ -93,34 +93,36 @@ impl AdminKeys {
     }
 
     /// The key's name when it is valid.
-    pub async fn verify(&self, presented: &str) -> Option<String> {
+    /// The name of the key presented, `None` for no key of ours, or an
+    /// error when it could not be verified (the hashing queue is full).
+    pub async fn verify(&self, presented: &str) -> Result<Option<String>, HashError> {
         if presented.is_empty() || presented.len() > 1024 {
-            return None;
+            return Ok(None);
         }
         let digest = sha256(&[b"admin", presented.as_bytes()]);
         if let Some(env) = &self.env_key_digest {
             if bool::from(env.ct_eq(&digest)) {
-                return Some("env".to_string());
+                return Ok(Some("env".to_string()));
             }
         }
         if let Ok(cache) = self.verified.read() {
             if let Some(name) = cache.get(&digest) {
-                return Some(name.clone());
+                return Ok(Some(name.clone()));
             }
         }
         for key in &self.keys {
             if self
                 .hasher
                 .verify_any(presented, vec![key.hash.clone()])
-                .await
+                .await?
             {
                 if let Ok(mut cache) = self.verified.write() {
                     cache.insert(digest, key.name.clone());
                 }
-                return Some(key.name.clone());
+                return Ok(Some(key.name.clone()));
             }
         }
-        None
+        Ok(None)
     }
 }
 
@@ -408,14 +410,18 @@ impl Admin {
         }
     }
 
-    async fn authenticate(&self, req: &Request) -> Option<String> {
+    async fn authenticate(&self, req: &Request) -> Result<Option<String>, HashError> {
         let [value] = req.authorization.as_slice() else {
-            return None;
+            return Ok(None);
         };
-        let value = std::str::from_utf8(value).ok()?;
-        let (scheme, key) = value.split_once(' ')?;
+        let Some((scheme, key)) = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.split_once(' '))
+        else {
+            return Ok(None);
+        };
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
+            return Ok(None);
         }
         self.keys.verify(key.trim()).await
     }
@@ -434,12 +440,23 @@ impl Admin {
             }
             _ => {}
         }
-        let Some(key_name) = self.authenticate(&req).await else {
-            return Reply::error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid admin key is required (Authorization: Bearer <key>)",
-            );
+        let key_name = match self.authenticate(&req).await {
+            Ok(Some(name)) => name,
+            Ok(None) => {
+                return Reply::error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid admin key is required (Authorization: Bearer <key>)",
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin key not verified");
+                return Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the admin key could not be verified now; try again",
+                );
+            }
         };
         let actor = format!("admin:{key_name}");
         let ["v1", "organizations", org, rest @ ..] = segments.as_slice() else {

@@ -244,6 +244,7 @@ mod file {
         pub iterations: u32,
         pub parallelism: u32,
         pub max_concurrent: usize,
+        pub max_queued: usize,
     }
     impl Default for Hashing {
         fn default() -> Self {
@@ -253,6 +254,7 @@ mod file {
                 iterations: p.iterations,
                 parallelism: p.parallelism,
                 max_concurrent: 2,
+                max_queued: 128,
             }
         }
     }
@@ -391,6 +393,9 @@ pub struct Config {
     pub identity_headers: IdentityHeaders,
     pub hashing: HashParams,
     pub hashing_max_concurrent: usize,
+    /// Verifications waiting for a hashing thread beyond which token
+    /// requests and admin keys get 503 at once.
+    pub hashing_max_queued: usize,
     pub audit_max_events_per_org: usize,
 }
 
@@ -717,6 +722,12 @@ fn validate(
             "must be between 1 and 64".into(),
         ));
     }
+    if !(1..=100_000).contains(&h.max_queued) {
+        return Err(err(
+            "hashing.max_queued",
+            "must be between 1 and 100000".into(),
+        ));
+    }
     if !(1..=1_000_000).contains(&root.audit.max_events_per_org) {
         return Err(err(
             "audit.max_events_per_org",
@@ -754,6 +765,7 @@ fn validate(
         identity_headers,
         hashing,
         hashing_max_concurrent: h.max_concurrent,
+        hashing_max_queued: h.max_queued,
         audit_max_events_per_org: root.audit.max_events_per_org,
     })
 }

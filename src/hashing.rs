@@ -3,6 +3,7 @@
 //! and the memory argon2 uses (19 MiB a hash by default) stays with those
 //! few threads instead of spreading over tokio's blocking pool.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +22,10 @@ const DUMMY_SECRET: &str = "tg_sk_dummy-secret-for-equal-timing-0000000000000";
 pub enum HashError {
     #[error("hashing failed: {0}")]
     Failed(String),
+    /// As many verifications as `hashing.max_queued` already wait their
+    /// turn: the caller is answered at once instead of joining the queue.
+    #[error("too many verifications are waiting")]
+    Busy,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -88,10 +93,20 @@ pub struct Hasher {
     params: HashParams,
     jobs: mpsc::Sender<Job>,
     dummy_hash: String,
+    /// Verifications queued and not yet started.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
 }
 
 impl Hasher {
-    pub fn new(params: HashParams, max_concurrent: usize) -> Result<Hasher, HashError> {
+    /// `max_concurrent` threads; at most `max_waiting` verifications queued
+    /// behind them (hashing new secrets, which only an authenticated admin
+    /// asks for, is not limited).
+    pub fn new(
+        params: HashParams,
+        max_concurrent: usize,
+        max_waiting: usize,
+    ) -> Result<Hasher, HashError> {
         let dummy = SecretString::from(DUMMY_SECRET);
         let dummy_hash =
             secret::hash_secret(&dummy, &params).map_err(|e| HashError::Failed(e.to_string()))?;
@@ -100,6 +115,8 @@ impl Hasher {
             params,
             jobs: spawn_pool(max_concurrent.max(1))?,
             dummy_hash,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
         })
     }
 
@@ -107,12 +124,26 @@ impl Hasher {
         self.params
     }
 
+    /// Runs `f` on a hashing thread; with `limited`, refuses (`Busy`) when
+    /// `max_waiting` jobs already wait.
     async fn run<T: Send + 'static>(
         &self,
+        limited: bool,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
+        if limited && self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Busy);
+        }
+        let waiting = limited.then(|| self.waiting.clone());
+        let started = move || {
+            if let Some(w) = &waiting {
+                w.fetch_sub(1, Ordering::AcqRel);
+            }
+        };
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
+            started();
             // A caller that went away while the job queued (a timeout, a
             // closed connection) no longer wants the hash: under a flood,
             // running it anyway would only lengthen the queue for those
@@ -122,9 +153,13 @@ impl Hasher {
             }
             let _ = tx.send(f());
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| HashError::Failed("hashing threads stopped".into()))?;
+        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
+            drop(job);
+            if limited {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(HashError::Failed("hashing threads stopped".into()));
+        }
         rx.await
             .map_err(|_| HashError::Failed("hashing job dropped".into()))
     }
@@ -133,27 +168,33 @@ impl Hasher {
     pub async fn hash(&self, secret: &SecretString) -> Result<String, HashError> {
         let secret = secret.clone();
         let params = self.params;
-        self.run(move || secret::hash_secret(&secret, &params))
+        self.run(false, move || secret::hash_secret(&secret, &params))
             .await?
             .map_err(|e| HashError::Failed(e.to_string()))
     }
 
     /// Verifies a secret against every candidate hash (current and, during a
-    /// grace period, previous); true when one matches.
-    pub async fn verify_any(&self, secret: &str, candidates: Vec<String>) -> bool {
+    /// grace period, previous): whether one matches, or an error when no
+    /// verification could be made (then the caller knows nothing).
+    pub async fn verify_any(
+        &self,
+        secret: &str,
+        candidates: Vec<String>,
+    ) -> Result<bool, HashError> {
         let secret = SecretString::from(secret.to_string());
-        self.run(move || {
+        self.run(true, move || {
             candidates
                 .iter()
                 .any(|phc| secret::verify_secret(secret.expose_secret(), phc))
         })
         .await
-        .unwrap_or(false)
     }
 
     /// Spends one verification on the dummy hash (unknown client).
-    pub async fn verify_dummy(&self, secret: &str) {
-        let _ = self.verify_any(secret, vec![self.dummy_hash.clone()]).await;
+    pub async fn verify_dummy(&self, secret: &str) -> Result<(), HashError> {
+        self.verify_any(secret, vec![self.dummy_hash.clone()])
+            .await
+            .map(|_| ())
     }
 }
 
@@ -166,12 +207,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_job_whose_caller_went_away_is_not_run() {
-        let hasher = Hasher::new(HashParams::cheap(), 1).expect("hasher");
+        let hasher = Hasher::new(HashParams::cheap(), 1, 8).expect("hasher");
         // Occupy the only hashing thread.
-        let busy = hasher.run(|| thread::sleep(Duration::from_millis(300)));
+        let busy = hasher.run(true, || thread::sleep(Duration::from_millis(300)));
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
-        let abandoned = hasher.run(move || flag.store(true, Ordering::SeqCst));
+        let abandoned = hasher.run(true, move || flag.store(true, Ordering::SeqCst));
         let (busy, abandoned) = tokio::join!(
             busy,
             tokio::time::timeout(Duration::from_millis(20), abandoned)
@@ -179,7 +220,60 @@ mod tests {
         busy.expect("the first job");
         assert!(abandoned.is_err(), "the second job should still be queued");
         // A later job runs after the abandoned one would have.
-        hasher.run(|| ()).await.expect("a later job");
+        hasher.run(true, || ()).await.expect("a later job");
         assert!(!ran.load(Ordering::SeqCst), "the abandoned job ran");
+    }
+
+    #[tokio::test]
+    async fn verifications_beyond_the_queue_limit_are_refused_at_once() {
+        let hasher = Arc::new(Hasher::new(HashParams::cheap(), 1, 2).expect("hasher"));
+        let (release, hold) = mpsc::channel::<()>();
+        // The only thread runs a job that waits for `release`: it has
+        // started, so it does not count as waiting.
+        let (started_tx, started_rx) = oneshot::channel();
+        let running = tokio::spawn({
+            let hasher = hasher.clone();
+            async move {
+                hasher
+                    .run(true, move || {
+                        let _ = started_tx.send(());
+                        let _ = hold.recv();
+                    })
+                    .await
+            }
+        });
+        started_rx.await.expect("the first job started");
+        // Two may wait...
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.verify_any("s", Vec::new()).await })
+            })
+            .collect();
+        while hasher.waiting.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // ...the third is refused without waiting, a new secret's hash is not.
+        assert!(matches!(
+            hasher.verify_any("s", Vec::new()).await,
+            Err(HashError::Busy)
+        ));
+        assert!(matches!(
+            hasher.verify_dummy("s").await,
+            Err(HashError::Busy)
+        ));
+        let hashed = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.hash(&SecretString::from("s")).await }
+        });
+        release.send(()).expect("release");
+        running.await.expect("join").expect("first job");
+        for q in queued {
+            assert!(!q.await.expect("join").expect("queued verification"));
+        }
+        hashed.await.expect("join").expect("hash");
+        // The queue is empty again: verifications are accepted.
+        assert_eq!(hasher.waiting.load(Ordering::SeqCst), 0);
+        assert!(!hasher.verify_any("s", Vec::new()).await.expect("verify"));
     }
 }

@@ -45,6 +45,7 @@ pub const TOKEN_OUTCOMES: &[&str] = &[
     "unsupported_grant_type",
     "slow_down",
     "store_unavailable",
+    "overloaded",
 ];
 
 /// The `op` values of `tollgate_store_errors_total` the process uses.

@@ -78,8 +78,12 @@ impl App {
     ) -> Result<App, StartError> {
         let first = Runtime::load(&config, &source).map_err(StartError::Policy)?;
         let hasher = Arc::new(
-            Hasher::new(config.hashing, config.hashing_max_concurrent)
-                .map_err(|e| StartError::Config(e.to_string()))?,
+            Hasher::new(
+                config.hashing,
+                config.hashing_max_concurrent,
+                config.hashing_max_queued,
+            )
+            .map_err(|e| StartError::Config(e.to_string()))?,
         );
         let cache = Arc::new(DecisionCache::new(
             config.cache.ttl,

@@ -1195,6 +1195,82 @@ async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
     assert_never_logged(&tollgate, &[&account.secret, &issued]);
 }
 
+#[tokio::test]
+async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts_no_failure() {
+    const CONCURRENT: usize = 12;
+    let opts = TollgateOptions {
+        cheap_hashing: false,
+        ..options()
+    }
+    .toml(
+        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
+         max_concurrent = 1\nmax_queued = 1\n\
+         [throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 11\n\
+         max_failures_per_source = 1000",
+    );
+    let tollgate = Tollgate::start(opts).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let wrong = basic(&account.client_id, "tg_sk_wrong");
+    fresh_window(3600, Duration::from_secs(60)).await;
+    let overloaded = |text: &str| {
+        metric_value(
+            text,
+            "tollgate_token_requests_total",
+            &[("outcome", "overloaded")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = overloaded(&tollgate.metrics().await);
+
+    // One verification runs, one waits: the rest are answered at once.
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENT {
+        let (http, url, wrong) = (
+            tollgate.http().clone(),
+            tollgate.proxy_url(TOKEN_PATH),
+            wrong.clone(),
+        );
+        flood.spawn(async move {
+            let response = http
+                .post(url)
+                .header("content-type", FORM)
+                .header("authorization", wrong)
+                .body(GRANT)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body: Value = response.json().await.expect("JSON");
+            (status, retry_after, body)
+        });
+    }
+    let mut refused = 0;
+    while let Some(done) = flood.join_next().await {
+        let (status, retry_after, body) = done.expect("task");
+        match status {
+            StatusCode::UNAUTHORIZED => assert_eq!(body["error"], "invalid_client"),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+                assert!(retry_after.is_some(), "503 without Retry-After");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(refused >= 1, "no request was refused");
+    let after = overloaded(&tollgate.metrics().await);
+    assert_eq!(after - before, refused as f64);
+
+    // A refusal is not a failed authentication: with at most 11 failures
+    // (CONCURRENT - refused) the client is not throttled, as it would be
+    // if the refusals counted too. And the queue drains: the right secret
+    // is accepted.
+    token(&tollgate, Some(&account.basic()), GRANT)
+        .await
+        .token();
+}
+
 // §3.1 rotation grace period and last_used_at
 
 #[tokio::test]

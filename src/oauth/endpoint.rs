@@ -19,7 +19,7 @@ use super::{
 use crate::audit::{Audit, Event};
 use crate::bus::Bus;
 use crate::cache::Invalidation;
-use crate::hashing::Hasher;
+use crate::hashing::{HashError, Hasher};
 use crate::metrics::Metrics;
 use crate::model::{SaStatus, TokenRecord};
 use crate::secret::{new_access_token, sha256, token_hash};
@@ -92,6 +92,15 @@ fn unavailable(m: &Metrics, op: &'static str, e: &StoreError) -> OAuthError {
     m.store_error(op);
     tracing::warn!(op, error = %e, "token endpoint store call failed");
     OAuthError::TemporarilyUnavailable {
+        retry_after_secs: RETRY_AFTER_SECS,
+    }
+}
+
+/// No verification could be made (the hashing queue is full, or its threads
+/// are gone): the client is neither accepted nor counted as failing.
+fn overloaded(e: &HashError) -> OAuthError {
+    tracing::debug!(error = %e, "token endpoint could not verify a secret");
+    OAuthError::Overloaded {
         retry_after_secs: RETRY_AFTER_SECS,
     }
 }
@@ -295,11 +304,17 @@ impl TokenEndpoint {
             .map_err(|e| unavailable(m, "find_client", &e))?;
         let verdict = match found {
             None => {
-                self.hasher.verify_dummy(secret).await;
+                self.hasher
+                    .verify_dummy(secret)
+                    .await
+                    .map_err(|e| overloaded(&e))?;
                 Err((None, FailureCause::UnknownClient))
             }
             Some(client) => {
-                let matches = self.secret_matches(&client, client_id, secret).await;
+                let matches = self
+                    .secret_matches(&client, client_id, secret)
+                    .await
+                    .map_err(|e| overloaded(&e))?;
                 match (matches, client.service_account.status) {
                     (true, SaStatus::Active) => Ok(client),
                     (true, _) => Err((Some(client), FailureCause::Disabled)),
@@ -327,7 +342,12 @@ impl TokenEndpoint {
         }
     }
 
-    async fn secret_matches(&self, client: &ClientLookup, client_id: &str, secret: &str) -> bool {
+    async fn secret_matches(
+        &self,
+        client: &ClientLookup,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<bool, HashError> {
         let cred = &client.credential;
         let key = sha256(&[
             client_id.as_bytes(),
@@ -339,13 +359,13 @@ impl TokenEndpoint {
                 .get(&key)
                 .is_some_and(|at| at.elapsed() < VERIFIED_TTL)
             {
-                return true;
+                return Ok(true);
             }
         }
         if self
             .hasher
             .verify_any(secret, vec![cred.secret_hash.clone()])
-            .await
+            .await?
         {
             if let Ok(mut cache) = self.verified.lock() {
                 if cache.len() >= VERIFIED_MAX {
@@ -356,14 +376,14 @@ impl TokenEndpoint {
                 }
                 cache.insert(key, Instant::now());
             }
-            return true;
+            return Ok(true);
         }
         // The previous secret during a rotation grace period; not cached.
         match (&cred.previous_secret_hash, cred.previous_secret_expires_at) {
             (Some(prev), Some(until)) if until > OffsetDateTime::now_utc() => {
                 self.hasher.verify_any(secret, vec![prev.clone()]).await
             }
-            _ => false,
+            _ => Ok(false),
         }
     }
 

@@ -50,6 +50,10 @@ pub enum OAuthError {
     /// The store is unreachable or too slow.
     #[error("temporarily_unavailable (retry after {retry_after_secs} s)")]
     TemporarilyUnavailable { retry_after_secs: u64 },
+    /// No secret verification could be made: `hashing.max_queued` of them
+    /// already wait (a flood of bad secrets), or hashing failed.
+    #[error("temporarily_unavailable: overloaded (retry after {retry_after_secs} s)")]
+    Overloaded { retry_after_secs: u64 },
 }
 
 /// Why a request is `invalid_request`.
@@ -124,7 +128,9 @@ impl OAuthError {
             OAuthError::InvalidTarget => "invalid_target",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::SlowDown { .. } => "slow_down",
-            OAuthError::TemporarilyUnavailable { .. } => "temporarily_unavailable",
+            OAuthError::TemporarilyUnavailable { .. } | OAuthError::Overloaded { .. } => {
+                "temporarily_unavailable"
+            }
         }
     }
 
@@ -132,6 +138,7 @@ impl OAuthError {
     pub fn outcome(&self) -> &'static str {
         match self {
             OAuthError::TemporarilyUnavailable { .. } => "store_unavailable",
+            OAuthError::Overloaded { .. } => "overloaded",
             other => other.code(),
         }
     }
@@ -141,7 +148,9 @@ impl OAuthError {
             OAuthError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
-            OAuthError::TemporarilyUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::TemporarilyUnavailable { .. } | OAuthError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -165,6 +174,9 @@ impl OAuthError {
             }
             OAuthError::TemporarilyUnavailable { .. } => {
                 Cow::Borrowed("the service is temporarily unavailable; retry later")
+            }
+            OAuthError::Overloaded { .. } => {
+                Cow::Borrowed("too many token requests are waiting; retry later")
             }
         }
     }
@@ -226,7 +238,8 @@ pub fn error_response(err: &OAuthError) -> OAuthResponse {
             headers.push(("WWW-Authenticate", format!("Basic realm=\"{REALM}\"")));
         }
         OAuthError::SlowDown { retry_after_secs }
-        | OAuthError::TemporarilyUnavailable { retry_after_secs } => {
+        | OAuthError::TemporarilyUnavailable { retry_after_secs }
+        | OAuthError::Overloaded { retry_after_secs } => {
             headers.push(("Retry-After", (*retry_after_secs).max(1).to_string()));
         }
         _ => {}
