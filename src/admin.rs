@@ -428,6 +428,10 @@ impl Admin {
 
     pub async fn handle(&self, req: Request) -> Reply {
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        let open = matches!(segments.as_slice(), ["healthz" | "readyz" | "openapi.json"]);
+        if open && !matches!(req.method, Method::GET | Method::HEAD) {
+            return method_not_allowed("GET, HEAD");
+        }
         match segments.as_slice() {
             ["healthz"] => return Reply::json(StatusCode::OK, &json!({"status": "ok"})),
             ["readyz"] => return self.readyz().await,

@@ -409,6 +409,25 @@ scope = "workflows:read"
     }
 
     #[test]
+    fn the_readme_names_every_token_outcome_and_store_op() {
+        let readme = include_str!("../README.md");
+        let row = |family: &str| {
+            readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{family}`")))
+                .unwrap_or_else(|| panic!("README has no row for {family}"))
+        };
+        let outcomes = row("tollgate_token_requests_total");
+        for outcome in TOKEN_OUTCOMES {
+            assert!(outcomes.contains(&format!("`{outcome}`")), "{outcome}");
+        }
+        let ops = row("tollgate_store_errors_total");
+        for op in STORE_OPS {
+            assert!(ops.contains(&format!("`{op}`")), "{op}");
+        }
+    }
+
+    #[test]
     fn every_token_outcome_and_store_op_has_a_series_from_the_start() {
         Metrics::get();
         let families = prometheus::gather();

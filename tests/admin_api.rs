@@ -1149,6 +1149,16 @@ async fn a_missing_or_wrong_admin_key_is_unauthorized_everywhere_but_health() {
         let (status, _) = none.get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
+    // The open paths answer GET and HEAD only, with or without a key.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        for client in [&none, &admin] {
+            for method in [Method::POST, Method::PUT, Method::DELETE] {
+                let (status, body) = client.request(method.clone(), path, None).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                assert_eq!(body["error"], "method_not_allowed", "{body}");
+            }
+        }
+    }
     assert!(
         !tg.logs().contains(tg.admin_key()),
         "the admin key is logged"
