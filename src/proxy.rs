@@ -29,7 +29,7 @@ use crate::config::canonical_header;
 use crate::metrics::Metrics;
 use crate::model::{EnvironmentRef, TokenRecord};
 use crate::oauth::endpoint::OAuthInput;
-use crate::oauth::{OAuthError, OAuthResponse, MAX_BODY_BYTES};
+use crate::oauth::{OAuthResponse, MAX_BODY_BYTES};
 use crate::runtime::Runtime;
 use crate::secret::{looks_like_access_token, token_hash};
 use crate::server::App;
@@ -449,6 +449,7 @@ impl Gateway {
         if session.req_header().method != http::Method::POST {
             return self.method_not_allowed(session, ctx, "POST").await;
         }
+        let started = Instant::now();
         let declared_too_large = declared_length(session.req_header())
             .is_some_and(|length| length > MAX_BODY_BYTES as u64);
         let body = if declared_too_large {
@@ -463,10 +464,7 @@ impl Gateway {
         };
         let Some(body) = body else {
             session.set_keepalive(None);
-            if !revoke {
-                Metrics::get().token_outcome(OAuthError::BodyTooLarge.outcome());
-            }
-            let resp = crate::oauth::error_response(&OAuthError::BodyTooLarge);
+            let resp = self.app.tokens.refuse_oversized(revoke, started);
             return self.oauth(session, ctx, resp).await;
         };
         let peer = ctx.peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));

@@ -346,6 +346,28 @@ async fn audit_events_are_logged_at_target_audit() {
         failed["organization_id"].is_null() || failed["organization_id"] == "-",
         "an unknown client has no organization: {failed}"
     );
+
+    // A body over the limit is refused unread, and logged like any failure.
+    let (status, _, _) = tg
+        .token_request(
+            Some((&client_id, &secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("padding", &"a".repeat(17 * 1024)),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    eventually(
+        Duration::from_secs(5),
+        "the oversized request's audit line",
+        || async {
+            json_lines(&tg.logs())
+                .iter()
+                .any(|l| l["action"] == "token.issue_failed" && l["reason"] == "invalid_request")
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -206,6 +206,23 @@ impl TokenEndpoint {
 
     /// `POST /api/auth/oauth2/revoke` (RFC 7009): 200 for any well-formed,
     /// authenticated request; the token goes only if it is the client's.
+    /// The answer to a token or revocation request whose body is over the
+    /// limit (read no further): counted, timed and logged as a failed
+    /// request like every other refusal.
+    pub fn refuse_oversized(&self, revoke: bool, started: Instant) -> OAuthResponse {
+        let e = OAuthError::BodyTooLarge;
+        if revoke {
+            self.log_failure(REVOKE_FAILED, None, &e);
+        } else {
+            self.log_failure(ISSUE_FAILED, None, &e);
+            let m = Metrics::get();
+            m.token_outcome(e.outcome());
+            m.token_issue_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        error_response(&e)
+    }
+
     pub async fn revoke(&self, input: OAuthInput<'_>) -> OAuthResponse {
         match self.revoke_inner(&input).await {
             Ok(()) => revocation_response(),
