@@ -752,16 +752,15 @@ pub fn explain(
 
     let mut lines = vec![format!("request: {method} {}", printable(&raw))];
     lines.extend(explain_checks(&facts, &decision, &record, role, access()));
+    // The last line is exactly `decision: allow` or `decision: deny <reason>`
+    // (SPEC's CLI contract); what report mode does with a denial goes before.
     let (last, exit_code) = match decision.outcome {
         Outcome::Allow | Outcome::Public => ("decision: allow".to_string(), 0),
         Outcome::Deny(r) => (format!("decision: deny {}", r.as_str()), 3),
-        Outcome::ReportDeny(r) => (
-            format!(
-                "decision: deny {} (mode = report: forwarded and recorded as report_deny)",
-                r.as_str()
-            ),
-            3,
-        ),
+        Outcome::ReportDeny(r) => {
+            lines.push("mode report: the request is forwarded and recorded as report_deny".into());
+            (format!("decision: deny {}", r.as_str()), 3)
+        }
     };
     lines.push(last);
     Explanation { lines, exit_code }
@@ -1750,6 +1749,28 @@ mode = "report"
         assert_eq!(
             e.lines.last().map(String::as_str),
             Some("decision: deny invalid_request")
+        );
+
+        // Report mode: the last line is the same; the line before says
+        // what happens to the request.
+        let scopes = ScopeSet::from_stored("chat:read");
+        let e = explain(
+            &set,
+            "GET",
+            "/api/v1/tools/x",
+            Some("environmentId=e1"),
+            Some(&scopes),
+            Some(Role::Member),
+            false,
+        );
+        assert_eq!(e.exit_code, 3);
+        let n = e.lines.len();
+        assert_eq!(
+            e.lines[n - 2..],
+            [
+                "mode report: the request is forwarded and recorded as report_deny",
+                "decision: deny insufficient_scope",
+            ]
         );
     }
 }
