@@ -35,8 +35,9 @@ enum Command {
     Serve(ServeArgs),
     /// Validate a config file and its policies; exit 0 when valid, else 1.
     Check {
+        /// Required; optional here so that its absence also exits 1.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Show how a request would be decided: the matched route, each check, the decision.
     Explain(ExplainArgs),
@@ -83,10 +84,23 @@ struct ExplainArgs {
     role: Option<String>,
 }
 
-fn init_logging() {
+/// Sets up logging from `TOLLGATE_LOG` (a tracing filter, default `info`)
+/// and `TOLLGATE_LOG_FORMAT` (`text`, the default, or `json`); a value that
+/// is neither is refused rather than ignored.
+fn init_logging() -> Result<(), String> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{filter, fmt, EnvFilter};
-    let env = EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let env = match std::env::var("TOLLGATE_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v)
+            .map_err(|e| format!("TOLLGATE_LOG is not a valid filter: {e}"))?,
+        _ => EnvFilter::new("info"),
+    };
+    let json = match std::env::var("TOLLGATE_LOG_FORMAT") {
+        Ok(v) if v.eq_ignore_ascii_case("json") => true,
+        Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("text") => false,
+        Ok(_) => return Err("TOLLGATE_LOG_FORMAT must be json or text".into()),
+        Err(_) => false,
+    };
     // pingora logs whole request heads (Authorization included) and body
     // bytes at trace, and some upstream requests at debug. Tokens and
     // secrets must not reach any log line, so its crates stop at info
@@ -94,7 +108,6 @@ fn init_logging() {
     let cap = filter::filter_fn(|meta| {
         !meta.target().starts_with("pingora") || *meta.level() <= tracing::Level::INFO
     });
-    let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     // Colours only for a person at a terminal (and NO_COLOR still wins): a
     // file or a log collector gets plain `key=value`, which also formats
     // in a fraction of the time of the escape codes around every field.
@@ -112,6 +125,7 @@ fn init_logging() {
             .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
             .init();
     }
+    Ok(())
 }
 
 /// mimalloc's `mi_option_arena_eager_commit` (mimalloc.h; the Rust binding
@@ -152,7 +166,13 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Check { config } => check(&config),
+        Command::Check {
+            config: Some(config),
+        } => check(&config),
+        Command::Check { config: None } => {
+            eprintln!("tollgate check: --config FILE is required");
+            ExitCode::from(1)
+        }
         Command::Explain(args) => run_explain(args),
         Command::HashKey => hash_key(),
     }
@@ -171,7 +191,10 @@ fn apply_listen_overrides(cfg: &mut Config, args: &ServeArgs) {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logging();
+    if let Err(e) = init_logging() {
+        eprintln!("tollgate serve: {e}");
+        return ExitCode::from(1);
+    }
     let env = EnvOverrides::from_process();
     if args.dev {
         return serve_dev(args, env);

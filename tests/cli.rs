@@ -199,6 +199,30 @@ fn check_fails_on_a_missing_config_file() {
 }
 
 #[test]
+fn check_without_a_config_exits_1() {
+    let (code, _, stderr) = run(tollgate().arg("check"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--config"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_an_unknown_log_format_or_filter() {
+    let (code, _, stderr) = run(tollgate()
+        .args(["serve", "--dev"])
+        .env("TOLLGATE_LOG_FORMAT", "xml"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("TOLLGATE_LOG_FORMAT must be json or text"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(tollgate()
+        .args(["serve", "--dev"])
+        .env("TOLLGATE_LOG", "tollgate=loud"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("TOLLGATE_LOG"), "{stderr}");
+}
+
+#[test]
 fn help_lists_every_command() {
     let (code, stdout, stderr) = run(tollgate().arg("--help"));
     assert_eq!(code, 0, "{stderr}");
