@@ -63,7 +63,7 @@ const REASONS: [&str; 9] = [
     "no_route",
     "store_unavailable",
 ];
-const OUTCOMES: [&str; 8] = [
+const OUTCOMES: [&str; 9] = [
     "issued",
     "invalid_client",
     "invalid_scope",
@@ -72,6 +72,7 @@ const OUTCOMES: [&str; 8] = [
     "unsupported_grant_type",
     "slow_down",
     "store_unavailable",
+    "overloaded",
 ];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
