@@ -556,32 +556,45 @@ async fn empty_values_count_as_omitted_and_unknown_parameters_are_ignored() {
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
 }
 
+/// Asserts that `method` on the built-in endpoint `path` gets 405
+/// `invalid_request` with this `Allow`.
+async fn assert_method_not_allowed(
+    tollgate: &Tollgate,
+    method: Method,
+    path: &str,
+    bearer: Option<&str>,
+    allow: &str,
+) {
+    let mut request = tollgate
+        .http()
+        .request(method.clone(), tollgate.proxy_url(path));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request");
+    assert_eq!(
+        response.status(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{method} {path}"
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some(allow)
+    );
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"], "invalid_request");
+}
+
 #[tokio::test]
 async fn the_token_endpoints_take_only_post() {
     let tollgate = Tollgate::start(options()).await;
 
     for path in [TOKEN_PATH, REVOKE_PATH] {
         for method in [Method::GET, Method::PUT, Method::DELETE] {
-            let response = tollgate
-                .http()
-                .request(method.clone(), tollgate.proxy_url(path))
-                .send()
-                .await
-                .expect("request");
-            assert_eq!(
-                response.status(),
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{method} {path}"
-            );
-            assert_eq!(
-                response
-                    .headers()
-                    .get("allow")
-                    .and_then(|v| v.to_str().ok()),
-                Some("POST")
-            );
-            let body: Value = response.json().await.expect("JSON");
-            assert_eq!(body["error"], "invalid_request");
+            assert_method_not_allowed(&tollgate, method, path, None, "POST").await;
         }
     }
 }
@@ -596,27 +609,7 @@ async fn metadata_and_whoami_answer_get_and_head_only() {
 
     for path in [METADATA_PATH, WHOAMI_PATH] {
         for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
-            let response = tollgate
-                .http()
-                .request(method.clone(), tollgate.proxy_url(path))
-                .bearer_auth(&issued)
-                .send()
-                .await
-                .expect("request");
-            assert_eq!(
-                response.status(),
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{method} {path}"
-            );
-            assert_eq!(
-                response
-                    .headers()
-                    .get("allow")
-                    .and_then(|v| v.to_str().ok()),
-                Some("GET, HEAD")
-            );
-            let body: Value = response.json().await.expect("JSON");
-            assert_eq!(body["error"], "invalid_request");
+            assert_method_not_allowed(&tollgate, method, path, Some(&issued), "GET, HEAD").await;
         }
         // HEAD: GET's status and headers, no body; the connection stays usable.
         let client = tollgate.http();
