@@ -1123,6 +1123,36 @@ async fn a_throttled_request_is_refused_before_any_argon2_work() {
     );
 }
 
+/// `n` token requests with this `Authorization` value, sent at once; each
+/// task answers the status, the `Retry-After` value and the JSON body.
+fn spawn_token_requests(
+    tollgate: &Tollgate,
+    authorization: &str,
+    n: usize,
+) -> tokio::task::JoinSet<(StatusCode, Option<String>, Value)> {
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let request = tollgate
+            .http()
+            .post(tollgate.proxy_url(TOKEN_PATH))
+            .header("content-type", FORM)
+            .header("authorization", authorization)
+            .body(GRANT);
+        requests.spawn(async move {
+            let response = request.send().await.expect("token request");
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body: Value = response.json().await.expect("JSON");
+            (status, retry_after, body)
+        });
+    }
+    requests
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
     const FLOOD: usize = 60;
@@ -1142,25 +1172,7 @@ async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
     let wrong = basic(&account.client_id, "tg_sk_wrong");
 
     let flood_started = Instant::now();
-    let mut flood = tokio::task::JoinSet::new();
-    for _ in 0..FLOOD {
-        let (http, url, wrong) = (
-            tollgate.http().clone(),
-            tollgate.proxy_url(TOKEN_PATH),
-            wrong.clone(),
-        );
-        flood.spawn(async move {
-            let response = http
-                .post(url)
-                .header("content-type", FORM)
-                .header("authorization", wrong)
-                .body(GRANT)
-                .send()
-                .await
-                .expect("flood request");
-            response.status()
-        });
-    }
+    let mut flood = spawn_token_requests(&tollgate, &wrong, FLOOD);
     let mut latencies = Vec::new();
     while latencies.len() < 10 || !flood.is_empty() && latencies.len() < 200 {
         let started = Instant::now();
@@ -1168,11 +1180,11 @@ async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
         latencies.push(started.elapsed());
         assert_eq!(status, StatusCode::OK);
         while let Some(done) = flood.try_join_next() {
-            assert_eq!(done.expect("flood task"), StatusCode::UNAUTHORIZED);
+            assert_eq!(done.expect("flood task").0, StatusCode::UNAUTHORIZED);
         }
     }
     while let Some(done) = flood.join_next().await {
-        assert_eq!(done.expect("flood task"), StatusCode::UNAUTHORIZED);
+        assert_eq!(done.expect("flood task").0, StatusCode::UNAUTHORIZED);
     }
     let flood_took = flood_started.elapsed();
 
@@ -1216,28 +1228,7 @@ async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts
     let before = overloaded(&tollgate.metrics().await);
 
     // One verification runs, one waits: the rest are answered at once.
-    let mut flood = tokio::task::JoinSet::new();
-    for _ in 0..CONCURRENT {
-        let (http, url, wrong) = (
-            tollgate.http().clone(),
-            tollgate.proxy_url(TOKEN_PATH),
-            wrong.clone(),
-        );
-        flood.spawn(async move {
-            let response = http
-                .post(url)
-                .header("content-type", FORM)
-                .header("authorization", wrong)
-                .body(GRANT)
-                .send()
-                .await
-                .expect("request");
-            let status = response.status();
-            let retry_after = response.headers().get("retry-after").cloned();
-            let body: Value = response.json().await.expect("JSON");
-            (status, retry_after, body)
-        });
-    }
+    let mut flood = spawn_token_requests(&tollgate, &wrong, CONCURRENT);
     let mut refused = 0;
     while let Some(done) = flood.join_next().await {
         let (status, retry_after, body) = done.expect("task");
