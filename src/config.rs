@@ -797,11 +797,13 @@ fn validate_upstream(u: &file::Upstream) -> Result<UpstreamConfig, (&'static str
             return Err(("addrs", format!("{a:?} is not host:port")));
         }
     }
-    if u.connect_timeout_ms == 0 || u.read_timeout_ms == 0 {
-        return Err((
-            "connect_timeout_ms",
-            "timeouts must be at least 1 ms".into(),
-        ));
+    for (key, ms) in [
+        ("connect_timeout_ms", u.connect_timeout_ms),
+        ("read_timeout_ms", u.read_timeout_ms),
+    ] {
+        if ms == 0 {
+            return Err((key, "timeouts must be at least 1 ms".into()));
+        }
     }
     let health_check_path = match u.health_check_path.as_str() {
         "" => None,

@@ -28,7 +28,10 @@ pub enum PolicySource {
 impl Runtime {
     /// Loads policies against an upstream table built from `cfg`.
     pub fn load(cfg: &Config, source: &PolicySource) -> Result<Runtime, String> {
-        let upstreams = UpstreamTable::build(&cfg.upstreams).map_err(|e| e.to_string())?;
+        let upstreams = UpstreamTable::build(&cfg.upstreams).map_err(|e| match &cfg.source {
+            Some(file) => format!("{}: {e}", file.display()),
+            None => e.to_string(),
+        })?;
         let exists = |name: &str| upstreams.contains(name);
         let policy = match source {
             PolicySource::Dir(dir) => policy::load_dir(dir, &cfg.resources, exists),

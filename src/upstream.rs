@@ -31,10 +31,13 @@ struct FixedPeers {
     next: AtomicUsize,
 }
 
+/// Named by its config key (`upstreams.NAME.FIELD`), like the config's own
+/// errors; the caller adds the file.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream {name}: {problem}")]
+#[error("upstreams.{name}.{field}: {problem}")]
 pub struct UpstreamError {
     pub name: String,
+    pub field: &'static str,
     pub problem: String,
 }
 
@@ -44,6 +47,7 @@ impl Upstream {
             LoadBalancer::<RoundRobin>::try_from_iter(cfg.addrs.iter().map(String::as_str))
                 .map_err(|e| UpstreamError {
                     name: name.to_string(),
+                    field: "addrs",
                     problem: format!("cannot resolve its addresses: {e}"),
                 })?;
         let fixed = if cfg.health_check_path.is_none() {
@@ -66,7 +70,8 @@ impl Upstream {
                 .set_raw_path(path.as_bytes())
                 .map_err(|_| UpstreamError {
                     name: name.to_string(),
-                    problem: "health_check_path is not a valid request target".into(),
+                    field: "health_check_path",
+                    problem: "not a valid request target".into(),
                 })?;
             hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
             hc.peer_template.options.read_timeout =

@@ -138,6 +138,16 @@ fn check_names_the_key_of_a_bad_value() {
             "[store]\nbackend = \"memory\"\n[cache]\nttl_ms = 5000",
             "cache.ttl_ms",
         ),
+        (
+            "[store]\nbackend = \"memory\"\n[upstreams.other]\naddrs = [\"127.0.0.1:7002\"]\n\
+             read_timeout_ms = 0",
+            "upstreams.other.read_timeout_ms",
+        ),
+        // `.invalid` never resolves (RFC 6761).
+        (
+            "[store]\nbackend = \"memory\"\n[upstreams.other]\naddrs = [\"nosuchhost.invalid:80\"]",
+            "upstreams.other.addrs",
+        ),
     ] {
         let dir = ConfigDir::new(config);
         let (code, stdout, stderr) = check(&dir.config());
