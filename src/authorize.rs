@@ -171,6 +171,8 @@ pub enum RequestProblem {
     Target(PathError),
     LengthConflict,
     MissingHost,
+    /// `CONNECT`, whatever its target: tollgate never tunnels.
+    Connect,
     RepeatedAuthorization,
     AccessTokenInQuery,
     EnvironmentIdMissing,
@@ -186,6 +188,7 @@ impl RequestProblem {
                 "the request carries both Content-Length and Transfer-Encoding"
             }
             RequestProblem::MissingHost => "an HTTP/1.1 request must carry a Host header",
+            RequestProblem::Connect => "CONNECT is not supported: tollgate does not tunnel",
             RequestProblem::RepeatedAuthorization => "the Authorization header is repeated",
             RequestProblem::AccessTokenInQuery => {
                 "access tokens are not accepted in the query string; send Authorization: Bearer"
@@ -574,6 +577,9 @@ pub fn check_request(facts: &RequestFacts) -> Result<&Target, DenyReason> {
         Ok(target) => target,
         Err(e) => return invalid(RequestProblem::Target(*e)),
     };
+    if facts.method == "CONNECT" {
+        return invalid(RequestProblem::Connect);
+    }
     if facts.length_conflict {
         return invalid(RequestProblem::LengthConflict);
     }
@@ -1079,6 +1085,16 @@ mode = "report"
         assert_eq!(
             denied(&d),
             DenyReason::InvalidRequest(RequestProblem::LengthConflict)
+        );
+    }
+
+    #[test]
+    fn connect_is_an_invalid_request_whatever_its_target() {
+        let facts =
+            RequestFacts::gather("CONNECT", b"/api/v1/status", HeaderFacts::default(), false);
+        assert_eq!(
+            check_request(&facts).err(),
+            Some(DenyReason::InvalidRequest(RequestProblem::Connect))
         );
     }
 

@@ -144,6 +144,7 @@ async fn unsafe_request_targets_are_rejected_before_reaching_the_upstream() {
             "https://tollgate.test/public/x".to_string(),
         ),
         ("authority-form", "tollgate.test:443".to_string()),
+        ("CONNECT with a path", "/public/x".to_string()),
         ("asterisk-form", "*".to_string()),
         ("asterisk-form with OPTIONS", "*".to_string()),
         // http::Uri drops a fragment silently; tollgate reads the request line.
@@ -187,7 +188,7 @@ async fn unsafe_request_targets_are_rejected_before_reaching_the_upstream() {
     ];
     for (what, target) in cases {
         let method = match what {
-            "authority-form" => "CONNECT",
+            "authority-form" | "CONNECT with a path" => "CONNECT",
             "asterisk-form with OPTIONS" => "OPTIONS",
             _ => "GET",
         };
