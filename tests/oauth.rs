@@ -1245,6 +1245,21 @@ async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts
     assert!(refused >= 1, "no request was refused");
     let after = overloaded(&tollgate.metrics().await);
     assert_eq!(after - before, refused as f64);
+    // Each refusal is logged as a failed request (not stored: see README).
+    let logged = || {
+        tollgate
+            .logs()
+            .lines()
+            .filter(|l| l.contains("token.issue_failed") && l.contains("temporarily_unavailable"))
+            .count()
+    };
+    eventually(
+        Duration::from_secs(5),
+        "every refusal is logged",
+        || async { logged() >= refused },
+    )
+    .await;
+    assert_eq!(logged(), refused);
 
     // A refusal is not a failed authentication: with at most 11 failures
     // (CONCURRENT - refused) the client is not throttled, as it would be

@@ -96,15 +96,6 @@ fn unavailable(m: &Metrics, op: &'static str, e: &StoreError) -> OAuthError {
     }
 }
 
-/// No verification could be made (the hashing queue is full, or its threads
-/// are gone): the client is neither accepted nor counted as failing.
-fn overloaded(e: &HashError) -> OAuthError {
-    tracing::debug!(error = %e, "token endpoint could not verify a secret");
-    OAuthError::Overloaded {
-        retry_after_secs: RETRY_AFTER_SECS,
-    }
-}
-
 fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -324,14 +315,14 @@ impl TokenEndpoint {
                 self.hasher
                     .verify_dummy(secret)
                     .await
-                    .map_err(|e| overloaded(&e))?;
+                    .map_err(|e| self.overloaded(failed_action, client_id, &e))?;
                 Err((None, FailureCause::UnknownClient))
             }
             Some(client) => {
                 let matches = self
                     .secret_matches(&client, client_id, secret)
                     .await
-                    .map_err(|e| overloaded(&e))?;
+                    .map_err(|e| self.overloaded(failed_action, client_id, &e))?;
                 match (matches, client.service_account.status) {
                     (true, SaStatus::Active) => Ok(client),
                     (true, _) => Err((Some(client), FailureCause::Disabled)),
@@ -475,6 +466,18 @@ impl TokenEndpoint {
 
     /// A failure without an organization is only logged. The client id is
     /// logged only when it has the shape of one of ours.
+    /// No verification could be made (the hashing queue is full, or its
+    /// threads are gone): the client is neither accepted nor counted as
+    /// failing; the refusal is logged like one before the client look-up.
+    fn overloaded(&self, action: &'static str, client_id: &str, e: &HashError) -> OAuthError {
+        tracing::debug!(error = %e, "token endpoint could not verify a secret");
+        let refused = OAuthError::Overloaded {
+            retry_after_secs: RETRY_AFTER_SECS,
+        };
+        self.log_failure(action, Some(client_id), &refused);
+        refused
+    }
+
     fn log_failure(&self, action: &'static str, client_id: Option<&str>, e: &OAuthError) {
         let client = client_id
             .filter(|c| crate::ids::is_valid_client_id(c))
