@@ -240,10 +240,11 @@ impl Gateway {
     }
 
     /// A header the client must not set: an identity header in any case or
-    /// `_` form, or an `_` form of `X-Forwarded-For`/`-Proto` (CGI-style
+    /// `_` form; an `_` form of `X-Forwarded-For`/`-Proto` (CGI-style
     /// upstreams read `X_Forwarded_For` as `X-Forwarded-For`, and tollgate
-    /// builds only the latter).
-    fn is_spoofed_header(&self, name: &str) -> bool {
+    /// builds only the latter); and, unless the peer is a trusted proxy,
+    /// the other headers upstreams take a client's address or host from.
+    fn is_spoofed_header(&self, name: &str, trusted: bool) -> bool {
         self.identity_names
             .iter()
             .any(|canon| same_header_name(canon, name))
@@ -251,18 +252,34 @@ impl Gateway {
                 && ["x-forwarded-for", "x-forwarded-proto"]
                     .iter()
                     .any(|canon| same_header_name(canon, name)))
+            || (!trusted
+                && ["forwarded", "x-real-ip", "x-forwarded-host"]
+                    .iter()
+                    .any(|canon| same_header_name(canon, name)))
     }
 
-    /// The forwarded request's headers: client-sent identity headers and
-    /// `Authorization` (unless forwarded) removed, `Connection` reduced to
+    /// The forwarded request's headers: client-sent identity headers (and
+    /// forwarding headers an untrusted client set) and `Authorization`
+    /// (unless forwarded) removed, `Connection` reduced to
     /// standard options, then the identity, request id and X-Forwarded-*.
     fn rewrite_headers(&self, headers: &mut http::HeaderMap, ctx: &Ctx) -> Result<()> {
+        let trusted = ctx.peer.is_some_and(|p| {
+            self.app
+                .config
+                .proxy
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&p))
+        });
         // Client-sent identity headers go first, in any case or `_` form.
         // Names are only copied when there is one to remove.
-        if headers.keys().any(|k| self.is_spoofed_header(k.as_str())) {
+        if headers
+            .keys()
+            .any(|k| self.is_spoofed_header(k.as_str(), trusted))
+        {
             let spoofed: Vec<HeaderName> = headers
                 .keys()
-                .filter(|k| self.is_spoofed_header(k.as_str()))
+                .filter(|k| self.is_spoofed_header(k.as_str(), trusted))
                 .cloned()
                 .collect();
             for name in spoofed {
@@ -318,14 +335,6 @@ impl Gateway {
                 none.insert(hops);
             }
         }
-        let trusted = ctx.peer.is_some_and(|p| {
-            self.app
-                .config
-                .proxy
-                .trusted_proxies
-                .iter()
-                .any(|n| n.contains(&p))
-        });
         let http = HeaderValue::from_static("http");
         match headers.entry(X_FORWARDED_PROTO) {
             Entry::Occupied(_) if trusted => {}

@@ -712,4 +712,35 @@ async fn a_trusted_proxy_may_state_the_original_protocol() {
     assert_eq!(got.header_all("x-forwarded-proto"), ["https"]);
     let (_, got) = world.forward("GET", "/public/x", &[]).await;
     assert_eq!(got.header_all("x-forwarded-proto"), ["http"]);
+    // ...and its client's address and host in the other common headers.
+    let (_, got) = world.forward("GET", "/public/x", &CLIENT_CLAIMS).await;
+    assert_eq!(got.header_all("forwarded"), ["for=198.51.100.9"]);
+    assert_eq!(got.header_all("x-real-ip"), ["198.51.100.9"]);
+    assert_eq!(got.header_all("x-forwarded-host"), ["shop.example"]);
+}
+
+/// What a client (or a proxy in front) may say about the original request.
+const CLIENT_CLAIMS: [&str; 3] = [
+    "Forwarded: for=198.51.100.9",
+    "X-Real-IP: 198.51.100.9",
+    "X-Forwarded-Host: shop.example",
+];
+
+#[tokio::test]
+async fn an_untrusted_client_cannot_state_its_address_or_host() {
+    let world = World::start().await;
+    let mut claims = CLIENT_CLAIMS.to_vec();
+    claims.push("X_Real_IP: 198.51.100.9");
+    let (_, got) = world.forward("GET", "/public/x", &claims).await;
+    for name in ["forwarded", "x-real-ip", "x-forwarded-host"] {
+        assert!(
+            got.header_all(name).is_empty(),
+            "{name} reached the upstream"
+        );
+    }
+    assert!(
+        !got.headers.iter().any(|(n, _)| n.contains('_')),
+        "{:?}",
+        got.headers
+    );
 }
