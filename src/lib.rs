@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod dev;
 pub mod explain;
+pub mod forward;
 pub mod hashing;
 pub mod ids;
 pub mod metrics;

@@ -8,13 +8,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{self, Entry};
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::prelude::{Error, ErrorType, HttpPeer, Result};
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::prelude::{Error, ErrorType, Result};
+use pingora::protocols::http::ServerSession as Session;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -45,6 +44,9 @@ pub const WHOAMI_PATH: &str = "/api/v1/service-account/whoami";
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 pub struct Gateway {
     app: Arc<App>,
@@ -97,7 +99,7 @@ pub struct Ctx {
     /// Normalised path (minus `strip_prefix`) and the raw query, when
     /// that differs from the target as received.
     forward_target: Option<String>,
-    upstream: Option<Arc<Upstream>>,
+    pub(crate) upstream: Option<Arc<Upstream>>,
     /// A built-in endpoint served by tollgate itself.
     builtin: Option<&'static str>,
     /// Status of an answer tollgate wrote itself.
@@ -107,7 +109,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// The request id for log lines.
-    fn request_id(&self) -> &str {
+    pub(crate) fn request_id(&self) -> &str {
         self.request_id
             .as_ref()
             .and_then(|v| v.to_str().ok())
@@ -115,7 +117,7 @@ impl Ctx {
     }
 
     /// The request id header value (a reference count, not a copy).
-    fn request_id_value(&self) -> HeaderValue {
+    pub(crate) fn request_id_value(&self) -> HeaderValue {
         self.request_id
             .clone()
             .unwrap_or_else(|| HeaderValue::from_static(""))
@@ -170,7 +172,7 @@ fn new_request_id() -> HeaderValue {
 /// 9112's request-target has none: then the target as the line carries it,
 /// which the normaliser refuses.
 fn received_target<'a>(session: &Session, parsed: &'a [u8]) -> Cow<'a, [u8]> {
-    let Some(h1) = session.as_downstream().as_http1() else {
+    let Some(h1) = session.as_http1() else {
         return Cow::Borrowed(parsed);
     };
     let raw = h1.get_headers_raw_bytes();
@@ -203,7 +205,7 @@ fn same_header_name(canon: &str, name: &str) -> bool {
 /// Whether the request head, as received on an HTTP/1 connection, has a
 /// field with this (lower-case) name.
 fn raw_head_has(session: &Session, name: &str) -> bool {
-    let Some(h1) = session.as_downstream().as_http1() else {
+    let Some(h1) = session.as_http1() else {
         return false;
     };
     let raw = h1.get_headers_raw_bytes();
@@ -260,8 +262,9 @@ impl Gateway {
 
     /// The forwarded request's headers: client-sent identity headers (and
     /// forwarding headers an untrusted client set) and `Authorization`
-    /// (unless forwarded) removed, `Connection` reduced to
-    /// standard options, then the identity, request id and X-Forwarded-*.
+    /// (unless forwarded) removed, then the identity, request id and
+    /// X-Forwarded-*. Hop-by-hop fields are already gone
+    /// ([`strip_hop_by_hop`]).
     fn rewrite_headers(&self, headers: &mut http::HeaderMap, ctx: &Ctx) -> Result<()> {
         let trusted = ctx.peer.is_some_and(|p| {
             self.app
@@ -284,18 +287,6 @@ impl Gateway {
                 .collect();
             for name in spoofed {
                 headers.remove(&name);
-            }
-        }
-        // `Connection` may only carry standard options: a header it names
-        // would otherwise be dropped as hop-by-hop after we inject it.
-        if let Some(conn) = headers.remove(header::CONNECTION) {
-            let kept: Vec<String> = String::from_utf8_lossy(conn.as_bytes())
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| matches!(t.as_str(), "keep-alive" | "close" | "upgrade"))
-                .collect();
-            if !kept.is_empty() {
-                headers.insert(header::CONNECTION, value(kept.join(", "))?);
             }
         }
         if !self.app.config.proxy.forward_authorization {
@@ -367,13 +358,9 @@ impl Gateway {
         }
         resp.insert_header("x-request-id", ctx.request_id_value())?;
         ctx.local_status = Some(status);
-        session
-            .write_response_header(Box::new(resp), body.is_empty())
-            .await?;
+        session.write_response_header(Box::new(resp)).await?;
         if !body.is_empty() {
-            session
-                .write_response_body(Some(Bytes::from(body)), true)
-                .await?;
+            session.write_response_body(Bytes::from(body), true).await?;
         }
         Ok(true)
     }
@@ -577,7 +564,7 @@ fn declared_length(req: &RequestHeader) -> Option<u64> {
 }
 
 /// An HTTP/1.1 request that waits for `100 Continue` before sending its body.
-fn expects_continue(req: &RequestHeader) -> bool {
+pub(crate) fn expects_continue(req: &RequestHeader) -> bool {
     req.version == http::Version::HTTP_11
         && req
             .headers
@@ -624,15 +611,18 @@ fn decide_with(
     }
 }
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx::default()
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+/// The request's life, driven by [`crate::forward::Engine`]: `admit`
+/// decides (or answers itself), `upstream_request` builds what is
+/// forwarded, `fail` answers a request that could not be forwarded, and
+/// `log` writes the access line.
+impl Gateway {
+    /// Gathers the request facts, serves the built-in endpoints and decides.
+    /// Answers are written from boxed futures: inline, the largest of them
+    /// would size the future of every request, and that future is copied
+    /// into a new box per request.
+    /// `Ok(true)`: answered here (a denial or a built-in endpoint);
+    /// `Ok(false)`: forward, with the decision and upstream in `ctx`.
+    pub(crate) async fn admit(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.started = Some(Instant::now());
         ctx.peer = session
             .client_addr()
@@ -686,17 +676,17 @@ impl ProxyHttp for Gateway {
                 session.set_keepalive(None);
                 let denial = Denial::new(reason, None);
                 ctx.decision = Some(d);
-                return self.deny(session, ctx, &denial).await;
+                return Box::pin(self.deny(session, ctx, &denial)).await;
             }
         };
         match path {
             TOKEN_PATH => {
                 ctx.builtin = Some("token");
-                return self.serve_oauth(session, ctx, false).await;
+                return Box::pin(self.serve_oauth(session, ctx, false)).await;
             }
             REVOKE_PATH => {
                 ctx.builtin = Some("revoke");
-                return self.serve_oauth(session, ctx, true).await;
+                return Box::pin(self.serve_oauth(session, ctx, true)).await;
             }
             METADATA_PATH | WHOAMI_PATH => {
                 let whoami = path == WHOAMI_PATH;
@@ -704,13 +694,13 @@ impl ProxyHttp for Gateway {
                 // Read-only: GET and HEAD (RFC 9110 §9.1), nothing else.
                 let method = &session.req_header().method;
                 if !matches!(*method, http::Method::GET | http::Method::HEAD) {
-                    return self.method_not_allowed(session, ctx, "GET, HEAD").await;
+                    return Box::pin(self.method_not_allowed(session, ctx, "GET, HEAD")).await;
                 }
                 if whoami {
-                    return self.serve_whoami(session, ctx, &facts).await;
+                    return Box::pin(self.serve_whoami(session, ctx, &facts)).await;
                 }
                 let (s, h, b) = Self::json(200, self.app.tokens.metadata());
-                return self.write(session, ctx, s, h, b).await;
+                return Box::pin(self.write(session, ctx, s, h, b)).await;
             }
             _ => {}
         }
@@ -746,13 +736,12 @@ impl ProxyHttp for Gateway {
         }
         if let Some(denial) = decision.denial() {
             ctx.decision = Some(decision);
-            return self.deny(session, ctx, &denial).await;
+            return Box::pin(self.deny(session, ctx, &denial)).await;
         }
         let Some(route) = decision.route.clone() else {
             // A forwarding decision always has a route; fail closed if not.
             ctx.decision = Some(decision);
-            return self
-                .deny(session, ctx, &Denial::new(DenyReason::NoRoute, None))
+            return Box::pin(self.deny(session, ctx, &Denial::new(DenyReason::NoRoute, None)))
                 .await;
         };
         let forward_path = route.forward_path(path);
@@ -778,30 +767,22 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let peer = ctx.upstream.as_ref().and_then(|u| u.peer());
-        match peer {
-            Some(p) => Ok(Box::new(p)),
-            None => Err(Error::explain(
-                ErrorType::ConnectNoRoute,
-                "no healthy address for the route's upstream",
-            )),
-        }
-    }
-
-    async fn upstream_request_filter(
+    /// The request to send upstream, built from the one received: hop-by-hop
+    /// fields removed as RFC 9110 §7.6.1 asks (and the fields `Connection`
+    /// names), a WebSocket upgrade kept, then the identity and forwarding
+    /// headers ([`Gateway::rewrite_headers`]) and the target to forward.
+    ///
+    /// The header map is edited directly: pingora's `insert_header` parses
+    /// every name again and keeps a second map of the names' original case.
+    /// Header names go upstream in lower case (the common ones
+    /// title-cased), as from Envoy or HAProxy: field names are
+    /// case-insensitive (RFC 9110 §5.1).
+    pub(crate) fn upstream_request(
         &self,
-        _session: &mut Session,
-        upstream: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        // The request is taken apart and its header map edited directly:
-        // pingora's `insert_header` parses every name again and keeps a
-        // second map of the names' original case, together most of what
-        // forwarding cost. Header names go upstream in lower case (the
-        // common ones title-cased), as from Envoy or HAProxy: field names
-        // are case-insensitive (RFC 9110 §5.1).
-        let received = std::mem::replace(upstream, RequestHeader::from(empty_parts()));
+        received: &RequestHeader,
+        has_body: bool,
+        ctx: &Ctx,
+    ) -> Result<RequestHeader> {
         // The target to set after the rebuild, which keeps only the URI: the
         // normalised one, or the received one when the URI does not hold it
         // byte for byte (pingora keeps such targets apart).
@@ -812,31 +793,36 @@ impl ProxyHttp for Gateway {
                 (from_uri != Some(received.raw_path())).then(|| received.raw_path().to_vec())
             }
         };
-        let send_end_stream = received.send_end_stream();
-        let mut parts = http::request::Parts::from(received);
-        let rewritten = self.rewrite_headers(&mut parts.headers, ctx);
-        *upstream = RequestHeader::from(parts);
-        rewritten?;
-        if let Some(end) = send_end_stream {
-            upstream.set_send_end_stream(end);
+        let mut parts = received.as_owned_parts();
+        let websocket = strip_hop_by_hop(&mut parts.headers, received.version)?;
+        self.rewrite_headers(&mut parts.headers, ctx)?;
+        if websocket {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
+        // A body whose length is not declared goes chunked.
+        if has_body && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+        parts.version = http::Version::HTTP_11;
+        let mut upstream = RequestHeader::from(parts);
         if let Some(target) = target {
             upstream.set_raw_path(&target)?;
         }
-        Ok(())
+        Ok(upstream)
     }
 
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        upstream_response.insert_header("x-request-id", ctx.request_id_value())?;
-        Ok(())
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    /// Answers a request that could not be forwarded: 504 when the
+    /// upstream was too slow, 400 when the request could not be read, 502
+    /// otherwise. Returns the status written (0 if none could be).
+    pub(crate) async fn fail(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> u16 {
         let (status, error, description) = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => (
                 504,
@@ -855,7 +841,9 @@ impl ProxyHttp for Gateway {
         };
         tracing::warn!(
             request_id = %ctx.request_id(),
+            method = %session.req_header().method,
             error_type = ?e.etype(),
+            error = %e,
             "proxying failed"
         );
         let body = json!({"error": error, "error_description": description}).to_string();
@@ -863,32 +851,17 @@ impl ProxyHttp for Gateway {
             ("content-type", "application/json".to_string()),
             ("cache-control", "no-store".to_string()),
         ];
-        let code = match self
+        match self
             .write(session, ctx, status, headers, body.into_bytes())
             .await
         {
             Ok(_) => status,
             Err(_) => 0,
-        };
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
         }
     }
 
-    /// What pingora's own error lines (a failed upstream, an unreadable
-    /// request) say about the request: its method and request id. pingora's
-    /// default names the path with its query and the Host, and a query can
-    /// carry what a client should not have sent (README, "Logs").
-    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
-        format!(
-            "{} request_id={}",
-            session.req_header().method,
-            ctx.request_id()
-        )
-    }
-
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    /// The access log line and the upstream response count.
+    pub(crate) fn log(&self, session: &Session, ctx: &Ctx) {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -924,8 +897,102 @@ impl ProxyHttp for Gateway {
     }
 }
 
-fn empty_parts() -> http::request::Parts {
-    http::Request::new(()).into_parts().0
+/// Header names `Connection` may not nominate: removing them would
+/// drop what the upstream relies on (RFC 9110 §7.6.1 lets a proxy refuse).
+const PROTECTED_FROM_NOMINATION: [&str; 4] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// At most this many `Connection` options, so that a request cannot make
+/// tollgate walk a long list.
+const MAX_CONNECTION_OPTIONS: usize = 10;
+
+/// A request tollgate refuses to forward as received: 400.
+fn bad_request(why: &'static str) -> Box<Error> {
+    Error::explain(ErrorType::InvalidHTTPHeader, why).into_down()
+}
+
+/// An RFC 9110 `token` character.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Removes the hop-by-hop fields of a received request (RFC 9110 §7.6.1):
+/// those `Connection` names, then `Connection`, `Keep-Alive`,
+/// `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`,
+/// `Trailer`, `Transfer-Encoding`, `Upgrade` and `HTTP2-Settings`. A
+/// `Connection` option that is not a token, names a pseudo-header or one of
+/// [`PROTECTED_FROM_NOMINATION`], or one too many, refuses the request.
+/// Returns whether the request is an HTTP/1.1 WebSocket upgrade, the one
+/// upgrade tollgate forwards.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap, version: http::Version) -> Result<bool> {
+    // Most requests carry none: one pass over the names (standard names
+    // compare as a tag), no hashing look-ups.
+    let hop = |n: &HeaderName| {
+        [
+            header::CONNECTION,
+            header::PROXY_AUTHENTICATE,
+            header::PROXY_AUTHORIZATION,
+            header::TE,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+        ]
+        .contains(n)
+            || [KEEP_ALIVE, PROXY_CONNECTION, HTTP2_SETTINGS].contains(n)
+    };
+    if !headers.keys().any(hop) {
+        return Ok(false);
+    }
+    let mut nominated: Vec<HeaderName> = Vec::new();
+    let mut options = 0;
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+    {
+        options += 1;
+        if options >= MAX_CONNECTION_OPTIONS {
+            return Err(bad_request("too many Connection options"));
+        }
+        if !token.iter().all(|&b| is_tchar(b)) {
+            return Err(bad_request("a Connection option is not a token"));
+        }
+        let name = HeaderName::from_bytes(token)
+            .map_err(|_| bad_request("a Connection option is not a header name"))?;
+        if PROTECTED_FROM_NOMINATION.contains(&name.as_str()) {
+            return Err(bad_request("Connection names a protected header"));
+        }
+        nominated.push(name);
+    }
+    // Before the nominated fields go: `Connection: Upgrade` names `Upgrade`.
+    let websocket = version == http::Version::HTTP_11
+        && headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    for name in nominated {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        HTTP2_SETTINGS,
+    ] {
+        headers.remove(name);
+    }
+    Ok(websocket)
 }
 
 /// A forwarding header value tollgate builds (`Connection`,

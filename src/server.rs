@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -21,6 +19,7 @@ use crate::audit::Audit;
 use crate::bus::Bus;
 use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
+use crate::forward::Engine;
 use crate::hashing::Hasher;
 use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
 use crate::proxy::Gateway;
@@ -177,11 +176,6 @@ pub fn run(
     server.bootstrap();
     let app = Arc::new(app);
 
-    // pingora answers CONNECT with a bare 405 before any filter runs; let it
-    // through so request safety answers it (authority-form → 400 JSON). It
-    // never matches a route: CONNECT is not a method a route can list.
-    let mut server_options = HttpServerOptions::default();
-    server_options.allow_connect_method_proxying = true;
     let gateway = match Gateway::new(app.clone()) {
         Ok(g) => g,
         Err(e) => {
@@ -189,10 +183,7 @@ pub fn run(
             std::process::exit(1);
         }
     };
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
-        .name("tollgate proxy")
-        .server_options(server_options)
-        .build();
+    let mut proxy = Service::new("tollgate proxy".to_string(), Engine::new(gateway));
     proxy.add_listener(listener(&cfg.server.listen.to_string()));
 
     let keys = AdminKeys::new(

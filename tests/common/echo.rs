@@ -292,13 +292,13 @@ fn response_bytes(status: u16, body: &str, close: bool, head_only: bool) -> Vec<
 }
 
 /// A buffered reader over the connection that keeps pipelined bytes.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
+    pub(super) buf: Vec<u8>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Conn {
+    pub(super) fn new(stream: TcpStream) -> Conn {
         Conn {
             stream,
             buf: Vec::new(),
@@ -306,7 +306,7 @@ impl Conn {
     }
 
     /// Reads more bytes; false at end of stream.
-    async fn fill(&mut self) -> Result<bool, String> {
+    pub(super) async fn fill(&mut self) -> Result<bool, String> {
         let mut chunk = [0u8; 8192];
         let n = self
             .stream
@@ -337,7 +337,7 @@ impl Conn {
         }
     }
 
-    async fn take_exact(&mut self, n: usize) -> Result<Vec<u8>, String> {
+    pub(super) async fn take_exact(&mut self, n: usize) -> Result<Vec<u8>, String> {
         while self.buf.len() < n {
             if !self.fill().await? {
                 return Err("connection closed mid-body".into());
@@ -361,6 +361,15 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 async fn read_request(conn: &mut Conn) -> Result<Option<RecordedRequest>, String> {
+    let Some(mut request) = read_head(conn).await? else {
+        return Ok(None);
+    };
+    read_body(conn, &mut request).await?;
+    Ok(Some(request))
+}
+
+/// Reads a request head; the body, if any, is left unread.
+pub(super) async fn read_head(conn: &mut Conn) -> Result<Option<RecordedRequest>, String> {
     let Some(head) = conn.take_until(b"\r\n\r\n", MAX_HEAD).await? else {
         return Ok(None);
     };
@@ -379,13 +388,20 @@ async fn read_request(conn: &mut Conn) -> Result<Option<RecordedRequest>, String
             .ok_or_else(|| format!("malformed header line: {line:?}"))?;
         headers.push((name.to_string(), value.trim().to_string()));
     }
-    let mut request = RecordedRequest {
+    Ok(Some(RecordedRequest {
         method: method.to_string(),
         target: target.to_string(),
         version: version.to_string(),
         headers,
         body: Vec::new(),
-    };
+    }))
+}
+
+/// Reads the body `request`'s head announces (chunked or Content-Length) into it.
+pub(super) async fn read_body(
+    conn: &mut Conn,
+    request: &mut RecordedRequest,
+) -> Result<(), String> {
     let chunked = request
         .header_all("transfer-encoding")
         .iter()
@@ -400,7 +416,7 @@ async fn read_request(conn: &mut Conn) -> Result<Option<RecordedRequest>, String
             .map_err(|_| format!("bad content-length: {length:?}"))?;
         request.body = conn.take_exact(length).await?;
     }
-    Ok(Some(request))
+    Ok(())
 }
 
 async fn read_chunked(conn: &mut Conn) -> Result<Vec<u8>, String> {

@@ -12,6 +12,7 @@ mod echo;
 mod pair;
 mod private_redis;
 mod raw;
+mod scripted;
 mod tollgate;
 mod world;
 
@@ -28,6 +29,7 @@ pub use raw::{
 };
 pub use reqwest::header::HeaderMap;
 pub use reqwest::{Method, StatusCode};
+pub use scripted::{ScriptedUpstream, UpstreamConn};
 pub use serde_json::{json, Value};
 pub use tollgate::{metric_samples, metric_value, StoreKind, Tollgate, TollgateOptions};
 pub use world::World;

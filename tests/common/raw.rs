@@ -116,6 +116,12 @@ impl RawConnection {
             .await
             .ok()?
             .ok()?;
+        self.answer(head_request).await
+    }
+
+    /// Reads one complete answer without sending anything (after a head and
+    /// a body sent apart with [`RawConnection::send`]); None as for `exchange`.
+    pub async fn answer(&mut self, head_request: bool) -> Option<Vec<u8>> {
         let deadline = Instant::now() + IO_TIMEOUT;
         let mut buf = std::mem::take(&mut self.pending);
         let mut chunk = [0u8; 8192];
@@ -127,6 +133,51 @@ impl RawConnection {
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
                 Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Writes `bytes` as they are (a head alone, a body later, tunnelled
+    /// bytes); false if the write failed or stalled for `IO_TIMEOUT`.
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) -> bool {
+        matches!(
+            timeout(IO_TIMEOUT, self.stream.write_all(bytes.as_ref())).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// The bytes up to and including the first `needle` (what follows is
+    /// kept for the next read); None if the server closed or `wait` passed
+    /// first, with what was read kept too.
+    pub async fn read_until(
+        &mut self,
+        needle: &[u8],
+        wait: std::time::Duration,
+    ) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(at) = find(&self.pending, needle) {
+                let rest = self.pending.split_off(at + needle.len());
+                return Some(std::mem::replace(&mut self.pending, rest));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => self.pending.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Everything until the server closes the connection, and whether it
+    /// did within `wait` (false: it was still open).
+    pub async fn read_to_close(&mut self, wait: std::time::Duration) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + wait;
+        let mut chunk = [0u8; 8192];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (std::mem::take(&mut self.pending), true),
+                Err(_) => return (std::mem::take(&mut self.pending), false),
+                Ok(Ok(n)) => self.pending.extend_from_slice(&chunk[..n]),
             }
         }
     }

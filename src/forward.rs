@@ -1,0 +1,492 @@
+//! The proxy listener's engine: one HTTP/1 request at a time per client
+//! connection, decided by [`Gateway`] and, when allowed, forwarded over a
+//! pooled upstream connection.
+//!
+//! It is built on pingora's server and client sessions rather than on
+//! pingora's `ProxyHttp` state machine. That machine serves caching,
+//! subrequests, HTTP/2 upstreams and filters tollgate does not use, and
+//! costs for them on every request: its future (≈ 13 KB) is copied into a
+//! new box per request, and each body moves between two tasks over
+//! channels. Here the request body is sent, then the response read, in one
+//! task; a WebSocket upgrade is relayed both ways.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::connectors::http::v1::Connector;
+use pingora::http::ResponseHeader;
+use pingora::prelude::{Error, ErrorType, Result};
+use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::Peer;
+use tokio::sync::Notify;
+
+use crate::proxy::{Ctx, Gateway};
+
+/// A request body up to this size is kept while it is sent, so that the
+/// request can be sent again on a new connection when a pooled one turns
+/// out to have been closed by the upstream.
+const RETRY_BUFFER: usize = 64 * 1024;
+
+/// How long the rest of a request body is read (and dropped) after the
+/// upstream answered before it was all sent.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Connections tried per request: pooled ones found closed, then a new one.
+const MAX_ATTEMPTS: usize = 3;
+
+pub struct Engine {
+    gateway: Gateway,
+    connector: Connector,
+    /// Set when the server shuts down: idle keep-alive connections waiting
+    /// for their next request are closed.
+    closing: AtomicBool,
+    closed: Notify,
+}
+
+impl Engine {
+    pub fn new(gateway: Gateway) -> Engine {
+        Engine {
+            gateway,
+            connector: Connector::new(None),
+            closing: AtomicBool::new(false),
+            closed: Notify::new(),
+        }
+    }
+
+    async fn shutting_down(&self) {
+        let notified = self.closed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.closing.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+
+    /// One request, from its head to the last byte of its answer. Returns
+    /// whether the client connection may carry another request.
+    async fn serve(&self, session: &mut ServerSession, ctx: &mut Ctx) -> bool {
+        match self.gateway.admit(session, ctx).await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => {
+                Box::pin(self.gateway.fail(session, &e, ctx)).await;
+                return false;
+            }
+        }
+        match self.forward(session, ctx).await {
+            Ok(reusable) => reusable,
+            Err(e) => {
+                if session.response_written().is_none() {
+                    Box::pin(self.gateway.fail(session, &e, ctx)).await;
+                } else {
+                    // The answer has begun: all that can be done is to close.
+                    tracing::warn!(
+                        request_id = %ctx.request_id(),
+                        error_type = ?e.etype(),
+                        "proxying failed after the response began"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    async fn forward(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<bool> {
+        let peer = ctx
+            .upstream
+            .as_ref()
+            .and_then(|u| u.peer())
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::ConnectNoRoute,
+                    "no healthy address for the route's upstream",
+                )
+            })?;
+        let has_body = !session.is_body_empty();
+        let request = self
+            .gateway
+            .upstream_request(session.req_header(), has_body, ctx)?;
+        if has_body && crate::proxy::expects_continue(session.req_header()) {
+            // Authorized: the client may send its body now. The upstream
+            // sees `Expect` too; its own `100` is not passed on after this.
+            session
+                .write_continue_response()
+                .await
+                .map_err(|e| e.into_down())?;
+        }
+
+        let mut body = Body {
+            done: !has_body,
+            ..Body::default()
+        };
+        let mut attempts = 0;
+        let (mut upstream, answered_early) = loop {
+            attempts += 1;
+            // A new connection (a TLS handshake, perhaps) is the rare case:
+            // its future is boxed so that it does not size every request's.
+            let (mut up, reused) = match self.connector.reused_http_session(&peer).await {
+                Some(up) => (up, true),
+                None => Box::pin(self.connector.get_http_session(&peer)).await?,
+            };
+            up.read_timeout = peer.options.read_timeout;
+            up.write_timeout = peer.options.write_timeout;
+            let sending = if body.done && body.kept.is_empty() {
+                send_head(&mut up, &request).await
+            } else {
+                Box::pin(send_request(session, &mut up, &request, &mut body)).await
+            };
+            let attempt = match sending {
+                Ok(Sent::All) => read_final_head(session, &mut up).await.map(|()| false),
+                Ok(Sent::AnsweredEarly) => Ok(true),
+                // An upstream may answer before the whole body is sent (a
+                // 413, say) and stop reading: that answer is the one to pass on.
+                Err(e) if !body.done && retryable(&e) => {
+                    match read_final_head(session, &mut up).await {
+                        Ok(()) => Ok(true),
+                        Err(_) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(early) => break (up, early),
+                // A pooled connection the upstream had closed: once more on
+                // a new one, for a request that may be repeated (RFC 9110
+                // §9.2.2) and when all of the body sent so far is kept.
+                Err(e)
+                    if reused
+                        && attempts < MAX_ATTEMPTS
+                        && idempotent(&session.req_header().method)
+                        && body.read <= RETRY_BUFFER
+                        && retryable(&e) =>
+                {
+                    tracing::debug!(error = %e, "pooled upstream connection failed; retrying");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if answered_early {
+            // The rest of the client's body was never read.
+            session.set_keepalive(None);
+        }
+
+        let Some(head) = upstream.resp_header() else {
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "no response header from the upstream",
+            ));
+        };
+        let mut head: ResponseHeader = head.clone();
+        let switching = head.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if switching && !session.is_upgrade_req() {
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "the upstream switched protocols on a request that asked for none",
+            )
+            .into_up());
+        }
+        strip_response_hop_by_hop(&mut head, switching);
+        let no_body = session.req_header().method == http::Method::HEAD
+            || matches!(head.status.as_u16(), 204 | 304)
+            || switching;
+        if !no_body
+            && !head.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && !head.headers.contains_key(http::header::CONTENT_LENGTH)
+        {
+            // An HTTP/1.0-style answer that ends when the upstream closes
+            // goes to the client chunked, so its connection stays usable.
+            head.set_version(http::Version::HTTP_11);
+            head.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        head.insert_header("x-request-id", ctx.request_id_value())?;
+        session
+            .write_response_header(Box::new(head))
+            .await
+            .map_err(|e| e.into_down())?;
+
+        if session.was_upgraded() {
+            Box::pin(relay_upgraded(session, &mut upstream)).await?;
+            return Ok(false);
+        }
+        while let Some(chunk) = upstream.read_body_bytes().await.map_err(|e| e.into_up())? {
+            session
+                .write_response_body(chunk, false)
+                .await
+                .map_err(|e| e.into_down())?;
+        }
+        session.finish_body().await.map_err(|e| e.into_down())?;
+        if answered_early {
+            // What the client still sends is read and dropped for a while
+            // before the connection closes: closing with it unread would
+            // reset the connection, and the client could lose the answer.
+            let _ = Box::pin(tokio::time::timeout(LINGER, session.drain_request_body())).await;
+            return Ok(false);
+        }
+        if body.done {
+            upstream.respect_keepalive();
+            let idle = peer.idle_timeout();
+            self.connector
+                .release_http_session(upstream, &peer, idle)
+                .await;
+        }
+        Ok(true)
+    }
+}
+
+/// Sends a request without a body.
+async fn send_head(
+    up: &mut UpstreamSession,
+    request: &pingora::http::RequestHeader,
+) -> Result<Sent> {
+    up.write_request_header(Box::new(request.clone()))
+        .await
+        .map_err(|e| e.into_up())?;
+    up.finish_body().await.map_err(|e| e.into_up())?;
+    Ok(Sent::All)
+}
+
+/// What has been read of the client's body; up to [`RETRY_BUFFER`] bytes of
+/// it are kept to be sent again on another connection.
+#[derive(Default)]
+struct Body {
+    kept: Vec<Bytes>,
+    read: usize,
+    done: bool,
+}
+
+enum Sent {
+    All,
+    /// The upstream gave its final answer before the body was all sent.
+    AnsweredEarly,
+}
+
+/// Sends the request head and then its body: what was kept from an
+/// earlier attempt, then the rest from the client. While the body goes,
+/// the upstream's answer is watched for: informational ones are passed on,
+/// and a final one ends the sending.
+async fn send_request(
+    session: &mut ServerSession,
+    up: &mut UpstreamSession,
+    request: &pingora::http::RequestHeader,
+    body: &mut Body,
+) -> Result<Sent> {
+    up.write_request_header(Box::new(request.clone()))
+        .await
+        .map_err(|e| e.into_up())?;
+    for chunk in &body.kept {
+        up.write_body(chunk).await.map_err(|e| e.into_up())?;
+    }
+    while !body.done {
+        let next = tokio::select! {
+            // pingora's header read is cancel-safe: bytes read stay buffered.
+            biased;
+            answer = up.read_response() => {
+                answer.map_err(|e| e.into_up())?;
+                if !informational(up) {
+                    return Ok(Sent::AnsweredEarly);
+                }
+                pass_informational(session, up).await?;
+                continue;
+            }
+            chunk = session.read_request_body() => chunk.map_err(|e| e.into_down())?,
+        };
+        match next {
+            Some(chunk) => {
+                body.read += chunk.len();
+                if body.read <= RETRY_BUFFER {
+                    body.kept.push(chunk.clone());
+                } else {
+                    body.kept.clear();
+                }
+                up.write_body(&chunk).await.map_err(|e| e.into_up())?;
+            }
+            None => body.done = true,
+        }
+    }
+    up.finish_body().await.map_err(|e| e.into_up())?;
+    Ok(Sent::All)
+}
+
+/// Reads the upstream's answer up to its final head.
+async fn read_final_head(session: &mut ServerSession, up: &mut UpstreamSession) -> Result<()> {
+    loop {
+        up.read_response().await.map_err(|e| e.into_up())?;
+        if !informational(up) {
+            return Ok(());
+        }
+        Box::pin(pass_informational(session, up)).await?;
+    }
+}
+
+/// Whether the head just read is informational, other than `101`.
+fn informational(up: &UpstreamSession) -> bool {
+    up.resp_header().is_some_and(|h| {
+        h.status.is_informational() && h.status != http::StatusCode::SWITCHING_PROTOCOLS
+    })
+}
+
+/// Passes an informational head on (RFC 9110 §15.2), except a `100
+/// Continue` after tollgate's own.
+async fn pass_informational(session: &mut ServerSession, up: &UpstreamSession) -> Result<()> {
+    let Some(head) = up.resp_header() else {
+        return Ok(());
+    };
+    let continued = session
+        .response_written()
+        .is_some_and(|r| r.status == http::StatusCode::CONTINUE);
+    if head.status == http::StatusCode::CONTINUE && continued {
+        return Ok(());
+    }
+    let mut info = head.clone();
+    strip_response_hop_by_hop(&mut info, false);
+    session
+        .write_response_header(Box::new(info))
+        .await
+        .map_err(|e| e.into_down())
+}
+
+/// Removes the hop-by-hop fields of an upstream's answer (RFC 9110
+/// §7.6.1): those its `Connection` names, `Connection` itself (pingora
+/// writes the client connection's own), `Keep-Alive`, `Proxy-Connection`
+/// and `Upgrade`. A `101 Switching Protocols` keeps `Connection: Upgrade`
+/// and `Upgrade`, which are its meaning.
+fn strip_response_hop_by_hop(head: &mut ResponseHeader, switching: bool) {
+    // Most answers carry none: one pass over the names, no look-ups.
+    if !head.headers.keys().any(|n| {
+        *n == http::header::CONNECTION
+            || *n == http::header::UPGRADE
+            || n.as_str() == "keep-alive"
+            || n.as_str() == "proxy-connection"
+    }) {
+        return;
+    }
+    let nominated: Vec<http::HeaderName> = head
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| http::HeaderName::from_bytes(t.trim_ascii()).ok())
+        .filter(|n| !(switching && *n == http::header::UPGRADE))
+        .collect();
+    for name in nominated {
+        head.remove_header(&name);
+    }
+    if !switching {
+        head.remove_header(&http::header::CONNECTION);
+        head.remove_header(&http::header::UPGRADE);
+    }
+    head.remove_header("keep-alive");
+    head.remove_header("proxy-connection");
+}
+
+/// Methods a client may send twice with the effect of once (RFC 9110
+/// §9.2.2): only these are sent again after a pooled connection failed.
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether a failure on a pooled connection may be the upstream having
+/// closed it while idle: nothing was answered, and it was not a timeout.
+fn retryable(e: &Error) -> bool {
+    matches!(e.esource(), pingora::ErrorSource::Upstream)
+        && !matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::InvalidHTTPHeader
+        )
+}
+
+/// After `101 Switching Protocols`: bytes both ways until the upstream
+/// closes (or either side fails).
+async fn relay_upgraded(session: &mut ServerSession, up: &mut UpstreamSession) -> Result<()> {
+    up.maybe_upgrade_body_writer();
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            chunk = session.read_request_body(), if client_open => {
+                match chunk.map_err(|e| e.into_down())? {
+                    Some(bytes) => {
+                        up.write_body(&bytes).await.map_err(|e| e.into_up())?;
+                    }
+                    None => {
+                        client_open = false;
+                        up.finish_body().await.map_err(|e| e.into_up())?;
+                    }
+                }
+            }
+            chunk = up.read_body_bytes() => {
+                match chunk.map_err(|e| e.into_up())? {
+                    Some(bytes) => {
+                        session
+                            .write_response_body(bytes, false)
+                            .await
+                            .map_err(|e| e.into_down())?;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    session.finish_body().await.map_err(|e| e.into_down())?;
+    Ok(())
+}
+
+#[async_trait]
+impl HttpServerApp for Engine {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // Requests a client sends before the previous answer (RFC 9112
+        // §9.3.2) are served in turn rather than dropped with the connection.
+        session.set_pipelining_enabled(true);
+        let read = tokio::select! {
+            // Biased: a request already buffered is served, not dropped.
+            biased;
+            read = session.read_request() => read,
+            _ = self.shutting_down() => return None,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                // A request pingora cannot parse: its bare 400, then close.
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                session.shutdown().await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let mut ctx = Ctx::default();
+        let reusable = self.serve(&mut session, &mut ctx).await;
+        self.gateway.log(&session, &ctx);
+        if !reusable {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            _ => None,
+        }
+    }
+
+    async fn http_cleanup(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.closed.notify_waiters();
+    }
+}
