@@ -1,7 +1,8 @@
-//! The proxy listener's `ProxyHttp`: gathers request facts, serves the
-//! built-in OAuth endpoints, asks `authorize` for the decision (loading the
-//! token, environment and membership from the store in one call), answers
-//! denials itself and forwards allowed requests with identity headers.
+//! The proxy listener's decisions, for [`crate::forward::Engine`]: gathers
+//! request facts, serves the built-in OAuth endpoints, asks `authorize` for
+//! the decision (loading the token, environment and membership from the
+//! store in one call), answers denials itself and builds the request an
+//! allowed one sends upstream, with identity headers.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -88,7 +89,7 @@ impl InjectNames {
     }
 }
 
-/// Per-request state, kept from `request_filter` to `logging`.
+/// Per-request state, kept from [`Gateway::admit`] to [`Gateway::log`].
 #[derive(Default)]
 pub struct Ctx {
     started: Option<Instant>,
