@@ -907,6 +907,21 @@ const PROTECTED_FROM_NOMINATION: [&str; 4] = [
     "x-forwarded-proto",
 ];
 
+/// The standard hop-by-hop fields of a request (RFC 9110 §7.6.1, and the
+/// ones HTTP/1 and HTTP/2 upgrades use).
+static HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    HTTP2_SETTINGS,
+];
+
 /// At most this many `Connection` options, so that a request cannot make
 /// tollgate walk a long list.
 const MAX_CONNECTION_OPTIONS: usize = 10;
@@ -932,20 +947,7 @@ fn is_tchar(b: u8) -> bool {
 fn strip_hop_by_hop(headers: &mut http::HeaderMap, version: http::Version) -> Result<bool> {
     // Most requests carry none: one pass over the names (standard names
     // compare as a tag), no hashing look-ups.
-    let hop = |n: &HeaderName| {
-        [
-            header::CONNECTION,
-            header::PROXY_AUTHENTICATE,
-            header::PROXY_AUTHORIZATION,
-            header::TE,
-            header::TRAILER,
-            header::TRANSFER_ENCODING,
-            header::UPGRADE,
-        ]
-        .contains(n)
-            || [KEEP_ALIVE, PROXY_CONNECTION, HTTP2_SETTINGS].contains(n)
-    };
-    if !headers.keys().any(hop) {
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
         return Ok(false);
     }
     let mut nominated: Vec<HeaderName> = Vec::new();
@@ -979,18 +981,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap, version: http::Version) -> Re
     for name in nominated {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        HTTP2_SETTINGS,
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     Ok(websocket)
@@ -1182,5 +1173,99 @@ mod tests {
         env.id = "env\r1".into();
         id.workspace.as_mut().expect("workspace").environment = Arc::new(env);
         assert!(insert_identity(&mut headers, &names, &id).is_err());
+    }
+
+    fn request_headers(lines: &[(&str, &str)]) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in lines {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    fn header_names(headers: &http::HeaderMap) -> Vec<&str> {
+        headers.keys().map(HeaderName::as_str).collect()
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_the_ones_connection_names_are_removed() {
+        let mut headers = request_headers(&[
+            ("host", "t"),
+            ("connection", "x-foo, keep-alive"),
+            ("connection", "X-Bar"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic eDp5"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAA"),
+            ("x-end-to-end", "kept"),
+        ]);
+        assert_eq!(
+            strip_hop_by_hop(&mut headers, http::Version::HTTP_11).ok(),
+            Some(false)
+        );
+        assert_eq!(header_names(&headers), ["host", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn a_request_without_hop_by_hop_fields_is_left_alone() {
+        let mut headers = request_headers(&[("host", "t"), ("x-a", "1")]);
+        assert_eq!(
+            strip_hop_by_hop(&mut headers, http::Version::HTTP_11).ok(),
+            Some(false)
+        );
+        assert_eq!(header_names(&headers), ["host", "x-a"]);
+    }
+
+    #[test]
+    fn only_an_http_1_1_websocket_upgrade_is_recognised() {
+        let upgrade = [("connection", "Upgrade"), ("upgrade", "WebSocket")];
+        let mut headers = request_headers(&upgrade);
+        assert_eq!(
+            strip_hop_by_hop(&mut headers, http::Version::HTTP_11).ok(),
+            Some(true)
+        );
+        assert!(headers.is_empty(), "{headers:?}");
+        let mut headers = request_headers(&upgrade);
+        assert_eq!(
+            strip_hop_by_hop(&mut headers, http::Version::HTTP_10).ok(),
+            Some(false)
+        );
+        let mut headers = request_headers(&[("connection", "upgrade"), ("upgrade", "h2c")]);
+        assert_eq!(
+            strip_hop_by_hop(&mut headers, http::Version::HTTP_11).ok(),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn connection_may_not_name_protected_or_malformed_fields_or_too_many() {
+        for value in [
+            "host",
+            "X-Forwarded-For",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "\"x-foo\"",
+            ":authority",
+            "a, b, c, d, e, f, g, h, i, j",
+        ] {
+            let mut headers = request_headers(&[("connection", value)]);
+            let refused = strip_hop_by_hop(&mut headers, http::Version::HTTP_11).expect_err(value);
+            // A request problem: answered 400, never forwarded.
+            assert!(
+                matches!(refused.esource(), pingora::ErrorSource::Downstream),
+                "{value}"
+            );
+        }
+        let mut headers = request_headers(&[("connection", "a, b, c, d, e, f, g, h, i")]);
+        assert!(strip_hop_by_hop(&mut headers, http::Version::HTTP_11).is_ok());
     }
 }

@@ -729,6 +729,19 @@ async fn hop_by_hop_request_fields_do_not_reach_the_upstream() {
     assert_eq!(again.status, 200);
 }
 
+/// A client may not make a header the upstream relies on hop-by-hop.
+#[tokio::test]
+async fn connection_naming_a_forwarding_header_is_refused_not_forwarded() {
+    let upstream = ScriptedUpstream::answering(|_| ok("forwarded")).await;
+    let tollgate = tollgate_before(&upstream).await;
+    let mut client = RawConnection::open(tollgate.proxy_addr()).await;
+    let request = "GET /public/x HTTP/1.1\r\nHost: t\r\nConnection: X-Forwarded-For\r\n\r\n";
+    let response = parsed(client.exchange(request).await, "refused");
+    assert_eq!(response.status, 400, "{}", response.body_str());
+    assert_eq!(response.json()["error"], "invalid_request");
+    assert!(upstream.requests().is_empty());
+}
+
 #[tokio::test]
 async fn hop_by_hop_response_fields_do_not_reach_the_client() {
     let upstream = hop_by_hop_upstream().await;
