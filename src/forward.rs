@@ -109,9 +109,12 @@ impl Engine {
                 )
             })?;
         let has_body = !session.is_body_empty();
-        let request = self
-            .gateway
-            .upstream_request(session.req_header(), has_body, ctx)?;
+        // Built once; a retry (rare) builds it again rather than every
+        // request paying for a copy.
+        let mut first = Some(
+            self.gateway
+                .upstream_request(session.req_header(), has_body, ctx)?,
+        );
         if has_body && crate::proxy::expects_continue(session.req_header()) {
             // Authorized: the client may send its body now. The upstream
             // sees `Expect` too; its own `100` is not passed on after this.
@@ -136,10 +139,16 @@ impl Engine {
             };
             up.read_timeout = peer.options.read_timeout;
             up.write_timeout = peer.options.write_timeout;
+            let request = match first.take() {
+                Some(request) => request,
+                None => self
+                    .gateway
+                    .upstream_request(session.req_header(), has_body, ctx)?,
+            };
             let sending = if body.done && body.kept.is_empty() {
-                send_head(&mut up, &request).await
+                send_head(&mut up, request).await
             } else {
-                Box::pin(send_request(session, &mut up, &request, &mut body)).await
+                Box::pin(send_request(session, &mut up, request, &mut body)).await
             };
             let attempt = match sending {
                 Ok(Sent::All) => read_final_head(session, &mut up).await.map(|()| false),
@@ -243,9 +252,9 @@ impl Engine {
 /// Sends a request without a body.
 async fn send_head(
     up: &mut UpstreamSession,
-    request: &pingora::http::RequestHeader,
+    request: pingora::http::RequestHeader,
 ) -> Result<Sent> {
-    up.write_request_header(Box::new(request.clone()))
+    up.write_request_header(Box::new(request))
         .await
         .map_err(|e| e.into_up())?;
     up.finish_body().await.map_err(|e| e.into_up())?;
@@ -274,10 +283,10 @@ enum Sent {
 async fn send_request(
     session: &mut ServerSession,
     up: &mut UpstreamSession,
-    request: &pingora::http::RequestHeader,
+    request: pingora::http::RequestHeader,
     body: &mut Body,
 ) -> Result<Sent> {
-    up.write_request_header(Box::new(request.clone()))
+    up.write_request_header(Box::new(request))
         .await
         .map_err(|e| e.into_up())?;
     for chunk in &body.kept {
