@@ -82,13 +82,19 @@ impl Engine {
         match self.forward(session, ctx).await {
             Ok(reusable) => reusable,
             Err(e) => {
-                if session.response_written().is_none() {
+                // After an informational answer (tollgate's `100 Continue`,
+                // say) the final one can still be an error answer.
+                let begun = session
+                    .response_written()
+                    .is_some_and(|r| !r.status.is_informational());
+                if !begun {
                     Box::pin(self.gateway.fail(session, &e, ctx)).await;
                 } else {
                     // The answer has begun: all that can be done is to close.
                     tracing::warn!(
                         request_id = %ctx.request_id(),
                         error_type = ?e.etype(),
+                        error = %e,
                         "proxying failed after the response began"
                     );
                 }

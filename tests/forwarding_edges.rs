@@ -211,6 +211,27 @@ async fn expect_100_continue_with_a_silent_upstream_is_answered_by_tollgate() {
     );
 }
 
+/// After tollgate's `100 Continue`, an upstream that cannot be reached
+/// still gets the client a final answer: 502, not a closed connection.
+#[tokio::test]
+async fn expect_100_continue_to_a_dead_upstream_ends_in_a_bad_gateway() {
+    let tollgate = Tollgate::start(
+        TollgateOptions::new()
+            .policy("routes.toml", POLICY)
+            .upstream("backend", &[dead_addr()]),
+    )
+    .await;
+    let mut client = RawConnection::open(tollgate.proxy_addr()).await;
+    assert!(client.send(EXPECT_HEAD).await);
+    let interim = client.read_until(b"\r\n\r\n", IO_TIMEOUT).await;
+    let interim = text(&interim.expect("tollgate's 100 Continue"));
+    assert!(interim.starts_with("HTTP/1.1 100 "), "{interim}");
+    assert!(client.send("hello world").await);
+    let response = parsed(client.answer(false).await, "the final answer");
+    assert_eq!(response.status, 502, "{}", response.body_str());
+    assert_eq!(response.json()["error"], "bad_gateway");
+}
+
 #[tokio::test]
 async fn a_chunked_response_reaches_the_client_intact() {
     let chunks: [&[u8]; 4] = [b"first,", b"second chunk,", &[b'x'; 5000], b"\r\nlast"];
