@@ -382,12 +382,8 @@ fn strip_response_hop_by_hop(head: &mut ResponseHeader, switching: bool) {
     }) {
         return;
     }
-    let nominated: Vec<http::HeaderName> = head
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|t| http::HeaderName::from_bytes(t.trim_ascii()).ok())
+    let nominated: Vec<http::HeaderName> = crate::proxy::connection_options(&head.headers)
+        .filter_map(|t| http::HeaderName::from_bytes(t).ok())
         .filter(|n| !(switching && *n == http::header::UPGRADE))
         .collect();
     for name in nominated {

@@ -936,6 +936,17 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The options a message's `Connection` fields list, trimmed, empty ones
+/// skipped (RFC 9110 §7.6.1).
+pub(crate) fn connection_options(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
 /// Removes the hop-by-hop fields of a received request (RFC 9110 §7.6.1):
 /// those `Connection` names, then `Connection`, `Keep-Alive`,
 /// `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`,
@@ -952,13 +963,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap, version: http::Version) -> Re
     }
     let mut nominated: Vec<HeaderName> = Vec::new();
     let mut options = 0;
-    for token in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-    {
+    for token in connection_options(headers) {
         options += 1;
         if options >= MAX_CONNECTION_OPTIONS {
             return Err(bad_request("too many Connection options"));
@@ -987,8 +992,8 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap, version: http::Version) -> Re
     Ok(websocket)
 }
 
-/// A forwarding header value tollgate builds (`Connection`,
-/// `X-Forwarded-For`) from values it received as valid ones.
+/// A forwarding header value tollgate builds (`X-Forwarded-For`) from
+/// values it received as valid ones.
 fn value(s: impl TryInto<HeaderValue>) -> Result<HeaderValue> {
     s.try_into().map_err(|_| {
         Error::explain(
