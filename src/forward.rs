@@ -373,28 +373,40 @@ async fn pass_informational(session: &mut ServerSession, up: &UpstreamSession) -
 /// and `Upgrade`. A `101 Switching Protocols` keeps `Connection: Upgrade`
 /// and `Upgrade`, which are its meaning.
 fn strip_response_hop_by_hop(head: &mut ResponseHeader, switching: bool) {
-    // Most answers carry none: one pass over the names, no look-ups.
-    if !head.headers.keys().any(|n| {
-        *n == http::header::CONNECTION
-            || *n == http::header::UPGRADE
+    // Most answers carry at most `Connection: keep-alive`: one pass over the
+    // names, no look-ups, and then one removal.
+    let (mut connection, mut others) = (false, false);
+    for n in head.headers.keys() {
+        if *n == http::header::CONNECTION {
+            connection = true;
+        } else if *n == http::header::UPGRADE
             || n.as_str() == "keep-alive"
             || n.as_str() == "proxy-connection"
-    }) {
-        return;
+        {
+            others = true;
+        }
     }
-    let nominated: Vec<http::HeaderName> = crate::proxy::connection_options(&head.headers)
-        .filter_map(|t| http::HeaderName::from_bytes(t).ok())
-        .filter(|n| !(switching && *n == http::header::UPGRADE))
-        .collect();
-    for name in nominated {
-        head.remove_header(&name);
+    if connection {
+        // `keep-alive` names a field removed below when there is one.
+        let nominated: Vec<http::HeaderName> = crate::proxy::connection_options(&head.headers)
+            .filter(|t| !t.eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|t| http::HeaderName::from_bytes(t).ok())
+            .filter(|n| !(switching && *n == http::header::UPGRADE))
+            .collect();
+        for name in nominated {
+            head.remove_header(&name);
+        }
+        if !switching {
+            head.remove_header(&http::header::CONNECTION);
+        }
     }
-    if !switching {
-        head.remove_header(&http::header::CONNECTION);
-        head.remove_header(&http::header::UPGRADE);
+    if others {
+        if !switching {
+            head.remove_header(&http::header::UPGRADE);
+        }
+        head.remove_header("keep-alive");
+        head.remove_header("proxy-connection");
     }
-    head.remove_header("keep-alive");
-    head.remove_header("proxy-connection");
 }
 
 /// Methods a client may send twice with the effect of once (RFC 9110
@@ -499,5 +511,88 @@ impl HttpServerApp for Engine {
     async fn http_cleanup(&self) {
         self.closing.store(true, Ordering::Release);
         self.closed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, fields: &[(&'static str, &'static str)]) -> ResponseHeader {
+        let mut head = ResponseHeader::build(status, None).unwrap();
+        for (name, value) in fields {
+            head.append_header(*name, *value).unwrap();
+        }
+        head
+    }
+
+    fn names(head: &ResponseHeader) -> Vec<String> {
+        let mut names: Vec<String> = head.headers.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_plain_keep_alive_answer_loses_only_its_connection_field() {
+        let mut head = answer(
+            200,
+            &[("Content-Length", "2"), ("Connection", "keep-alive")],
+        );
+        strip_response_hop_by_hop(&mut head, false);
+        assert_eq!(names(&head), ["content-length"]);
+    }
+
+    #[test]
+    fn fields_the_connection_field_names_go_with_it_whatever_their_case() {
+        let mut head = answer(
+            200,
+            &[
+                ("Connection", "Keep-Alive, X-Hop"),
+                ("Connection", "x-other"),
+                ("X-Hop", "1"),
+                ("X-Other", "2"),
+                ("Keep-Alive", "timeout=5"),
+                ("X-Kept", "3"),
+            ],
+        );
+        strip_response_hop_by_hop(&mut head, false);
+        assert_eq!(names(&head), ["x-kept"]);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_go_without_a_connection_field() {
+        let mut head = answer(
+            200,
+            &[
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Connection", "keep-alive"),
+                ("Upgrade", "h2c"),
+                ("X-Kept", "1"),
+            ],
+        );
+        strip_response_hop_by_hop(&mut head, false);
+        assert_eq!(names(&head), ["x-kept"]);
+    }
+
+    #[test]
+    fn switching_protocols_keeps_connection_and_upgrade() {
+        let mut head = answer(
+            101,
+            &[
+                ("Connection", "Upgrade, X-Hop"),
+                ("Upgrade", "websocket"),
+                ("X-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+            ],
+        );
+        strip_response_hop_by_hop(&mut head, true);
+        assert_eq!(names(&head), ["connection", "upgrade"]);
+    }
+
+    #[test]
+    fn an_answer_without_hop_by_hop_fields_is_left_alone() {
+        let mut head = answer(200, &[("Content-Length", "2"), ("X-Kept", "1")]);
+        strip_response_hop_by_hop(&mut head, false);
+        assert_eq!(names(&head), ["content-length", "x-kept"]);
     }
 }
