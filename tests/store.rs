@@ -664,6 +664,9 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
     let bad = r#"{"id":"env-bad","workspace_id":"tg_sk_do_not_echo","organization_id":12345678}"#;
     let _: () = raw.hset(&envs, "env-ok", good).await.expect("hset");
     let _: () = raw.hset(&envs, "env-bad", bad).await.expect("hset");
+    // An escape in an id (never written by tollgate) is not unescaped.
+    let escaped = r#"{"id":"env-esc","workspace_id":"w\"s","organization_id":"org"}"#;
+    let _: () = raw.hset(&envs, "env-esc", escaped).await.expect("hset");
     let members = format!("{prefix}:{{reg}}:mem:org:ws");
 
     let _: () = raw
@@ -694,6 +697,10 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
             .lookup_access(&hash, Some("env-bad"))
             .await
             .expect_err("unreadable environment"),
+        store
+            .lookup_access(&hash, Some("env-esc"))
+            .await
+            .expect_err("an escaped id"),
         store
             .lookup_access(&hash, Some("env-ok"))
             .await
