@@ -105,7 +105,8 @@ measure() { # case port path ready_url cmd... ; sets IR_PER_REQ
   local token=""
   [ "$name" != b ] && token=$TOKEN
   rm -f "$OUT/$name.out"*
-  valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.out" "$@" >"$WORK/$name.log" 2>&1 &
+  # shellcheck disable=SC2086 # VALGRIND_ARGS is a list of options
+  valgrind --tool=callgrind ${VALGRIND_ARGS:-} --callgrind-out-file="$OUT/$name.out" "$@" >"$WORK/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   wait_http "$ready" 600

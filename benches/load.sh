@@ -5,8 +5,9 @@
 # CPU 0 while wrk, the upstream and Redis share CPU 1. Prints requests/s,
 # p50 and p99 per case and the ratios c/b and d/b.
 #
-#   benches/load.sh            # 10 s per case, 64 connections
-#   DURATION=30s CONNS=128 benches/load.sh
+#   benches/load.sh            # 10 s per case, 64 connections; b, c and d
+#                              # in 9 rounds of 5 s each
+#   DURATION=30s CONNS=128 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -71,8 +72,10 @@ A=$LAST_RPS
 
 # Proxies, each on one worker thread pinned to the same CPU: the bare
 # pingora passthrough (b), tollgate with its decision cache (c) and without
-# (d). All three run side by side and are measured in alternating rounds, so
-# that a noisy neighbour hits every case alike; the medians are compared.
+# (d). All three run side by side and are measured in short rounds, in an
+# order that rotates from round to round, so that a noisy neighbour or a
+# slow drift of the machine hits every case alike; each round's c/b and d/b
+# are compared, and their medians reported.
 PT=$(free_port)
 taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$PT" "127.0.0.1:$UP" 1 &
 PIDS+=($!)
@@ -89,23 +92,36 @@ start_tollgate "$WORK/uncached.toml"
 wait_http "http://127.0.0.1:$AD2/healthz"
 
 make_account "$AD" "$P"
-URL_C="http://127.0.0.1:$P/api/v1/workflows/x?environmentId=bench-env"
-URL_D="http://127.0.0.1:$P2/api/v1/workflows/x?environmentId=bench-env"
+# Every proxy gets the same request, token and query included: the
+# passthrough forwards them as they are, tollgate checks them.
+TARGET="/api/v1/workflows/x?environmentId=bench-env"
+URL_B="http://127.0.0.1:$PT$TARGET"
+URL_C="http://127.0.0.1:$P$TARGET"
+URL_D="http://127.0.0.1:$P2$TARGET"
+AUTH=(-H "Authorization: Bearer $TOKEN")
 for u in "$URL_C" "$URL_D"; do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" -H "Authorization: Bearer $TOKEN")" = 200 ] \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" "${AUTH[@]}")" = 200 ] \
     || { echo "set-up failed: the benchmark request is not allowed on $u" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
 done
 
-ROUNDS=${ROUNDS:-3}
-BS=(); CS=(); DS=(); CP50=(); BP50=(); CP99=()
+ROUNDS=${ROUNDS:-9}
+ROUND_DURATION=${ROUND_DURATION:-5s}
+BS=(); CS=(); DS=(); CP50=(); BP50=(); CP99=(); CB=(); DB=()
+round_b() { run_wrk "(b) bare pingora passthrough, round $r" "$URL_B" "${AUTH[@]}"; RB=$LAST_RPS; BS+=("$LAST_RPS"); BP50+=("$LAST_P50"); }
+round_c() { run_wrk "(c) tollgate, cache hits, round $r" "$URL_C" "${AUTH[@]}"; RC=$LAST_RPS; CS+=("$LAST_RPS"); CP50+=("$LAST_P50"); CP99+=("$LAST_P99"); }
+round_d() { run_wrk "(d) tollgate, cache.ttl_ms = 0, round $r" "$URL_D" "${AUTH[@]}"; RD=$LAST_RPS; DS+=("$LAST_RPS"); }
+ORDER=(b c d)
 for r in $(seq 1 "$ROUNDS"); do
-  run_wrk "(b) bare pingora passthrough, round $r" "http://127.0.0.1:$PT/api/v1/workflows/x"; BS+=("$LAST_RPS"); BP50+=("$LAST_P50")
-  run_wrk "(c) tollgate, cache hits, round $r" "$URL_C" -H "Authorization: Bearer $TOKEN"; CS+=("$LAST_RPS"); CP50+=("$LAST_P50"); CP99+=("$LAST_P99")
-  run_wrk "(d) tollgate, cache.ttl_ms = 0, round $r" "$URL_D" -H "Authorization: Bearer $TOKEN"; DS+=("$LAST_RPS")
+  for i in 0 1 2; do
+    DURATION=$ROUND_DURATION "round_${ORDER[(i + r - 1) % 3]}"
+  done
+  CB+=("$(awk -v c="$RC" -v b="$RB" 'BEGIN {printf "%.3f", c / b}')")
+  DB+=("$(awk -v d="$RD" -v b="$RB" 'BEGIN {printf "%.3f", d / b}')")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 B=$(median "${BS[@]}"); C=$(median "${CS[@]}"); D=$(median "${DS[@]}")
 B_P50=$(median "${BP50[@]}"); C_P50=$(median "${CP50[@]}"); C_P99=$(median "${CP99[@]}")
+CB_MED=$(median "${CB[@]}"); DB_MED=$(median "${DB[@]}")
 
 # The latency tollgate adds to one request, without queueing: at $CONNS
 # connections both proxies are saturated and a p50 is mostly time spent
@@ -113,8 +129,8 @@ B_P50=$(median "${BP50[@]}"); C_P50=$(median "${CP50[@]}"); C_P99=$(median "${CP
 # connection sending one request at a time measures the work itself.
 B1=(); C1=()
 for r in $(seq 1 "$ROUNDS"); do
-  WRK_CONNS=1 run_wrk "(b) passthrough, 1 connection, round $r" "http://127.0.0.1:$PT/api/v1/workflows/x"; B1+=("$LAST_P50")
-  WRK_CONNS=1 run_wrk "(c) tollgate, 1 connection, round $r" "$URL_C" -H "Authorization: Bearer $TOKEN"; C1+=("$LAST_P50")
+  WRK_CONNS=1 DURATION=$ROUND_DURATION run_wrk "(b) passthrough, 1 connection, round $r" "$URL_B" "${AUTH[@]}"; B1+=("$LAST_P50")
+  WRK_CONNS=1 DURATION=$ROUND_DURATION run_wrk "(c) tollgate, 1 connection, round $r" "$URL_C" "${AUTH[@]}"; C1+=("$LAST_P50")
 done
 B1_P50=$(median "${B1[@]}"); C1_P50=$(median "${C1[@]}")
 
@@ -159,7 +175,7 @@ LUA
 taskset -c "$LOAD_CPU" wrk -t1 -c16 -d"$DURATION" -s "$WORK/bad.lua" "http://127.0.0.1:$P/api/auth/oauth2/token" >"$WORK/flood.txt" &
 FLOOD=$!
 sleep 1
-run_wrk "(f) (c) under a bad-secret flood" "$URL_C" -H "Authorization: Bearer $TOKEN"
+run_wrk "(f) (c) under a bad-secret flood" "$URL_C" "${AUTH[@]}"
 F_P99=$LAST_P99
 wait "$FLOOD" || true
 FLOOD_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/flood.txt")
@@ -208,10 +224,12 @@ PT2_PID=$(pgrep -f "examples/passthrough 127.0.0.1:$PT2" | head -1)
 read -r PT_START PT_IDLE PT_OK < <(idle_rss "$PT2" "$PT2_PID" /api/v1/workflows/x -)
 
 echo
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); proxies on 1 worker thread (CPU $PROXY_CPU), wrk -t1 -c$CONNS -d$DURATION on CPU $LOAD_CPU"
+echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); proxies on 1 worker thread (CPU $PROXY_CPU), wrk -t1 -c$CONNS -d$DURATION (b, c, d: $ROUNDS rounds of $ROUND_DURATION) on CPU $LOAD_CPU"
 printf '%-44s %12s %10s %10s\n' "case" "req/s" "p50" "p99"
 printf '%s\n' "${RESULTS[@]}"
-awk -v a="$A" -v b="$B" -v c="$C" -v d="$D" 'BEGIN {printf "\nmedians of %s rounds: b = %.0f, c = %.0f, d = %.0f req/s\nratios: b/a = %.3f   c/b = %.3f   d/b = %.3f\n", "'"$ROUNDS"'", b, c, d, b/a, c/b, d/b}'
+awk -v a="$A" -v b="$B" -v c="$C" -v d="$D" 'BEGIN {printf "\nmedians of %s rounds: b = %.0f, c = %.0f, d = %.0f req/s\nratios of the medians: b/a = %.3f   c/b = %.3f   d/b = %.3f\n", "'"$ROUNDS"'", b, c, d, b/a, c/b, d/b}'
+echo "ratios within each round: c/b ${CB[*]}; d/b ${DB[*]}"
+echo "medians of the rounds' ratios (the figures the targets are judged by): c/b = $CB_MED   d/b = $DB_MED"
 awk -v b="$B_P50" -v c="$C_P50" -v n="$CONNS" 'BEGIN {printf "p50 at %d connections (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", n, b, c, c - b}'
 awk -v b="$B1_P50" -v c="$C1_P50" 'BEGIN {printf "p50 at 1 connection (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", b, c, c - b}'
 echo "c p99: ${C_P99} us alone, ${F_P99} us under a flood of $FLOOD_RPS bad token requests/s"
