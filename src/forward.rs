@@ -83,12 +83,21 @@ impl Engine {
             Ok(reusable) => reusable,
             Err(e) => {
                 // After an informational answer (tollgate's `100 Continue`,
-                // say) the final one can still be an error answer.
-                let begun = session
-                    .response_written()
-                    .is_some_and(|r| !r.status.is_informational());
+                // say) the final one can still be an error answer; after a
+                // `101` the connection speaks another protocol.
+                let upgraded = session.was_upgraded();
+                let begun = upgraded
+                    || session
+                        .response_written()
+                        .is_some_and(|r| !r.status.is_informational());
                 if !begun {
                     Box::pin(self.gateway.fail(session, &e, ctx)).await;
+                } else if upgraded && matches!(e.etype(), ErrorType::ReadTimedout) {
+                    // A tunnel idle past the read timeout: its normal end.
+                    tracing::debug!(
+                        request_id = %ctx.request_id(),
+                        "upgraded connection idle past the read timeout; closed"
+                    );
                 } else {
                     // The answer has begun: all that can be done is to close.
                     tracing::warn!(

@@ -138,6 +138,85 @@ async fn a_websocket_upgrade_is_tunnelled_both_ways() {
     assert_eq!(upstream.connections(), 1);
 }
 
+/// An upgraded connection lives while either side sends; once nothing has
+/// gone either way for the upstream's read timeout it is closed, with no
+/// error answer written into the tunnel (the client speaks WebSocket there,
+/// not HTTP).
+#[tokio::test]
+async fn a_tunnel_closes_quietly_after_the_read_timeout_passes_in_silence() {
+    let upstream = ScriptedUpstream::start(|mut conn| async move {
+        if conn.head().await.is_none() {
+            return;
+        }
+        let switched = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                        Connection: Upgrade\r\n\r\n";
+        if !conn.write(switched).await {
+            return;
+        }
+        while let Some(bytes) = conn.read_some(IO_TIMEOUT).await {
+            if bytes.is_empty() || !conn.write(&bytes).await {
+                break;
+            }
+        }
+        conn.close().await;
+    })
+    .await;
+    let read_timeout = Duration::from_millis(1000);
+    let tollgate = Tollgate::start(
+        TollgateOptions::new()
+            .policy("routes.toml", POLICY)
+            .upstream("backend", &[upstream.addr_string()])
+            .toml(format!(
+                "[upstreams.backend]\nread_timeout_ms = {}",
+                read_timeout.as_millis()
+            )),
+    )
+    .await;
+
+    let mut client = RawConnection::open(tollgate.proxy_addr()).await;
+    assert!(
+        client
+            .send(
+                "GET /public/socket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .await
+    );
+    let head = client.read_until(b"\r\n\r\n", IO_TIMEOUT).await;
+    let head = text(&head.expect("an answer to the upgrade request"));
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+
+    // Traffic for well over the read timeout keeps the tunnel open.
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    while started.elapsed() < read_timeout * 5 / 2 {
+        n += 1;
+        let message = format!("m{n};");
+        assert!(
+            client.send(&message).await,
+            "the tunnel closed under traffic"
+        );
+        let echoed = client.read_until(message.as_bytes(), IO_TIMEOUT).await;
+        assert_eq!(
+            echoed.as_deref(),
+            Some(message.as_bytes()),
+            "message {n} was not echoed"
+        );
+        sleep(read_timeout / 10).await;
+    }
+
+    // Silence: closed after the read timeout, and nothing else arrives.
+    let (rest, closed) = client.read_to_close(IO_TIMEOUT).await;
+    assert!(closed, "the silent tunnel stayed open");
+    assert_eq!(
+        text(&rest),
+        "",
+        "bytes written into the tunnel as it closed"
+    );
+    assert_eq!(upstream.connections(), 1);
+}
+
 /// Upstream: answers `100 Continue` itself when asked (if `send_continue`),
 /// reads the body, then answers 200 with what it read.
 async fn continue_upstream(send_continue: bool) -> ScriptedUpstream {
