@@ -528,9 +528,9 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, fields: &[(&'static str, &'static str)]) -> ResponseHeader {
-        let mut head = ResponseHeader::build(status, None).unwrap();
+        let mut head = ResponseHeader::build(status, None).expect("a status");
         for (name, value) in fields {
-            head.append_header(*name, *value).unwrap();
+            head.append_header(*name, *value).expect("a field");
         }
         head
     }
