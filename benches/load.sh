@@ -3,7 +3,8 @@
 # this machine. Builds release binaries, starts a fixed small-response
 # upstream, a throwaway Redis, and each proxy on one worker thread pinned to
 # CPU 0 while wrk, the upstream and Redis share CPU 1. Prints requests/s,
-# p50 and p99 per case and the ratios c/b and d/b.
+# p50 and p99 per case and the ratios c/b and d/b, measured in turns and
+# side by side (see below).
 #
 #   benches/load.sh            # 10 s per case, 64 connections; b, c and d
 #                              # in 9 rounds of 5 s each
@@ -104,6 +105,54 @@ for u in "$URL_C" "$URL_D"; do
     || { echo "set-up failed: the benchmark request is not allowed on $u" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
 done
 
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Side by side: two proxies pinned to CPU 0 at the same time, each driven by
+# a wrk of its own with half the connections, so that whatever the machine
+# does to one in a given second it does to the other. The CPU is shared
+# between them by the scheduler, and each one's requests/s is set by its own
+# cost per request: the ratio measures that cost, not the machine's mood of
+# the moment. A second passthrough against the first is the control: how far
+# from 1.000 the method itself strays. This runs first, while every proxy
+# has served alike (a passthrough that had served the rounds below ran 3%
+# slower than a fresh one beside it). Each pair is started in either order,
+# turn about.
+PTC=$(free_port)
+taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$PTC" "127.0.0.1:$UP" 1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$PTC/"
+URL_CONTROL="http://127.0.0.1:$PTC$TARGET"
+SIDE_ROUNDS=${SIDE_ROUNDS:-5}
+SIDE_DURATION=${SIDE_DURATION:-5s}
+side_wrk() { # url out; adds to SIDE_PIDS
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$SIDE_DURATION" "${AUTH[@]}" "$1" >"$2" &
+  SIDE_PIDS+=($!)
+}
+side_by_side() { # url_x url_b -> SIDE_RATIO (x's requests/s over b's)
+  SIDE_PIDS=()
+  if [ $((r % 2)) = 1 ]; then
+    side_wrk "$1" "$WORK/side_x.txt"; side_wrk "$2" "$WORK/side_b.txt"
+  else
+    side_wrk "$2" "$WORK/side_b.txt"; side_wrk "$1" "$WORK/side_x.txt"
+  fi
+  wait "${SIDE_PIDS[@]}"
+  local rx rb
+  rx=$(awk '/Requests\/sec/ {print $2}' "$WORK/side_x.txt")
+  rb=$(awk '/Requests\/sec/ {print $2}' "$WORK/side_b.txt")
+  SIDE_RATIO=$(awk -v x="$rx" -v b="$rb" 'BEGIN {printf "%.3f", x / b}')
+}
+SCB=(); SDB=(); SBB=()
+side_c() { side_by_side "$URL_C" "$URL_B"; SCB+=("$SIDE_RATIO"); echo "side by side, round $r: c/b $SIDE_RATIO" >&2; }
+side_d() { side_by_side "$URL_D" "$URL_B"; SDB+=("$SIDE_RATIO"); echo "side by side, round $r: d/b $SIDE_RATIO" >&2; }
+side_control() { side_by_side "$URL_CONTROL" "$URL_B"; SBB+=("$SIDE_RATIO"); echo "side by side, round $r: b'/b $SIDE_RATIO" >&2; }
+SIDES=(c d control)
+for r in $(seq 1 "$SIDE_ROUNDS"); do
+  for i in 0 1 2; do
+    "side_${SIDES[(i + r - 1) % 3]}"
+  done
+done
+SCB_MED=$(median "${SCB[@]}"); SDB_MED=$(median "${SDB[@]}"); SBB_MED=$(median "${SBB[@]}")
+
 ROUNDS=${ROUNDS:-9}
 ROUND_DURATION=${ROUND_DURATION:-5s}
 BS=(); CS=(); DS=(); CP50=(); BP50=(); CP99=(); CB=(); DB=()
@@ -118,7 +167,6 @@ for r in $(seq 1 "$ROUNDS"); do
   CB+=("$(awk -v c="$RC" -v b="$RB" 'BEGIN {printf "%.3f", c / b}')")
   DB+=("$(awk -v d="$RD" -v b="$RB" 'BEGIN {printf "%.3f", d / b}')")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 B=$(median "${BS[@]}"); C=$(median "${CS[@]}"); D=$(median "${DS[@]}")
 B_P50=$(median "${BP50[@]}"); C_P50=$(median "${CP50[@]}"); C_P99=$(median "${CP99[@]}")
 CB_MED=$(median "${CB[@]}"); DB_MED=$(median "${DB[@]}")
@@ -229,7 +277,9 @@ printf '%-44s %12s %10s %10s\n' "case" "req/s" "p50" "p99"
 printf '%s\n' "${RESULTS[@]}"
 awk -v a="$A" -v b="$B" -v c="$C" -v d="$D" 'BEGIN {printf "\nmedians of %s rounds: b = %.0f, c = %.0f, d = %.0f req/s\nratios of the medians: b/a = %.3f   c/b = %.3f   d/b = %.3f\n", "'"$ROUNDS"'", b, c, d, b/a, c/b, d/b}'
 echo "ratios within each round: c/b ${CB[*]}; d/b ${DB[*]}"
-echo "medians of the rounds' ratios (the figures the targets are judged by): c/b = $CB_MED   d/b = $DB_MED"
+echo "medians of the rounds' ratios: c/b = $CB_MED   d/b = $DB_MED"
+echo "side by side on CPU $PROXY_CPU, wrk -c$((CONNS / 2)) each, $SIDE_ROUNDS rounds of $SIDE_DURATION: c/b ${SCB[*]}; d/b ${SDB[*]}; control b'/b ${SBB[*]}"
+echo "side by side, medians (the figures the targets are judged by): c/b = $SCB_MED   d/b = $SDB_MED   (control b'/b = $SBB_MED)"
 awk -v b="$B_P50" -v c="$C_P50" -v n="$CONNS" 'BEGIN {printf "p50 at %d connections (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", n, b, c, c - b}'
 awk -v b="$B1_P50" -v c="$C1_P50" 'BEGIN {printf "p50 at 1 connection (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", b, c, c - b}'
 echo "c p99: ${C_P99} us alone, ${F_P99} us under a flood of $FLOOD_RPS bad token requests/s"
