@@ -61,15 +61,32 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+/// An upstream's acceptance of a WebSocket upgrade.
+const SWITCHED: &str =
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+
+/// Asks for a WebSocket upgrade of `/public/socket`; the answer's head.
+async fn upgrade(client: &mut RawConnection) -> String {
+    assert!(
+        client
+            .send(
+                "GET /public/socket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .await
+    );
+    let head = client.read_until(b"\r\n\r\n", IO_TIMEOUT).await;
+    text(&head.expect("an answer to the upgrade request"))
+}
+
 #[tokio::test]
 async fn a_websocket_upgrade_is_tunnelled_both_ways() {
     let upstream = ScriptedUpstream::start(|mut conn| async move {
         if conn.head().await.is_none() {
             return;
         }
-        let switched = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                        Connection: Upgrade\r\n\r\n";
-        if !conn.write(switched).await || !conn.write("hello-from-upstream").await {
+        if !conn.write(SWITCHED).await || !conn.write("hello-from-upstream").await {
             return;
         }
         // Echo every byte back (however the reads split them) until "bye".
@@ -86,17 +103,7 @@ async fn a_websocket_upgrade_is_tunnelled_both_ways() {
     let tollgate = tollgate_before(&upstream).await;
 
     let mut client = RawConnection::open(tollgate.proxy_addr()).await;
-    assert!(
-        client
-            .send(
-                "GET /public/socket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .await
-    );
-    let head = client.read_until(b"\r\n\r\n", IO_TIMEOUT).await;
-    let head = text(&head.expect("an answer to the upgrade request"));
+    let head = upgrade(&mut client).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("\r\nupgrade: websocket\r\n"), "{head}");
@@ -148,9 +155,7 @@ async fn a_tunnel_closes_quietly_after_the_read_timeout_passes_in_silence() {
         if conn.head().await.is_none() {
             return;
         }
-        let switched = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                        Connection: Upgrade\r\n\r\n";
-        if !conn.write(switched).await {
+        if !conn.write(SWITCHED).await {
             return;
         }
         while let Some(bytes) = conn.read_some(IO_TIMEOUT).await {
@@ -174,17 +179,7 @@ async fn a_tunnel_closes_quietly_after_the_read_timeout_passes_in_silence() {
     .await;
 
     let mut client = RawConnection::open(tollgate.proxy_addr()).await;
-    assert!(
-        client
-            .send(
-                "GET /public/socket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .await
-    );
-    let head = client.read_until(b"\r\n\r\n", IO_TIMEOUT).await;
-    let head = text(&head.expect("an answer to the upgrade request"));
+    let head = upgrade(&mut client).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
 
     // Traffic for well over the read timeout keeps the tunnel open.
