@@ -434,13 +434,14 @@ redis.call('SADD', KEYS[3], ARGV[4])
 /// serde_json writes it, found by its `"name":"` needle. It replaces
 /// `cjson.decode`, which builds a table of every field, on the hot look-up,
 /// and searches with plain `string.find` rather than a Lua pattern, which is
-/// tried at every position of the record (Redis's time per look-up: 9 µs
-/// with `cjson`, 5–10 with patterns, 3.5–5.5 with this and `LUA_PACK`'s
-/// concatenation). The fields read are ids, which never contain `"` or `\`;
-/// a `"` inside any other value is written `\"`, so the needle cannot match
-/// inside one, and the first match is the field itself. No match, or a value
-/// with an escape, reads as no field, which `env_role` reports as an
-/// unreadable record.
+/// tried at every position of the record (Redis's time per look-up, one at
+/// a time with `redis-benchmark`: 7.3–8.5 µs with patterns, 5.2–5.8 with
+/// this and `LUA_PACK`'s single concatenation; under load 11.3 and 7.7; the
+/// three reads alone take ~3.3). The fields read are ids, which never
+/// contain `"` or `\`; a `"` inside any other value is written `\"`, so the
+/// needle cannot match inside one, and the first match is the field itself.
+/// No match, or a value with an escape, reads as no field, which `env_role`
+/// reports as an unreadable record.
 const LUA_FIELD: &str = r#"
 local function field(json, needle)
   local _, e = string.find(json, needle, 1, true)
