@@ -7,8 +7,9 @@
 # side by side (see below).
 #
 #   benches/load.sh            # 10 s per case, 64 connections; b, c and d
-#                              # in 9 rounds of 5 s each
-#   DURATION=30s CONNS=128 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
+#                              # in 5 side-by-side rounds and 9 rounds in
+#                              # turns, 5 s each
+#   DURATION=30s CONNS=128 SIDE_ROUNDS=9 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -73,10 +74,11 @@ A=$LAST_RPS
 
 # Proxies, each on one worker thread pinned to the same CPU: the bare
 # pingora passthrough (b), tollgate with its decision cache (c) and without
-# (d). All three run side by side and are measured in short rounds, in an
-# order that rotates from round to round, so that a noisy neighbour or a
-# slow drift of the machine hits every case alike; each round's c/b and d/b
-# are compared, and their medians reported.
+# (d). All three stay up for the whole run. They are measured side by side
+# (below), then in turns: short rounds in an order that rotates from round
+# to round, so that a noisy neighbour or a slow drift of the machine hits
+# every case alike; each round's c/b and d/b are compared, and their
+# medians reported.
 PT=$(free_port)
 taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$PT" "127.0.0.1:$UP" 1 &
 PIDS+=($!)
