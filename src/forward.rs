@@ -338,8 +338,30 @@ async fn send_request(
     Ok(Sent::All)
 }
 
-/// Reads the upstream's answer up to its final head.
+/// Reads the upstream's answer up to its final head, within the session's
+/// read timeout. That is one timer for the whole wait: left to pingora, the
+/// timeout is registered anew for each read that has to wait, and on a
+/// small request that registration cost ~5% of requests/s (a build without
+/// upstream timeouts ran at 1.05 of one with them, side by side). tokio's
+/// timer, kept inline and registered only if the head is not there at once,
+/// costs less. Body reads keep pingora's per-read timeout.
 async fn read_final_head(session: &mut ServerSession, up: &mut UpstreamSession) -> Result<()> {
+    let Some(limit) = up.read_timeout.take() else {
+        return read_heads(session, up).await;
+    };
+    let read = tokio::time::timeout(limit, read_heads(session, up)).await;
+    up.read_timeout = Some(limit);
+    read.unwrap_or_else(|_| {
+        Err(Error::explain(
+            ErrorType::ReadTimedout,
+            format!("reading the response head, timeout: {limit:?}"),
+        )
+        .into_up())
+    })
+}
+
+/// Reads heads until the final one, passing informational ones on.
+async fn read_heads(session: &mut ServerSession, up: &mut UpstreamSession) -> Result<()> {
     loop {
         up.read_response().await.map_err(|e| e.into_up())?;
         if !informational(up) {
