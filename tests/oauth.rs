@@ -1123,20 +1123,19 @@ async fn a_throttled_request_is_refused_before_any_argon2_work() {
     );
 }
 
-/// `n` token requests with this `Authorization` value, sent at once; each
+/// Token requests with these `Authorization` values, sent at once; each
 /// task answers the status, the `Retry-After` value and the JSON body.
 fn spawn_token_requests(
     tollgate: &Tollgate,
-    authorization: &str,
-    n: usize,
+    authorizations: impl IntoIterator<Item = String>,
 ) -> tokio::task::JoinSet<(StatusCode, Option<String>, Value)> {
     let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..n {
+    for authorization in authorizations {
         let request = tollgate
             .http()
             .post(tollgate.proxy_url(TOKEN_PATH))
             .header("content-type", FORM)
-            .header("authorization", authorization)
+            .header("authorization", authorization.as_str())
             .body(GRANT);
         requests.spawn(async move {
             let response = request.send().await.expect("token request");
@@ -1151,6 +1150,62 @@ fn spawn_token_requests(
         });
     }
     requests
+}
+
+/// `n` different wrong secrets for the account, as `Authorization` values.
+fn wrong_secrets(account: &Account, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| basic(&account.client_id, &format!("tg_sk_wrong-{i}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn identical_token_requests_at_once_share_one_argon2_verification() {
+    const CONCURRENT: usize = 16;
+    // One verification at a time and one waiting: verified one by one,
+    // most of these requests would be refused with 503.
+    let opts = TollgateOptions {
+        cheap_hashing: false,
+        ..options()
+    }
+    .toml(
+        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
+         max_concurrent = 1\nmax_queued = 1\n\
+         [throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000",
+    );
+    let tollgate = Tollgate::start(opts).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+
+    // A fleet starting at once with one credential, none verified yet.
+    let mut fleet = spawn_token_requests(&tollgate, vec![account.basic(); CONCURRENT]);
+    let mut tokens = std::collections::HashSet::new();
+    while let Some(done) = fleet.join_next().await {
+        let (status, _, body) = done.expect("task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens.insert(body["access_token"].as_str().expect("a token").to_string());
+    }
+    assert_eq!(
+        tokens.len(),
+        CONCURRENT,
+        "each request gets a token of its own"
+    );
+
+    // The same wrong secret many times over: each one refused as a wrong
+    // secret, none for want of hashing capacity.
+    let wrong = basic(&account.client_id, "tg_sk_wrong");
+    let mut guesses = spawn_token_requests(&tollgate, vec![wrong; CONCURRENT]);
+    while let Some(done) = guesses.join_next().await {
+        let (status, _, body) = done.expect("task");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+    }
+    // And an unknown client likewise (it costs what a wrong secret does).
+    let unknown = basic(&unknown_client_id(), "tg_sk_wrong");
+    let mut unknowns = spawn_token_requests(&tollgate, vec![unknown; CONCURRENT]);
+    while let Some(done) = unknowns.join_next().await {
+        let (status, _, body) = done.expect("task");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1169,10 +1224,11 @@ async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
     let issued = token(&tollgate, Some(&account.basic()), GRANT)
         .await
         .token();
-    let wrong = basic(&account.client_id, "tg_sk_wrong");
 
+    // Distinct secrets, as from a guesser: identical requests would share
+    // one verification.
     let flood_started = Instant::now();
-    let mut flood = spawn_token_requests(&tollgate, &wrong, FLOOD);
+    let mut flood = spawn_token_requests(&tollgate, wrong_secrets(&account, FLOOD));
     let mut latencies = Vec::new();
     while latencies.len() < 10 || !flood.is_empty() && latencies.len() < 200 {
         let started = Instant::now();
@@ -1215,7 +1271,6 @@ async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts
     );
     let tollgate = Tollgate::start(opts).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
-    let wrong = basic(&account.client_id, "tg_sk_wrong");
     fresh_window(3600, Duration::from_secs(60)).await;
     let overloaded = |text: &str| {
         metric_value(
@@ -1228,7 +1283,7 @@ async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts
     let before = overloaded(&tollgate.metrics().await);
 
     // One verification runs, one waits: the rest are answered at once.
-    let mut flood = spawn_token_requests(&tollgate, &wrong, CONCURRENT);
+    let mut flood = spawn_token_requests(&tollgate, wrong_secrets(&account, CONCURRENT));
     let mut refused = 0;
     while let Some(done) = flood.join_next().await {
         let (status, retry_after, body) = done.expect("task");
