@@ -114,16 +114,24 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1
 # does to one in a given second it does to the other. The CPU is shared
 # between them by the scheduler, and each one's requests/s is set by its own
 # cost per request: the ratio measures that cost, not the machine's mood of
-# the moment. A second passthrough against the first is the control: how far
-# from 1.000 the method itself strays. This runs first, while every proxy
-# has served alike (a passthrough that had served the rounds below ran 3%
-# slower than a fresh one beside it). Each pair is started in either order,
-# turn about.
-PTC=$(free_port)
-taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$PTC" "127.0.0.1:$UP" 1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$PTC/"
-URL_CONTROL="http://127.0.0.1:$PTC$TARGET"
+# the moment. Two more passthroughs side by side are the control: how far
+# from 1.000 the method itself strays. Every proxy slows a little with the
+# load it has served in the last minute or so (an aged passthrough, or
+# tollgate, runs at 0.95-0.97 of a fresh one beside it), so the two of a
+# pair always serve the same rounds: c beside b, d beside a passthrough of
+# its own (b_d), the control pair beside each other. (With one passthrough
+# beside all three, it served three times the rounds of its partners, and
+# the control read 1.03.) This runs first, while every proxy has served
+# alike; each pair is started in either order, turn about.
+start_passthrough() { # -> LAST_PT (its port)
+  LAST_PT=$(free_port)
+  taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$LAST_PT" "127.0.0.1:$UP" 1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$LAST_PT/"
+}
+start_passthrough; URL_BD="http://127.0.0.1:$LAST_PT$TARGET"
+start_passthrough; URL_CONTROL1="http://127.0.0.1:$LAST_PT$TARGET"
+start_passthrough; URL_CONTROL2="http://127.0.0.1:$LAST_PT$TARGET"
 SIDE_ROUNDS=${SIDE_ROUNDS:-5}
 SIDE_DURATION=${SIDE_DURATION:-5s}
 side_wrk() { # url out; adds to SIDE_PIDS
@@ -145,8 +153,8 @@ side_by_side() { # url_x url_b -> SIDE_RATIO (x's requests/s over b's)
 }
 SCB=(); SDB=(); SBB=()
 side_c() { side_by_side "$URL_C" "$URL_B"; SCB+=("$SIDE_RATIO"); echo "side by side, round $r: c/b $SIDE_RATIO" >&2; }
-side_d() { side_by_side "$URL_D" "$URL_B"; SDB+=("$SIDE_RATIO"); echo "side by side, round $r: d/b $SIDE_RATIO" >&2; }
-side_control() { side_by_side "$URL_CONTROL" "$URL_B"; SBB+=("$SIDE_RATIO"); echo "side by side, round $r: b'/b $SIDE_RATIO" >&2; }
+side_d() { side_by_side "$URL_D" "$URL_BD"; SDB+=("$SIDE_RATIO"); echo "side by side, round $r: d/b $SIDE_RATIO" >&2; }
+side_control() { side_by_side "$URL_CONTROL1" "$URL_CONTROL2"; SBB+=("$SIDE_RATIO"); echo "side by side, round $r: b'/b $SIDE_RATIO" >&2; }
 SIDES=(c d control)
 for r in $(seq 1 "$SIDE_ROUNDS"); do
   for i in 0 1 2; do
