@@ -2,7 +2,8 @@
 //! made through one are honoured by the other, and revocations and
 //! membership removals reach an instance whose decision cache holds the old
 //! answer well within `cache.ttl_ms` (pub/sub), or within the TTL when the
-//! message is lost.
+//! message is lost or the subscription is down (a lost subscription also
+//! clears the cache).
 
 mod common;
 
@@ -111,4 +112,105 @@ async fn with_the_cache_disabled_a_revocation_is_refused_by_the_next_request() {
         workflow_status(&p.b, &env, &token).await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// One Redis command on the private server; its answer does not matter.
+async fn redis_admin(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(conn).await.expect("redis command");
+}
+
+#[tokio::test]
+async fn a_lost_subscription_clears_the_cache_and_entries_then_live_at_most_the_ttl() {
+    // A Redis of its own: the test takes pub/sub away from every client.
+    let redis = PrivateRedis::start();
+    const TTL: Duration = Duration::from_millis(1000);
+    let p = Pair::start(TTL.as_millis() as u64, |o| o.redis_url(redis.url())).await;
+    let client = redis::Client::open(redis.url()).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the private Redis");
+    let (_, _, _, env, token) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
+    let cached_at = std::time::Instant::now();
+
+    // The token goes behind tollgate's back (no message), then the
+    // subscriptions are lost and cannot come back: no channel is allowed.
+    let prefix = p.a.key_prefix().expect("redis prefix").to_string();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:tok:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "one token stored: {keys:?}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    redis_admin(&mut conn, &["ACL", "SETUSER", "default", "resetchannels"]).await;
+    redis_admin(&mut conn, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    // B cleared its cache when the subscription went: the deleted token is
+    // refused long before its cache entry would have expired.
+    eventually(
+        TTL,
+        "instance B forgets what it cached when its subscription is lost",
+        || async { workflow_status(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    assert!(
+        cached_at.elapsed() < TTL,
+        "refused after {:?}: by expiry, not because the cache was cleared",
+        cached_at.elapsed()
+    );
+
+    // While the subscription is down, a revocation through A reaches B
+    // only as its cache entry expires.
+    let (org, _, sa_id, env, second) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &second).await, StatusCode::OK);
+    let cached_at = std::time::Instant::now();
+    p.a.admin().revoke_account_tokens(&org, &sa_id).await;
+    eventually(
+        TTL + Duration::from_millis(1000),
+        "instance B refuses the revoked token once its cache entry expires",
+        || async { workflow_status(&p.b, &env, &second).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    assert!(
+        cached_at.elapsed() >= TTL - Duration::from_millis(300),
+        "refused after {:?}: sooner than the TTL, so not by expiry",
+        cached_at.elapsed()
+    );
+
+    // Channels allowed again: B subscribes anew and revocations reach it
+    // at once again.
+    redis_admin(&mut conn, &["ACL", "SETUSER", "default", "allchannels"]).await;
+    let channel = format!("{prefix}:invalidate");
+    eventually(
+        Duration::from_secs(5),
+        "both instances subscribe again",
+        || async {
+            let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut conn.clone())
+                .await
+                .expect("PUBSUB NUMSUB");
+            n == 2
+        },
+    )
+    .await;
+    let (org, _, sa_id, env, token) = workflow_member(&p.a).await;
+    assert_eq!(workflow_status(&p.b, &env, &token).await, StatusCode::OK);
+    p.a.admin().revoke_account_tokens(&org, &sa_id).await;
+    eventually(
+        PROPAGATION,
+        "instance B refuses the revoked token",
+        || async { workflow_status(&p.b, &env, &token).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
 }
