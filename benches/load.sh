@@ -237,13 +237,19 @@ request = function()
   }, "grant_type=client_credentials&client_id=$CLIENT_ID&client_secret=tg_sk_wrong-" .. math.random(1, 1000000000))
 end
 LUA
-taskset -c "$LOAD_CPU" wrk -t1 -c16 -d"$DURATION" -s "$WORK/bad.lua" "http://127.0.0.1:$P/api/auth/oauth2/token" >"$WORK/flood.txt" &
-FLOOD=$!
-sleep 1
-run_wrk "(f) (c) under a bad-secret flood" "$URL_C" "${AUTH[@]}"
-F_P99=$LAST_P99
-wait "$FLOOD" || true
-FLOOD_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/flood.txt")
+# (c) measured while a second wrk sends the flood; sets FLOOD_P99 (c's p99)
+# and FLOOD_RPS (the flood's requests/s).
+under_flood() { # label connections script url
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$2" -d"$DURATION" -s "$3" "$4" >"$WORK/flood.txt" &
+  local flood=$!
+  sleep 1
+  run_wrk "$1" "$URL_C" "${AUTH[@]}"
+  FLOOD_P99=$LAST_P99
+  wait "$flood" || true
+  FLOOD_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/flood.txt")
+}
+under_flood "(f) (c) under a bad-secret flood" 16 "$WORK/bad.lua" "http://127.0.0.1:$P/api/auth/oauth2/token"
+F_P99=$FLOOD_P99; F_RPS=$FLOOD_RPS
 
 # (g) (c) while the proxy is flooded with distinct well-formed bearer tokens
 # that do not exist: each one a cache miss, a Redis look-up and a 401, and
@@ -260,13 +266,8 @@ request = function()
   return wrk.format("GET", "$TARGET", {["Authorization"] = "Bearer " .. token})
 end
 LUA
-taskset -c "$LOAD_CPU" wrk -t1 -c32 -d"$DURATION" -s "$WORK/badtokens.lua" "http://127.0.0.1:$P" >"$WORK/badtokens.txt" &
-GFLOOD=$!
-sleep 1
-run_wrk "(g) (c) under a flood of distinct bad tokens" "$URL_C" "${AUTH[@]}"
-G_P99=$LAST_P99
-wait "$GFLOOD" || true
-G_RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/badtokens.txt")
+under_flood "(g) (c) under a flood of distinct bad tokens" 32 "$WORK/badtokens.lua" "http://127.0.0.1:$P"
+G_P99=$FLOOD_P99; G_RPS=$FLOOD_RPS
 G_RSS_AFTER=$(rss_of "$TG_PID")
 
 # Idle keep-alive connections: RSS of the long-running tollgate after all
@@ -323,7 +324,7 @@ echo "side by side on CPU $PROXY_CPU, wrk -c$((CONNS / 2)) each, $SIDE_ROUNDS ro
 echo "side by side, medians (the figures the targets are judged by): c/b = $SCB_MED   d/b = $SDB_MED   (control b'/b = $SBB_MED)"
 awk -v b="$B_P50" -v c="$C_P50" -v n="$CONNS" 'BEGIN {printf "p50 at %d connections (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", n, b, c, c - b}'
 awk -v b="$B1_P50" -v c="$C1_P50" 'BEGIN {printf "p50 at 1 connection (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", b, c, c - b}'
-echo "c p99: ${C_P99} us alone, ${F_P99} us under a flood of $FLOOD_RPS bad token requests/s"
+echo "c p99: ${C_P99} us alone, ${F_P99} us under a flood of $F_RPS bad token requests/s"
 echo "c p99: ${G_P99} us under a flood of $G_RPS distinct bad bearer tokens/s (all 401); tollgate RSS ${G_RSS_BEFORE} MiB before it, ${G_RSS_AFTER} MiB after"
 TOKENS=$((DB_AFTER - DB_BEFORE))
 [ "$TOKENS" -gt 0 ] && awk -v m=$((MEM_AFTER - MEM_BEFORE)) -v n="$TOKENS" 'BEGIN {printf "redis: %d new keys, %.0f bytes of used_memory per new key\n", n, m/n}'

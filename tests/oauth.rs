@@ -1152,6 +1152,19 @@ fn spawn_token_requests(
     requests
 }
 
+/// argon2 at the default cost, one verification at a time and one more
+/// waiting, with these `[throttle]` settings.
+fn one_hash_at_a_time(throttle: &str) -> TollgateOptions {
+    TollgateOptions {
+        cheap_hashing: false,
+        ..options()
+    }
+    .toml(format!(
+        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
+         max_concurrent = 1\nmax_queued = 1\n[throttle]\n{throttle}"
+    ))
+}
+
 /// `n` different wrong secrets for the account, as `Authorization` values.
 fn wrong_secrets(account: &Account, n: usize) -> Vec<String> {
     (0..n)
@@ -1164,16 +1177,10 @@ async fn identical_token_requests_at_once_share_one_argon2_verification() {
     const CONCURRENT: usize = 16;
     // One verification at a time and one waiting: verified one by one,
     // most of these requests would be refused with 503.
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_concurrent = 1\nmax_queued = 1\n\
-         [throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000",
-    );
-    let tollgate = Tollgate::start(opts).await;
+    let tollgate = Tollgate::start(one_hash_at_a_time(
+        "max_failures_per_client_source = 1000\nmax_failures_per_source = 1000",
+    ))
+    .await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
 
     // A fleet starting at once with one credential, none verified yet.
@@ -1259,17 +1266,11 @@ async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
 #[tokio::test]
 async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts_no_failure() {
     const CONCURRENT: usize = 12;
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_concurrent = 1\nmax_queued = 1\n\
-         [throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 11\n\
+    let tollgate = Tollgate::start(one_hash_at_a_time(
+        "window_seconds = 3600\nmax_failures_per_client_source = 11\n\
          max_failures_per_source = 1000",
-    );
-    let tollgate = Tollgate::start(opts).await;
+    ))
+    .await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     fresh_window(3600, Duration::from_secs(60)).await;
     let overloaded = |text: &str| {
