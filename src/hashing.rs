@@ -14,6 +14,9 @@ use tokio::sync::oneshot;
 
 use crate::secret::{self, HashParams};
 
+mod flight;
+use flight::Flights;
+
 /// A PHC hash of a random value, verified when the client is unknown so that
 /// an unknown client costs the same as a wrong secret.
 const DUMMY_SECRET: &str = "tg_sk_dummy-secret-for-equal-timing-0000000000000";
@@ -96,6 +99,8 @@ pub struct Hasher {
     /// Verifications queued and not yet started.
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
+    /// Verifications in progress, shared by identical callers.
+    flights: Flights,
 }
 
 impl Hasher {
@@ -117,6 +122,7 @@ impl Hasher {
             dummy_hash,
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
+            flights: Flights::default(),
         })
     }
 
@@ -175,19 +181,27 @@ impl Hasher {
 
     /// Verifies a secret against every candidate hash (current and, during a
     /// grace period, previous): whether one matches, or an error when no
-    /// verification could be made (then the caller knows nothing).
+    /// verification could be made (then the caller knows nothing). Callers
+    /// verifying the same secret against the same hashes at the same time
+    /// share one verification.
     pub async fn verify_any(
         &self,
         secret: &str,
         candidates: Vec<String>,
     ) -> Result<bool, HashError> {
-        let secret = SecretString::from(secret.to_string());
-        self.run(true, move || {
-            candidates
-                .iter()
-                .any(|phc| secret::verify_secret(secret.expose_secret(), phc))
-        })
-        .await
+        let mut parts = vec![secret.as_bytes()];
+        parts.extend(candidates.iter().map(|c| c.as_bytes()));
+        let key = secret::sha256(&parts);
+        self.flights
+            .run(key, || {
+                let secret = SecretString::from(secret.to_string());
+                self.run(true, move || {
+                    candidates
+                        .iter()
+                        .any(|phc| secret::verify_secret(secret.expose_secret(), phc))
+                })
+            })
+            .await
     }
 
     /// Spends one verification on the dummy hash (unknown client).
@@ -243,11 +257,12 @@ mod tests {
             }
         });
         started_rx.await.expect("the first job started");
-        // Two may wait...
+        // Two may wait (different secrets: identical verifications would
+        // share one)...
         let queued: Vec<_> = (0..2)
-            .map(|_| {
+            .map(|i| {
                 let hasher = hasher.clone();
-                tokio::spawn(async move { hasher.verify_any("s", Vec::new()).await })
+                tokio::spawn(async move { hasher.verify_any(&format!("s{i}"), Vec::new()).await })
             })
             .collect();
         while hasher.waiting.load(Ordering::SeqCst) < 2 {

@@ -11,7 +11,6 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::flight::Flights;
 use super::throttle::{self, FailureCounts, ThrottleConfig};
 use super::{
     error_response, parse_revocation_request, parse_token_request, resolve_scopes,
@@ -87,8 +86,6 @@ pub struct TokenEndpoint {
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     /// credential id → the last `last_used_at` this process wrote.
     touched: Mutex<HashMap<String, i64>>,
-    /// Verifications in progress, shared by identical requests.
-    flights: Flights,
 }
 
 fn unavailable(m: &Metrics, op: &'static str, e: &StoreError) -> OAuthError {
@@ -122,7 +119,6 @@ impl TokenEndpoint {
             public_url: settings.public_url,
             verified: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
-            flights: Flights::default(),
         }
     }
 
@@ -316,13 +312,8 @@ impl TokenEndpoint {
             .map_err(|e| unavailable(m, "find_client", &e))?;
         let verdict = match found {
             None => {
-                // Shared like a known client's verification, so that an
-                // unknown client still costs what a wrong secret does.
-                let flight = sha256(&[b"unknown", client_id.as_bytes(), secret.as_bytes()]);
-                self.flights
-                    .run(flight, || async {
-                        self.hasher.verify_dummy(secret).await.map(|()| false)
-                    })
+                self.hasher
+                    .verify_dummy(secret)
                     .await
                     .map_err(|e| self.overloaded(failed_action, client_id, &e))?;
                 Err((None, FailureCause::UnknownClient))
@@ -379,29 +370,6 @@ impl TokenEndpoint {
                 return Ok(true);
             }
         }
-        // Everything the outcome depends on, the previous hash included.
-        let previous = cred.previous_secret_hash.as_deref().unwrap_or("");
-        let flight = sha256(&[
-            b"client",
-            client_id.as_bytes(),
-            secret.as_bytes(),
-            cred.secret_hash.as_bytes(),
-            previous.as_bytes(),
-        ]);
-        self.flights
-            .run(flight, || self.verify_secret(client, key, secret))
-            .await
-    }
-
-    /// The argon2 side of [`Self::secret_matches`]: the current hash, then
-    /// the previous one during a rotation grace period.
-    async fn verify_secret(
-        &self,
-        client: &ClientLookup,
-        key: [u8; 32],
-        secret: &str,
-    ) -> Result<bool, HashError> {
-        let cred = &client.credential;
         if self
             .hasher
             .verify_any(secret, vec![cred.secret_hash.clone()])

@@ -3,7 +3,6 @@
 //! answers. No I/O and no clock here: the proxy feeds bytes and time in.
 
 pub mod endpoint;
-mod flight;
 pub mod request;
 pub mod throttle;
 

@@ -1,4 +1,4 @@
-//! One argon2 verification for many identical token requests at once.
+//! One argon2 verification for many identical ones at once.
 //!
 //! A fleet of workers that share a credential and start together (a
 //! deployment, an autoscaler, a restart after an outage) sends the same
@@ -6,13 +6,13 @@
 //! verification has been remembered. Verified one by one, they queue behind
 //! each other on the hashing threads: with 64 of them and the default
 //! argon2 cost, the last waited two seconds (and a flood of one bad secret
-//! cost one hash a request). Here the first request verifies and the others
-//! wait for its answer: a verification's outcome depends only on what its
-//! key is made of (client id, secret and the stored hashes), so sharing it
-//! grants nothing that the request would not have been granted alone.
+//! cost one hash a request). Here the first caller verifies and the others
+//! wait for its answer: a verification's outcome depends only on the secret
+//! and the hashes it is checked against, which make its key, so sharing it
+//! grants nothing that the caller would not have been granted alone.
 //!
-//! A flight lives only while requests wait for it: the last one to leave
-//! removes it, so the map holds at most one entry per request in progress.
+//! A flight lives only while callers wait for it: the last one to leave
+//! removes it, so the map holds at most one entry per verification waited on.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use crate::hashing::HashError;
+use super::HashError;
 
 type Cell = Arc<OnceCell<bool>>;
 
@@ -30,9 +30,9 @@ pub struct Flights {
 }
 
 impl Flights {
-    /// The outcome of `verify` for `key`: run here, or shared with a request
+    /// The outcome of `verify` for `key`: run here, or shared with a caller
     /// already verifying the same key. A verification that fails (the
-    /// hashing queue is full, say) is not shared: the next request waiting
+    /// hashing queue is full, say) is not shared: the next caller waiting
     /// runs its own. A waiter that goes away hands the verification on.
     pub async fn run<F, Fut>(&self, key: [u8; 32], verify: F) -> Result<bool, HashError>
     where
@@ -51,7 +51,7 @@ impl Flights {
     }
 }
 
-/// A request's place in a flight; leaving (drop) removes the flight when
+/// A caller's place in a flight; leaving (drop) removes the flight when
 /// nobody else waits for it.
 struct Seat<'a> {
     flights: &'a Flights,
