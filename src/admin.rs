@@ -1,4 +1,4 @@
-//! The admin API (SPEC §4) on the admin listener: routing, JSON in and out,
+//! The admin API (docs/contract.md §4) on the admin listener: routing, JSON in and out,
 //! admin-key authentication, and one mapping of registry errors to HTTP.
 //! The handler works on a plain `Request` so it is testable without sockets;
 //! `AdminHttp` adapts it to pingora.

@@ -1,4 +1,4 @@
-//! The enforcement decision of SPEC §5.2 as pure functions. The proxy gathers
+//! The enforcement decision of docs/contract.md §5.2 as pure functions. The proxy gathers
 //! `RequestFacts`, asks `plan` what to load, loads it, and calls `decide` with
 //! the results and the current time; `Denial` is the one mapping to HTTP.
 
@@ -759,7 +759,7 @@ pub fn explain(
     let mut lines = vec![format!("request: {method} {}", printable(&raw))];
     lines.extend(explain_checks(&facts, &decision, &record, role, access()));
     // The last line is exactly `decision: allow` or `decision: deny <reason>`
-    // (SPEC's CLI contract); what report mode does with a denial goes before.
+    // (the CLI contract, docs/contract.md §9); what report mode does with a denial goes before.
     let (last, exit_code) = match decision.outcome {
         Outcome::Allow | Outcome::Public => ("decision: allow".to_string(), 0),
         Outcome::Deny(r) => (format!("decision: deny {}", r.as_str()), 3),

@@ -1,7 +1,7 @@
 //! Configuration: TOML file structs that reject unknown keys, converted into
 //! a validated `Config` that the rest of the process uses. Relative paths
 //! resolve against the config file's folder; a few environment variables
-//! override the file (SPEC §9).
+//! override the file (docs/contract.md §9).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §6), registered in the default registry and
+//! Prometheus metrics (docs/contract.md §6), registered in the default registry and
 //! served by `MetricsHttp` on the metrics listener. Label values come from
 //! bounded sets: route names, reasons, outcomes, store operations.
 

@@ -1,6 +1,6 @@
 //! The admin API's OpenAPI 3.1 document, served at `GET /openapi.json` on
 //! the admin listener without a key. `tests/openapi.rs` checks it against
-//! SPEC §4 and against what the running admin API answers.
+//! docs/contract.md §4 and against what the running admin API answers.
 
 pub const DOCUMENT: &str = include_str!("openapi.json");
 

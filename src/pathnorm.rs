@@ -1,4 +1,4 @@
-//! Request-target safety and RFC 3986 §6 normalisation (SPEC §5.2 step 1).
+//! Request-target safety and RFC 3986 §6 normalisation (docs/contract.md §5.2 step 1).
 //! Only origin-form targets pass; the normalised path is the one that is
 //! matched against routes and forwarded, so an upstream can never be made to
 //! see a path that differs from the one the policy was checked against.

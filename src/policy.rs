@@ -1,4 +1,4 @@
-//! Routes and policy sets (SPEC §5.1) as plain, validated data.
+//! Routes and policy sets (docs/contract.md §5.1) as plain, validated data.
 //! `load` turns policy files into a `PolicySet`; `matcher` finds the most
 //! specific route for a method and a normalised path.
 

@@ -1,4 +1,4 @@
-//! The admin API (SPEC §4) and its audit trail (SPEC §7) against the real
+//! The admin API (docs/contract.md §4) and its audit trail (docs/contract.md §7) against the real
 //! binary: every endpoint's status and JSON shape, validation, cross-tenant
 //! isolation, cascades, secret rotation, token revocation and the token
 //! lifecycle, and how the API behaves while the store is down.
@@ -1563,7 +1563,7 @@ async fn a_credential_shows_when_it_was_last_used() {
     );
     let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
     token(&tg, &client_id, &secret).await;
-    // Written in the background, at most a minute late (SPEC §3.1).
+    // Written in the background, at most a minute late (docs/contract.md §3.1).
     eventually(Duration::from_secs(5), "last_used_at to be set", || {
         let (tg, org, sa) = (&tg, &org, &sa);
         async move { !only_credential(tg, org, sa).await["last_used_at"].is_null() }

@@ -1,4 +1,4 @@
-//! The `tollgate` command line (SPEC §9): `check` on the shipped and on
+//! The `tollgate` command line (docs/contract.md §9): `check` on the shipped and on
 //! broken configs, `hash-key` (and that the server accepts its output as an
 //! admin key), and `--help`.
 

@@ -1,4 +1,4 @@
-//! SPEC §5.2 against the real binary: every denial has its status, body
+//! docs/contract.md §5.2 against the real binary: every denial has its status, body
 //! `error`, `WWW-Authenticate` and `Cache-Control: no-store`, and reaches no
 //! upstream; report mode forwards a would-be denial and records it; the
 //! store being down fails closed; `tollgate explain` prints the decision.
@@ -684,7 +684,7 @@ async fn an_unreachable_store_fails_closed_quickly_and_recovers_without_a_restar
 
     redis.stop();
     // Answers cached before the outage may serve for at most cache.ttl_ms
-    // (default 500 ms, SPEC §8); after that nothing can be decided.
+    // (default 500 ms, docs/contract.md §8); after that nothing can be decided.
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     // A report-mode route fails closed too: it cannot decide, so it cannot forward.

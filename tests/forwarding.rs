@@ -1,4 +1,4 @@
-//! SPEC §5.3 against the real binary: exactly what an allowed request looks
+//! docs/contract.md §5.3 against the real binary: exactly what an allowed request looks
 //! like at a recording echo upstream (path, query, headers, body), round
 //! robin, and the 502/504 answers when the upstream fails.
 

@@ -1,4 +1,4 @@
-//! SPEC §6 from the outside: a scripted mix of proxied and token requests
+//! docs/contract.md §6 from the outside: a scripted mix of proxied and token requests
 //! against a real tollgate, then `/metrics` must show every family with
 //! bounded labels and counts that moved by exactly what the script did.
 //! Also: the shipped Grafana dashboard and alert rules only reference

@@ -1,4 +1,4 @@
-//! SPEC §3 against the real binary and a real Redis: the token endpoint
+//! docs/contract.md §3 against the real binary and a real Redis: the token endpoint
 //! (client authentication, form rules, scopes, failures, throttling, grace
 //! periods), revocation (RFC 7009), metadata (RFC 8414) and whoami. Every
 //! test that obtains a token or secret also checks it never reached the logs.
@@ -1502,7 +1502,7 @@ async fn a_revoked_token_is_refused_on_protected_routes() {
     .await;
     assert_eq!(answer.status, StatusCode::OK);
 
-    // Within the decision cache's TTL (at most a second by SPEC §8).
+    // Within the decision cache's TTL (at most a second by docs/contract.md §8).
     let forwarded = upstream.count();
     eventually(
         Duration::from_millis(1500),

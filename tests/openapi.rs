@@ -1,4 +1,4 @@
-//! The admin API's OpenAPI document (`GET /openapi.json`) against SPEC §4
+//! The admin API's OpenAPI document (`GET /openapi.json`) against docs/contract.md §4
 //! and against the running admin API: every endpoint is documented, every
 //! documented operation exists with exactly the documented methods, and
 //! what the API answers matches the documented schemas.
@@ -11,8 +11,8 @@ use common::*;
 
 const BASE: &str = "/v1/organizations/{org}";
 
-/// SPEC §4, one line per method and path, plus the unauthenticated endpoints.
-const SPEC_ENDPOINTS: &[(&str, &str)] = &[
+/// docs/contract.md §4, one line per method and path, plus the unauthenticated endpoints.
+const CONTRACT_ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/service-accounts"),
     ("GET", "/service-accounts"),
     ("GET", "/service-accounts/{sa}"),
@@ -48,10 +48,10 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
-/// `(METHOD, full path template)` of SPEC_ENDPOINTS; `!` marks a path
+/// `(METHOD, full path template)` of CONTRACT_ENDPOINTS; `!` marks a path
 /// outside the organization base.
 fn spec_operations() -> BTreeSet<(String, String)> {
-    SPEC_ENDPOINTS
+    CONTRACT_ENDPOINTS
         .iter()
         .map(|(m, p)| {
             let full = match p.strip_prefix('!') {
@@ -193,15 +193,15 @@ async fn every_admin_endpoint_of_the_spec_is_documented_and_nothing_else() {
     let spec = spec_operations();
     assert_eq!(
         spec.len(),
-        SPEC_ENDPOINTS.len(),
-        "SPEC_ENDPOINTS has a repeat"
+        CONTRACT_ENDPOINTS.len(),
+        "CONTRACT_ENDPOINTS has a repeat"
     );
     let documented = documented_operations(&doc);
 
     let missing: Vec<_> = spec.difference(&documented).collect();
     assert!(missing.is_empty(), "not documented: {missing:?}");
     let extra: Vec<_> = documented.difference(&spec).collect();
-    assert!(extra.is_empty(), "documented but not in SPEC §4: {extra:?}");
+    assert!(extra.is_empty(), "documented but not in docs/contract.md §4: {extra:?}");
 
     for (method, path) in &documented {
         let op = &doc["paths"][path.as_str()][method.to_ascii_lowercase()];

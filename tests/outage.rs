@@ -158,7 +158,7 @@ async fn timed(
     (what, status, body, started.elapsed())
 }
 
-/// Every answer is a 503 within `bound`; the ones SPEC §3.1, §4 and §5.2
+/// Every answer is a 503 within `bound`; the ones docs/contract.md §3.1, §4 and §5.2
 /// give a JSON error say `temporarily_unavailable`, and protected routes
 /// add `Retry-After`.
 fn assert_unavailable(answers: &[(&'static str, StatusCode, Value, Duration)], bound: Duration) {

@@ -1,4 +1,4 @@
-//! SPEC §5.1 reloads against the real binary: policy files and the config
+//! docs/contract.md §5.1 reloads against the real binary: policy files and the config
 //! file's upstream table are picked up on change and on SIGHUP; an invalid
 //! set is rejected whole, logged and counted; requests in flight finish on
 //! the set they started with.

@@ -1,4 +1,4 @@
-//! Throttling of failed token requests (SPEC §3.1), as arithmetic: which
+//! Throttling of failed token requests (docs/contract.md §3.1), as arithmetic: which
 //! counters a request touches and whether their counts refuse it. The
 //! counters live in the store; `now` is always passed in.
 //!

@@ -1,4 +1,4 @@
-//! A small client for the admin API (SPEC §4) that returns status and JSON,
+//! A small client for the admin API (docs/contract.md §4) that returns status and JSON,
 //! plus helpers for the set-up most tests need.
 
 use reqwest::{Method, StatusCode};
