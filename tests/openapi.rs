@@ -201,7 +201,10 @@ async fn every_admin_endpoint_of_the_spec_is_documented_and_nothing_else() {
     let missing: Vec<_> = spec.difference(&documented).collect();
     assert!(missing.is_empty(), "not documented: {missing:?}");
     let extra: Vec<_> = documented.difference(&spec).collect();
-    assert!(extra.is_empty(), "documented but not in docs/contract.md §4: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "documented but not in docs/contract.md §4: {extra:?}"
+    );
 
     for (method, path) in &documented {
         let op = &doc["paths"][path.as_str()][method.to_ascii_lowercase()];
