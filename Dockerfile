@@ -11,7 +11,9 @@
 #
 # Mount your own /etc/tollgate/tollgate.toml (policies.dir = "policies" there
 # means /etc/tollgate/policies) or keep the built-in one, which is
-# config/tollgate.toml with the policy folder moved next to it.
+# config/tollgate.toml with the policy folder moved next to it and
+# policies/example.toml in it (scripts/image-config.sh), so the image starts
+# as it is; mount your own policies over /etc/tollgate/policies.
 
 ARG RUST_VERSION=1
 ARG DEBIAN_RELEASE=bookworm
@@ -27,6 +29,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin tollgate \
     && install -m 0755 target/release/tollgate /usr/local/bin/tollgate
+# The shipped config and example policy; tests/cli.rs runs the same script
+# and `tollgate check` on its result.
+RUN scripts/image-config.sh /src /etc-tollgate
 
 FROM debian:${DEBIAN_RELEASE}-slim
 RUN apt-get update \
@@ -35,10 +40,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --user-group --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin tollgate
 COPY --from=build /usr/local/bin/tollgate /usr/local/bin/tollgate
-COPY config/tollgate.toml /etc/tollgate/tollgate.toml
-RUN sed -i 's|^dir = "../policies"|dir = "policies"|' /etc/tollgate/tollgate.toml \
-    && grep -q '^dir = "policies"' /etc/tollgate/tollgate.toml \
-    && mkdir -p /etc/tollgate/policies
+COPY --from=build /etc-tollgate /etc/tollgate
 
 ENV TOLLGATE_LOG=info \
     TOLLGATE_LOG_FORMAT=json

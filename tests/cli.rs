@@ -92,6 +92,28 @@ fn check_accepts_the_shipped_configs() {
     }
 }
 
+/// The container image's /etc/tollgate is laid out by the same script the
+/// Dockerfile runs; what it makes must pass `check`, or `docker run` exits.
+#[test]
+fn check_accepts_the_container_images_config_and_policies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etc = dir.path().join("etc-tollgate");
+    let (code, stdout, stderr) = run(Command::new("bash")
+        .arg(repo_file("scripts/image-config.sh"))
+        .arg(repo_file(""))
+        .arg(&etc));
+    assert_eq!(code, 0, "image-config.sh: {stdout}{stderr}");
+    let dockerfile = std::fs::read_to_string(repo_file("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("scripts/image-config.sh /src /etc-tollgate")
+            && dockerfile.contains("COPY --from=build /etc-tollgate /etc/tollgate"),
+        "the Dockerfile no longer builds /etc/tollgate with scripts/image-config.sh"
+    );
+    let (code, stdout, stderr) = check(&etc.join("tollgate.toml"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("routes"), "{stdout}");
+}
+
 #[test]
 fn check_accepts_a_minimal_config() {
     let dir = ConfigDir::new("[store]\nbackend = \"memory\"");

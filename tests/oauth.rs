@@ -221,6 +221,7 @@ fn assert_never_logged(tollgate: &Tollgate, secrets: &[&str]) {
 
 /// Waits until the current throttle window has at least `needed` left, so a
 /// test's failures cannot straddle two fixed windows.
+#[allow(clippy::disallowed_methods)] // the throttle's windows follow the wall clock
 async fn fresh_window(window_seconds: u64, needed: Duration) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
