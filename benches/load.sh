@@ -4,7 +4,7 @@
 # upstream, a throwaway Redis, and each proxy on one worker thread pinned to
 # CPU 0 while wrk, the upstream and Redis share CPU 1. Prints requests/s,
 # p50 and p99 per case and the ratios c/b and d/b, measured in turns and
-# side by side (see below).
+# side by side (see below), and tollgate beside nginx proxy_pass.
 #
 #   benches/load.sh            # 10 s per case, 64 connections; b, c and d
 #                              # in 5 side-by-side rounds and 9 rounds in
@@ -32,6 +32,7 @@ need wrk wrk
 need redis-server redis-server
 need curl curl
 need taskset util-linux
+need nginx nginx
 scripts/ensure-deps.sh build
 
 cargo build --release --locked --bin tollgate --example passthrough --example fixed_upstream
@@ -130,6 +131,47 @@ start_passthrough() { # -> LAST_PT (its port)
   wait_http "http://127.0.0.1:$LAST_PT/"
 }
 start_passthrough; URL_BD="http://127.0.0.1:$LAST_PT$TARGET"
+# nginx proxy_pass, one worker on the proxies' CPU with keep-alive to the
+# upstream, beside a cached tollgate of its own (c_n): how tollgate's cost
+# per request compares with the proxy most operators already run.
+NG=$(free_port)
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  upstream bench { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$NG/"
+URL_N="http://127.0.0.1:$NG$TARGET"
+P4=$(free_port); AD4=$(free_port); ME4=$(free_port)
+write_config beside_nginx 500 "$P4" "$AD4" "$ME4"
+start_tollgate "$WORK/beside_nginx.toml"
+wait_http "http://127.0.0.1:$AD4/healthz"
+URL_CN="http://127.0.0.1:$P4$TARGET"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL_CN" "${AUTH[@]}")" = 200 ] \
+  || { echo "set-up failed: the benchmark request is not allowed on $URL_CN" >&2; exit 1; }
 start_passthrough; URL_CONTROL1="http://127.0.0.1:$LAST_PT$TARGET"
 start_passthrough; URL_CONTROL2="http://127.0.0.1:$LAST_PT$TARGET"
 SIDE_ROUNDS=${SIDE_ROUNDS:-5}
@@ -151,17 +193,18 @@ side_by_side() { # url_x url_b -> SIDE_RATIO (x's requests/s over b's)
   rb=$(awk '/Requests\/sec/ {print $2}' "$WORK/side_b.txt")
   SIDE_RATIO=$(awk -v x="$rx" -v b="$rb" 'BEGIN {printf "%.3f", x / b}')
 }
-SCB=(); SDB=(); SBB=()
+SCB=(); SDB=(); SBB=(); SCN=()
 side_c() { side_by_side "$URL_C" "$URL_B"; SCB+=("$SIDE_RATIO"); echo "side by side, round $r: c/b $SIDE_RATIO" >&2; }
 side_d() { side_by_side "$URL_D" "$URL_BD"; SDB+=("$SIDE_RATIO"); echo "side by side, round $r: d/b $SIDE_RATIO" >&2; }
 side_control() { side_by_side "$URL_CONTROL1" "$URL_CONTROL2"; SBB+=("$SIDE_RATIO"); echo "side by side, round $r: b'/b $SIDE_RATIO" >&2; }
-SIDES=(c d control)
+side_nginx() { side_by_side "$URL_CN" "$URL_N"; SCN+=("$SIDE_RATIO"); echo "side by side, round $r: c/nginx $SIDE_RATIO" >&2; }
+SIDES=(c d control nginx)
 for r in $(seq 1 "$SIDE_ROUNDS"); do
-  for i in 0 1 2; do
-    "side_${SIDES[(i + r - 1) % 3]}"
+  for i in 0 1 2 3; do
+    "side_${SIDES[(i + r - 1) % 4]}"
   done
 done
-SCB_MED=$(median "${SCB[@]}"); SDB_MED=$(median "${SDB[@]}"); SBB_MED=$(median "${SBB[@]}")
+SCB_MED=$(median "${SCB[@]}"); SDB_MED=$(median "${SDB[@]}"); SBB_MED=$(median "${SBB[@]}"); SCN_MED=$(median "${SCN[@]}")
 
 ROUNDS=${ROUNDS:-9}
 ROUND_DURATION=${ROUND_DURATION:-5s}
@@ -322,6 +365,7 @@ echo "ratios within each round: c/b ${CB[*]}; d/b ${DB[*]}"
 echo "medians of the rounds' ratios: c/b = $CB_MED   d/b = $DB_MED"
 echo "side by side on CPU $PROXY_CPU, wrk -c$((CONNS / 2)) each, $SIDE_ROUNDS rounds of $SIDE_DURATION: c/b ${SCB[*]}; d/b ${SDB[*]}; control b'/b ${SBB[*]}"
 echo "side by side, medians (the figures the targets are judged by): c/b = $SCB_MED   d/b = $SDB_MED   (control b'/b = $SBB_MED)"
+echo "side by side with nginx proxy_pass (1 worker, same CPU): c/nginx ${SCN[*]}; median $SCN_MED"
 awk -v b="$B_P50" -v c="$C_P50" -v n="$CONNS" 'BEGIN {printf "p50 at %d connections (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", n, b, c, c - b}'
 awk -v b="$B1_P50" -v c="$C1_P50" 'BEGIN {printf "p50 at 1 connection (median of rounds): b %.0f us, c %.0f us, added by tollgate %.0f us\n", b, c, c - b}'
 echo "c p99: ${C_P99} us alone, ${F_P99} us under a flood of $F_RPS bad token requests/s"
