@@ -305,7 +305,7 @@ async fn send_request(
         .await
         .map_err(|e| e.into_up())?;
     for chunk in &body.kept {
-        up.write_body(chunk).await.map_err(|e| e.into_up())?;
+        write_upstream_body(up, chunk).await?;
     }
     while !body.done {
         let next = tokio::select! {
@@ -322,6 +322,8 @@ async fn send_request(
             chunk = session.read_request_body() => chunk.map_err(|e| e.into_down())?,
         };
         match next {
+            // A read that held only chunk framing or trailers.
+            Some(chunk) if chunk.is_empty() => {}
             Some(chunk) => {
                 body.read += chunk.len();
                 if body.read <= RETRY_BUFFER {
@@ -329,13 +331,28 @@ async fn send_request(
                 } else {
                     body.kept.clear();
                 }
-                up.write_body(&chunk).await.map_err(|e| e.into_up())?;
+                write_upstream_body(up, &chunk).await?;
             }
             None => body.done = true,
         }
     }
     up.finish_body().await.map_err(|e| e.into_up())?;
     Ok(Sent::All)
+}
+
+/// Writes a piece of the client's body upstream. An empty piece is not
+/// written: pingora's body reader hands one out for a read that held only
+/// chunk framing (a size line, the CRLF after data) or trailers, and its
+/// chunked writer would send it as `0\r\n\r\n`, the end of the body: the
+/// rest of the body would then reach the upstream as the next request on
+/// that connection. (Toward the client, `write_response_body` already
+/// skips empty pieces.)
+async fn write_upstream_body(up: &mut UpstreamSession, chunk: &[u8]) -> Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    up.write_body(chunk).await.map_err(|e| e.into_up())?;
+    Ok(())
 }
 
 /// Reads the upstream's answer up to its final head, within the session's
@@ -469,9 +486,7 @@ async fn relay_upgraded(session: &mut ServerSession, up: &mut UpstreamSession) -
         tokio::select! {
             chunk = session.read_request_body(), if client_open => {
                 match chunk.map_err(|e| e.into_down())? {
-                    Some(bytes) => {
-                        up.write_body(&bytes).await.map_err(|e| e.into_up())?;
-                    }
+                    Some(bytes) => write_upstream_body(up, &bytes).await?,
                     None => {
                         client_open = false;
                         up.finish_body().await.map_err(|e| e.into_up())?;
