@@ -887,6 +887,14 @@ impl Gateway {
                 .headers
                 .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
+        // HTTP/1.0 clients may leave `Host` out, HTTP/1.1 ones may not (they
+        // got 400): the request goes upstream as HTTP/1.1, so it names the
+        // upstream itself, as configured.
+        if received.version == http::Version::HTTP_10 && !parts.headers.contains_key(header::HOST) {
+            if let Some(upstream) = &ctx.upstream {
+                parts.headers.insert(header::HOST, upstream.host.clone());
+            }
+        }
         // A body whose length is not declared goes chunked.
         if has_body && !parts.headers.contains_key(header::CONTENT_LENGTH) {
             parts.headers.insert(
