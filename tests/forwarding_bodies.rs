@@ -302,3 +302,47 @@ fn chunked_framing_split_anywhere_proptest() {
     drop(tollgate);
     drop(upstream);
 }
+
+/// The answer's direction: a chunked answer with extensions and trailers,
+/// written by the upstream in two parts split anywhere, reaches the client
+/// whole, and the client's connection then serves its next request.
+#[tokio::test]
+async fn a_chunked_answer_split_at_any_byte_reaches_the_client_whole() {
+    const ANSWER: &[u8] = b"5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n";
+    let upstream = ScriptedUpstream::start(|mut conn| async move {
+        while let Some(request) = conn.request().await {
+            let at: usize = request
+                .target
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            let mut first = head.as_bytes().to_vec();
+            first.extend_from_slice(&ANSWER[..at]);
+            if !conn.write(&first).await {
+                return;
+            }
+            sleep(Duration::from_millis(15)).await;
+            if !conn.write(&ANSWER[at..]).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let tollgate = tollgate_before(&upstream).await;
+    let mut client = RawConnection::open(tollgate.proxy_addr()).await;
+    for at in 0..ANSWER.len() {
+        let request = format!("GET /public/answer/{at} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let response = parsed(client.exchange(request).await, &format!("split at {at}"));
+        assert_eq!(
+            (response.status, response.body_str().as_str()),
+            (200, "hello world"),
+            "split at {at}"
+        );
+    }
+    assert!(client
+        .stray_bytes(Duration::from_millis(100))
+        .await
+        .is_empty());
+}

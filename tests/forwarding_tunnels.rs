@@ -57,18 +57,20 @@ struct Setup {
     token: String,
 }
 
+/// The options of a tollgate in front of `upstream`, with `CACHE_TTL`.
+fn options(upstream: &ScriptedUpstream, extra: &str) -> TollgateOptions {
+    TollgateOptions::new()
+        .policy("routes.toml", POLICY)
+        .upstream("backend", &[upstream.addr_string()])
+        .toml(format!(
+            "[cache]\nttl_ms = {}\n[store]\ntimeout_ms = 2000\n{extra}",
+            CACHE_TTL.as_millis()
+        ))
+}
+
 async fn setup(extra: &str) -> Setup {
     let upstream = socket_upstream().await;
-    let tollgate = Tollgate::start(
-        TollgateOptions::new()
-            .policy("routes.toml", POLICY)
-            .upstream("backend", &[upstream.addr_string()])
-            .toml(format!(
-                "[cache]\nttl_ms = {}\n[store]\ntimeout_ms = 2000\n{extra}",
-                CACHE_TTL.as_millis()
-            )),
-    )
-    .await;
+    let tollgate = Tollgate::start(options(&upstream, extra)).await;
     let org = unique_id("org");
     let (sa, client_id, secret) = tollgate
         .admin()
@@ -175,4 +177,21 @@ async fn a_tunnel_closes_when_its_token_expires() {
     // Open and working until the token expires, at most 2 s after issue.
     assert_carries(&mut tunnel, b"before-expiry").await;
     assert_closes_within(&mut tunnel, Duration::from_secs(2) + CACHE_TTL, &mut public).await;
+}
+
+/// A revocation made through another instance reaches this one over the
+/// invalidation bus (or, were the bus down, as the cache entry expires):
+/// the tunnel closes within `cache.ttl_ms` either way.
+#[tokio::test]
+async fn a_tunnel_closes_when_another_instance_revokes_its_token() {
+    let upstream = socket_upstream().await;
+    let prefix = unique_prefix();
+    let a = Tollgate::start(options(&upstream, "").key_prefix(prefix.clone())).await;
+    let b = Tollgate::start(options(&upstream, "").key_prefix(prefix)).await;
+    let org = unique_id("org");
+    let (sa_id, token) = a.account_with_token(&org, &["tools:read"]).await;
+    let mut tunnel = open_tunnel(&a, "/ws/feed", Some(&token)).await;
+    let mut public = open_tunnel(&a, "/public/feed", None).await;
+    b.admin().revoke_account_tokens(&org, &sa_id).await;
+    assert_closes_within(&mut tunnel, CACHE_TTL, &mut public).await;
 }
