@@ -600,6 +600,45 @@ async fn an_idempotent_request_is_retried_with_its_body() {
 }
 
 /// The upstream may have acted on it (RFC 9110 §9.2.2): a POST is not sent twice.
+/// A chunked body with trailers, sent again on a new connection after the
+/// pooled one failed, ends there with one end-of-body marker: the new
+/// connection then carries the next request (nothing stray closed it).
+#[tokio::test]
+async fn a_retried_chunked_body_with_trailers_leaves_the_new_connection_clean() {
+    let upstream = stale_on_reuse_upstream().await;
+    let tollgate = tollgate_before(&upstream).await;
+    let mut client = RawConnection::open(tollgate.proxy_addr()).await;
+    let first = parsed(client.exchange(get("/public/a")).await, "first");
+    assert_eq!((first.status, first.body_str().as_str()), (200, "first"));
+    let put = "PUT /public/b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+               5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n";
+    let retried = parsed(client.exchange(put).await, "put");
+    assert_eq!(
+        (retried.status, retried.body_str().as_str()),
+        (200, "retried:PUT:hello")
+    );
+    sleep(Duration::from_millis(100)).await;
+    let next = parsed(client.exchange(get("/public/c")).await, "next");
+    assert_eq!(
+        (next.status, next.body_str().as_str()),
+        (200, "retried:GET:")
+    );
+    let seen: Vec<(usize, String)> = upstream
+        .requests()
+        .into_iter()
+        .map(|(c, r)| (c, format!("{} {} {}", r.method, r.target, r.body_str())))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "GET /public/a ".to_string()),
+            (1, "PUT /public/b hello".to_string()),
+            (2, "PUT /public/b hello".to_string()),
+            (2, "GET /public/c ".to_string())
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_post_is_not_retried_after_a_stale_reused_connection() {
     let post = "POST /public/b HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\npayload";
