@@ -826,7 +826,12 @@ impl Gateway {
             .and_then(|d| d.identity.as_ref())
             .map_or(0, |id| id.token.expires_at);
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let left = u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0);
+        // At most a day away (the longest token lifetime), so that a record
+        // with an absurd expiry cannot overflow the timer; the periodic
+        // check covers the rest.
+        let left = u64::try_from(expires_at.saturating_sub(now))
+            .unwrap_or(0)
+            .min(86_400);
         let cache = &self.app.cache;
         // Without a cache, changes elsewhere are seen only by asking the
         // store: every half second (the cache's default TTL).
