@@ -148,6 +148,9 @@ pub struct DecisionCache {
     negative_ttl: Duration,
     max_entries: usize,
     maps: Mutex<Maps>,
+    /// Counts invalidations, so that open WebSocket tunnels check their
+    /// token again at once ([`DecisionCache::changes`]).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl DecisionCache {
@@ -157,7 +160,20 @@ impl DecisionCache {
             negative_ttl: ttl / 4,
             max_entries: max_entries.max(1),
             maps: Mutex::new(Maps::default()),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// How long an entry is used: the bound on how late this instance sees
+    /// a change another instance made.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Changes whenever something is invalidated (here or, through the
+    /// bus, on another instance).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn enabled(&self) -> bool {
@@ -235,6 +251,11 @@ impl DecisionCache {
     }
 
     pub fn invalidate(&self, what: &Invalidation) {
+        self.evict(what);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn evict(&self, what: &Invalidation) {
         let Ok(mut maps) = self.maps.lock() else {
             return;
         };
@@ -310,6 +331,18 @@ mod tests {
 
     fn cache() -> DecisionCache {
         DecisionCache::new(Duration::from_millis(500), 100)
+    }
+
+    #[test]
+    fn every_invalidation_is_announced_to_watchers() {
+        let cache = DecisionCache::new(Duration::from_millis(500), 10);
+        let mut changes = cache.changes();
+        assert!(!changes.has_changed().expect("the cache is alive"));
+        cache.invalidate(&Invalidation::Token("h".into()));
+        assert!(changes.has_changed().expect("the cache is alive"));
+        changes.mark_unchanged();
+        cache.invalidate(&Invalidation::All);
+        assert!(changes.has_changed().expect("the cache is alive"));
     }
 
     #[test]

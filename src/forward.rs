@@ -25,7 +25,7 @@ use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::Peer;
 use tokio::sync::Notify;
 
-use crate::proxy::{Ctx, Gateway};
+use crate::proxy::{Ctx, Gateway, TunnelGuard};
 
 /// A request body up to this size is kept while it is sent, so that the
 /// request can be sent again on a new connection when a pooled one turns
@@ -216,6 +216,15 @@ impl Engine {
             )
             .into_up());
         }
+        if switching && !websocket_accepted(session.req_header(), &head) {
+            // Not the answer of a WebSocket server to this request: no
+            // tunnel opens, and the client gets 502.
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "the upstream's 101 lacks the Sec-WebSocket-Accept the request's key calls for",
+            )
+            .into_up());
+        }
         strip_response_hop_by_hop(&mut head, switching);
         let no_body = session.req_header().method == http::Method::HEAD
             || matches!(head.status.as_u16(), 204 | 304)
@@ -236,7 +245,15 @@ impl Engine {
             .map_err(|e| e.into_down())?;
 
         if session.was_upgraded() {
-            Box::pin(relay_upgraded(session, &mut upstream)).await?;
+            let guard = self.gateway.tunnel_guard(ctx);
+            let denied =
+                Box::pin(relay_upgraded(session, &mut upstream, &self.gateway, guard)).await?;
+            if denied {
+                tracing::info!(
+                    request_id = %ctx.request_id(),
+                    "tunnel closed: its token is no longer valid (revoked or expired)"
+                );
+            }
             return Ok(false);
         }
         while let Some(chunk) = upstream.read_body_bytes().await.map_err(|e| e.into_up())? {
@@ -305,7 +322,7 @@ async fn send_request(
         .await
         .map_err(|e| e.into_up())?;
     for chunk in &body.kept {
-        up.write_body(chunk).await.map_err(|e| e.into_up())?;
+        write_upstream_body(up, chunk).await?;
     }
     while !body.done {
         let next = tokio::select! {
@@ -322,6 +339,8 @@ async fn send_request(
             chunk = session.read_request_body() => chunk.map_err(|e| e.into_down())?,
         };
         match next {
+            // A read that held only chunk framing or trailers.
+            Some(chunk) if chunk.is_empty() => {}
             Some(chunk) => {
                 body.read += chunk.len();
                 if body.read <= RETRY_BUFFER {
@@ -329,13 +348,28 @@ async fn send_request(
                 } else {
                     body.kept.clear();
                 }
-                up.write_body(&chunk).await.map_err(|e| e.into_up())?;
+                write_upstream_body(up, &chunk).await?;
             }
             None => body.done = true,
         }
     }
     up.finish_body().await.map_err(|e| e.into_up())?;
     Ok(Sent::All)
+}
+
+/// Writes a piece of the client's body upstream. An empty piece is not
+/// written: pingora's body reader hands one out for a read that held only
+/// chunk framing (a size line, the CRLF after data) or trailers, and its
+/// chunked writer would send it as `0\r\n\r\n`, the end of the body: the
+/// rest of the body would then reach the upstream as the next request on
+/// that connection. (Toward the client, `write_response_body` already
+/// skips empty pieces.)
+async fn write_upstream_body(up: &mut UpstreamSession, chunk: &[u8]) -> Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    up.write_body(chunk).await.map_err(|e| e.into_up())?;
+    Ok(())
 }
 
 /// Reads the upstream's answer up to its final head, within the session's
@@ -440,6 +474,25 @@ fn strip_response_hop_by_hop(head: &mut ResponseHeader, switching: bool) {
     }
 }
 
+/// Whether a `101` carries the `Sec-WebSocket-Accept` the request's
+/// `Sec-WebSocket-Key` calls for (RFC 6455 §4.2.2): base64 of the SHA-1 of
+/// the key and the protocol's GUID. Without a key, nothing is accepted.
+fn websocket_accepted(request: &pingora::http::RequestHeader, answer: &ResponseHeader) -> bool {
+    use base64::Engine as _;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let (Some(key), Some(accept)) = (
+        request.headers.get("sec-websocket-key"),
+        answer.headers.get("sec-websocket-accept"),
+    ) else {
+        return false;
+    };
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key.as_bytes().trim_ascii());
+    sha1.update(GUID);
+    let expected = base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes());
+    accept.as_bytes().trim_ascii() == expected.as_bytes()
+}
+
 /// Methods a client may send twice with the effect of once (RFC 9110
 /// §9.2.2): only these are sent again after a pooled connection failed.
 fn idempotent(method: &http::Method) -> bool {
@@ -461,17 +514,35 @@ fn retryable(e: &Error) -> bool {
 }
 
 /// After `101 Switching Protocols`: bytes both ways until the upstream
-/// closes (or either side fails).
-async fn relay_upgraded(session: &mut ServerSession, up: &mut UpstreamSession) -> Result<()> {
+/// closes (or either side fails), or until the token that opened the
+/// tunnel is no longer valid ([`TunnelGuard`]); then returns true and both
+/// connections are closed, without a WebSocket close frame (tollgate does
+/// not read the frames).
+async fn relay_upgraded(
+    session: &mut ServerSession,
+    up: &mut UpstreamSession,
+    gateway: &Gateway,
+    mut guard: Option<TunnelGuard>,
+) -> Result<bool> {
     up.maybe_upgrade_body_writer();
     let mut client_open = true;
     loop {
         tokio::select! {
+            () = async {
+                match guard.as_mut() {
+                    Some(g) => g.due().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(g) = guard.as_ref() {
+                    if !gateway.still_allowed(g).await {
+                        return Ok(true);
+                    }
+                }
+            }
             chunk = session.read_request_body(), if client_open => {
                 match chunk.map_err(|e| e.into_down())? {
-                    Some(bytes) => {
-                        up.write_body(&bytes).await.map_err(|e| e.into_up())?;
-                    }
+                    Some(bytes) => write_upstream_body(up, &bytes).await?,
                     None => {
                         client_open = false;
                         up.finish_body().await.map_err(|e| e.into_up())?;
@@ -492,7 +563,7 @@ async fn relay_upgraded(session: &mut ServerSession, up: &mut UpstreamSession) -
         }
     }
     session.finish_body().await.map_err(|e| e.into_down())?;
-    Ok(())
+    Ok(false)
 }
 
 #[async_trait]
@@ -561,6 +632,35 @@ mod tests {
         let mut names: Vec<String> = head.headers.keys().map(|n| n.to_string()).collect();
         names.sort();
         names
+    }
+
+    fn upgrade_request(key: Option<&'static str>) -> pingora::http::RequestHeader {
+        let mut request =
+            pingora::http::RequestHeader::build("GET", b"/socket", None).expect("a request");
+        if let Some(key) = key {
+            request
+                .insert_header("Sec-WebSocket-Key", key)
+                .expect("a field");
+        }
+        request
+    }
+
+    #[test]
+    fn the_websocket_accept_must_answer_the_request_key() {
+        // The example of RFC 6455 §1.3.
+        let request = upgrade_request(Some("dGhlIHNhbXBsZSBub25jZQ=="));
+        let good = answer(
+            101,
+            &[("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")],
+        );
+        assert!(websocket_accepted(&request, &good));
+        let wrong = answer(
+            101,
+            &[("Sec-WebSocket-Accept", "AAAALMBiTxaQ9kYGzzhZRbK+xOo=")],
+        );
+        assert!(!websocket_accepted(&request, &wrong));
+        assert!(!websocket_accepted(&request, &answer(101, &[])));
+        assert!(!websocket_accepted(&upgrade_request(None), &good));
     }
 
     #[test]

@@ -106,6 +106,46 @@ pub struct Ctx {
     /// Status of an answer tollgate wrote itself.
     local_status: Option<u16>,
     peer: Option<IpAddr>,
+    /// For a WebSocket upgrade allowed by a token: what the decision
+    /// needs to be made again while the tunnel is open.
+    recheck: Option<Box<Recheck>>,
+}
+
+/// A decision kept to be made again: its look-up and the request's facts.
+pub(crate) struct Recheck {
+    load: authorize::Load,
+    facts: RequestFacts,
+}
+
+/// What keeps a WebSocket tunnel opened with a token honest: the decision is
+/// made again when the token expires, at once when any invalidation (a
+/// revocation, here or published by another instance) reaches the cache,
+/// and every `cache.ttl_ms` in case one was missed; a denial closes it.
+pub(crate) struct TunnelGuard {
+    recheck: Box<Recheck>,
+    changes: Option<tokio::sync::watch::Receiver<u64>>,
+    every: std::time::Duration,
+    expires: tokio::time::Instant,
+}
+
+impl TunnelGuard {
+    /// Resolves when the decision is due again.
+    pub(crate) async fn due(&mut self) {
+        let next = self.expires.min(tokio::time::Instant::now() + self.every);
+        let Some(changes) = self.changes.as_mut() else {
+            tokio::time::sleep_until(next).await;
+            return;
+        };
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The cache is gone (shutting down): the timers remain.
+                    self.changes = None;
+                }
+            }
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
 }
 
 impl Ctx {
@@ -707,11 +747,14 @@ impl Gateway {
         }
 
         let started = Instant::now();
+        let mut loaded_with = None;
         let decision = match self.decide(&facts, &rt) {
             DecideStep::Done(d) => d,
             DecideStep::Load(load) => {
                 let loaded = self.load(&load).await;
-                decide_with(&load, &facts, loaded)
+                let decision = decide_with(&load, &facts, loaded);
+                loaded_with = Some(load);
+                decision
             }
         };
         m.authz_duration.observe(started.elapsed().as_secs_f64());
@@ -765,7 +808,51 @@ impl Gateway {
         });
         ctx.upstream = rt.upstreams.get(&route.upstream).cloned();
         ctx.decision = Some(decision);
+        if let Some(load) = loaded_with {
+            if session.is_upgrade_req() {
+                ctx.recheck = Some(Box::new(Recheck { load, facts }));
+            }
+        }
         Ok(false)
+    }
+
+    /// The guard of a tunnel about to open: `None` for one no token opened
+    /// (a public route).
+    pub(crate) fn tunnel_guard(&self, ctx: &mut Ctx) -> Option<TunnelGuard> {
+        let recheck = ctx.recheck.take()?;
+        let expires_at = ctx
+            .decision
+            .as_ref()
+            .and_then(|d| d.identity.as_ref())
+            .map_or(0, |id| id.token.expires_at);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        // At most a day away (the longest token lifetime), so that a record
+        // with an absurd expiry cannot overflow the timer; the periodic
+        // check covers the rest.
+        let left = u64::try_from(expires_at.saturating_sub(now))
+            .unwrap_or(0)
+            .min(86_400);
+        let cache = &self.app.cache;
+        // Without a cache, changes elsewhere are seen only by asking the
+        // store: every half second (the cache's default TTL).
+        let every = match cache.ttl() {
+            ttl if ttl.is_zero() => std::time::Duration::from_millis(500),
+            ttl => ttl,
+        };
+        Some(TunnelGuard {
+            recheck,
+            changes: Some(cache.changes()),
+            every,
+            expires: tokio::time::Instant::now() + std::time::Duration::from_secs(left),
+        })
+    }
+
+    /// Whether the tunnel's request would still be allowed now. A store
+    /// that cannot answer denies, as for a request.
+    pub(crate) async fn still_allowed(&self, guard: &TunnelGuard) -> bool {
+        let Recheck { load, facts } = guard.recheck.as_ref();
+        let loaded = self.load(load).await;
+        decide_with(load, facts, loaded).denial().is_none()
     }
 
     /// The request to send upstream, built from the one received: hop-by-hop
@@ -804,6 +891,14 @@ impl Gateway {
             parts
                 .headers
                 .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        // HTTP/1.0 clients may leave `Host` out, HTTP/1.1 ones may not (they
+        // got 400): the request goes upstream as HTTP/1.1, so it names the
+        // upstream itself, as configured.
+        if received.version == http::Version::HTTP_10 && !parts.headers.contains_key(header::HOST) {
+            if let Some(upstream) = &ctx.upstream {
+                parts.headers.insert(header::HOST, upstream.host.clone());
+            }
         }
         // A body whose length is not declared goes chunked.
         if has_body && !parts.headers.contains_key(header::CONTENT_LENGTH) {

@@ -24,6 +24,9 @@ pub struct Upstream {
     /// Without health checks every address is always eligible: the peers
     /// are built once, in the balancer's order, and taken in turn.
     fixed: Option<FixedPeers>,
+    /// The `Host` an HTTP/1.0 request without one goes upstream with: `sni`
+    /// when set, else the first address as configured.
+    pub(crate) host: http::HeaderValue,
 }
 
 struct FixedPeers {
@@ -79,11 +82,25 @@ impl Upstream {
             lb.set_health_check(Box::new(hc));
             lb.health_check_frequency = Some(HEALTH_CHECK_EVERY);
         }
+        let (field, authority) = if cfg.sni.is_empty() {
+            ("addrs", cfg.addrs.first().map_or("", String::as_str))
+        } else {
+            ("sni", cfg.sni.as_str())
+        };
+        let host = http::HeaderValue::from_str(authority)
+            .ok()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| UpstreamError {
+                name: name.to_string(),
+                field,
+                problem: "not usable as a Host header value".into(),
+            })?;
         Ok(Upstream {
             name: name.to_string(),
             cfg: cfg.clone(),
             lb,
             fixed,
+            host,
         })
     }
 
@@ -142,5 +159,31 @@ impl UpstreamTable {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.upstreams.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(addrs: &[&str], sni: &str) -> UpstreamConfig {
+        UpstreamConfig {
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            tls: false,
+            sni: sni.into(),
+            health_check_path: None,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_host_for_a_request_without_one_is_the_sni_else_the_first_address() {
+        let plain = Upstream::build("b", &config(&["127.0.0.1:8080", "127.0.0.2:8080"], ""))
+            .expect("an upstream");
+        assert_eq!(plain.host, "127.0.0.1:8080");
+        let named = Upstream::build("b", &config(&["127.0.0.1:8443"], "api.internal"))
+            .expect("an upstream");
+        assert_eq!(named.host, "api.internal");
     }
 }

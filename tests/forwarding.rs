@@ -681,6 +681,42 @@ async fn head_and_http_1_0_requests_are_forwarded_as_such() {
     );
 }
 
+/// HTTP/1.0 lets a client leave `Host` out; the request goes upstream as
+/// HTTP/1.1, which needs one: the upstream's own address (or its `sni`).
+#[tokio::test]
+async fn an_http_1_0_request_without_host_goes_upstream_with_the_upstreams_host() {
+    let world = World::start().await;
+    for (request, path) in [
+        ("GET /public/x HTTP/1.0\r\n\r\n".to_string(), "/public/x"),
+        (
+            format!("GET /api/v1/tools/x HTTP/1.0\r\n{}\r\n\r\n", world.bearer()),
+            "/api/v1/tools/x",
+        ),
+    ] {
+        world.echo.clear();
+        let response = RawResponse::fetch(world.tollgate.proxy_addr(), &request).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.body_str());
+        let got = world.echo.last().expect("forwarded");
+        assert_eq!(got.target, path);
+        assert_eq!(got.version, "HTTP/1.1");
+        assert_eq!(
+            got.header_all("host"),
+            [world.echo.addr_string().as_str()],
+            "{path}"
+        );
+    }
+    // A Host the client sent is kept.
+    world.echo.clear();
+    let response = RawResponse::fetch(
+        world.tollgate.proxy_addr(),
+        "GET /public/y HTTP/1.0\r\nHost: client.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    let got = world.echo.last().expect("forwarded");
+    assert_eq!(got.header_all("host"), ["client.example"]);
+}
+
 #[tokio::test]
 async fn every_forwarded_for_line_received_is_kept_before_the_peer() {
     let world = World::start().await;

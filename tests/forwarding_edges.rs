@@ -61,9 +61,11 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-/// An upstream's acceptance of a WebSocket upgrade.
-const SWITCHED: &str =
-    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+/// An upstream's acceptance of the WebSocket upgrade [`upgrade`] asks for
+/// (its accept answers the request's key, RFC 6455 §1.3).
+const SWITCHED: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                        Connection: Upgrade\r\n\
+                        Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
 /// Asks for a WebSocket upgrade of `/public/socket`; the answer's head.
 async fn upgrade(client: &mut RawConnection) -> String {
@@ -149,6 +151,33 @@ async fn a_websocket_upgrade_is_tunnelled_both_ways() {
 /// gone either way for the upstream's read timeout it is closed, with no
 /// error answer written into the tunnel (the client speaks WebSocket there,
 /// not HTTP).
+/// A `101` whose `Sec-WebSocket-Accept` does not answer the request's key
+/// (or that has none) is not a WebSocket server's: no tunnel, a 502.
+#[tokio::test]
+async fn a_101_without_the_right_websocket_accept_opens_no_tunnel() {
+    for switched in [
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: AAAALMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nupstream-bytes",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\
+         upstream-bytes",
+    ] {
+        let upstream = ScriptedUpstream::start(move |mut conn| async move {
+            if conn.head().await.is_some() && conn.write(switched).await {
+                let _ = conn.read_some(IO_TIMEOUT).await;
+            }
+        })
+        .await;
+        let tollgate = tollgate_before(&upstream).await;
+        let mut client = RawConnection::open(tollgate.proxy_addr()).await;
+        let head = upgrade(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 502 "), "{switched:?}: {head}");
+        let (rest, closed) = client.read_to_close(SHORT_WAIT).await;
+        assert!(!text(&rest).contains("upstream-bytes"), "{}", text(&rest));
+        assert!(text(&rest).contains("bad_gateway"), "{}", text(&rest));
+        assert!(closed, "the client connection stayed open");
+    }
+}
+
 #[tokio::test]
 async fn a_tunnel_closes_quietly_after_the_read_timeout_passes_in_silence() {
     let upstream = ScriptedUpstream::start(|mut conn| async move {
@@ -571,6 +600,45 @@ async fn an_idempotent_request_is_retried_with_its_body() {
 }
 
 /// The upstream may have acted on it (RFC 9110 §9.2.2): a POST is not sent twice.
+/// A chunked body with trailers, sent again on a new connection after the
+/// pooled one failed, ends there with one end-of-body marker: the new
+/// connection then carries the next request (nothing stray closed it).
+#[tokio::test]
+async fn a_retried_chunked_body_with_trailers_leaves_the_new_connection_clean() {
+    let upstream = stale_on_reuse_upstream().await;
+    let tollgate = tollgate_before(&upstream).await;
+    let mut client = RawConnection::open(tollgate.proxy_addr()).await;
+    let first = parsed(client.exchange(get("/public/a")).await, "first");
+    assert_eq!((first.status, first.body_str().as_str()), (200, "first"));
+    let put = "PUT /public/b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+               5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n";
+    let retried = parsed(client.exchange(put).await, "put");
+    assert_eq!(
+        (retried.status, retried.body_str().as_str()),
+        (200, "retried:PUT:hello")
+    );
+    sleep(Duration::from_millis(100)).await;
+    let next = parsed(client.exchange(get("/public/c")).await, "next");
+    assert_eq!(
+        (next.status, next.body_str().as_str()),
+        (200, "retried:GET:")
+    );
+    let seen: Vec<(usize, String)> = upstream
+        .requests()
+        .into_iter()
+        .map(|(c, r)| (c, format!("{} {} {}", r.method, r.target, r.body_str())))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "GET /public/a ".to_string()),
+            (1, "PUT /public/b hello".to_string()),
+            (2, "PUT /public/b hello".to_string()),
+            (2, "GET /public/c ".to_string())
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_post_is_not_retried_after_a_stale_reused_connection() {
     let post = "POST /public/b HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\npayload";

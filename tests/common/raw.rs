@@ -104,6 +104,12 @@ impl RawConnection {
         }
     }
 
+    /// Sends each write at once (no Nagle delay), so that bytes sent apart
+    /// reach the server in separate segments.
+    pub fn no_delay(&self) {
+        self.stream.set_nodelay(true).expect("set TCP_NODELAY");
+    }
+
     /// Sends `request` and returns the bytes of its complete answer; None
     /// when the server closed the connection or stalled for `IO_TIMEOUT`
     /// before a complete answer arrived.

@@ -163,6 +163,24 @@ impl UpstreamConn {
         Some(request)
     }
 
+    /// Like [`UpstreamConn::request`], but bytes that are not an HTTP
+    /// request are an `Err` (what a server would answer 400), apart from
+    /// the end of the stream or a stall (`Ok(None)`).
+    pub async fn parse_request(&mut self) -> Result<Option<RecordedRequest>, String> {
+        let Ok(head) = timeout(IO_TIMEOUT, read_head(&mut self.conn)).await else {
+            return Ok(None);
+        };
+        let Some(mut request) = head? else {
+            return Ok(None);
+        };
+        match timeout(IO_TIMEOUT, read_body(&mut self.conn, &mut request)).await {
+            Ok(read) => read?,
+            Err(_) => return Ok(None),
+        }
+        self.shared.record(self.index, &request);
+        Ok(Some(request))
+    }
+
     /// Reads exactly `n` more bytes.
     pub async fn read_exact(&mut self, n: usize) -> Option<Vec<u8>> {
         timeout(IO_TIMEOUT, self.conn.take_exact(n))
