@@ -1123,6 +1123,48 @@ async fn a_throttled_request_is_refused_before_any_argon2_work() {
     );
 }
 
+#[tokio::test]
+async fn concurrent_wrong_secrets_cannot_get_past_the_limit() {
+    // The attempt is reserved atomically before argon2: 120 at once for one
+    // client from one source get at most the limit's 10 answers with argon2
+    // work, every other one is refused with 429.
+    let opts = TollgateOptions {
+        cheap_hashing: false,
+        ..options()
+    }
+    .toml(
+        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
+         max_queued = 256",
+    )
+    .toml(TRUSTING_LOCALHOST);
+    let tollgate = Tollgate::start(opts).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    fresh_window(60, Duration::from_secs(30)).await;
+
+    let mut requests = spawn_token_requests(&tollgate, wrong_secrets(&account, 120));
+    let (mut unauthorized, mut refused, mut other) = (0, 0, Vec::new());
+    while let Some(done) = requests.join_next().await {
+        let (status, retry_after, _) = done.expect("request task");
+        match status {
+            StatusCode::UNAUTHORIZED => unauthorized += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(retry_after.is_some(), "429 without Retry-After");
+                refused += 1;
+            }
+            s => other.push(s),
+        }
+    }
+    assert!(other.is_empty(), "unexpected answers: {other:?}");
+    assert!(
+        unauthorized <= 10,
+        "{unauthorized} wrong secrets reached argon2 ({refused} refused)"
+    );
+    assert_eq!(unauthorized + refused, 120);
+    // The legitimate client from its own address still gets its token.
+    let own = token_from(&tollgate, "203.0.113.21", &account.basic()).await;
+    assert_eq!(own.status, StatusCode::OK);
+}
+
 /// Token requests with these `Authorization` values, sent at once; each
 /// task answers the status, the `Retry-After` value and the JSON body.
 fn spawn_token_requests(
