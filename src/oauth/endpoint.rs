@@ -341,7 +341,7 @@ impl TokenEndpoint {
         let verdict = match found {
             None => {
                 self.hasher
-                    .verify_dummy(secret)
+                    .verify_dummy(client_id, secret)
                     .await
                     .map_err(|e| self.overloaded(failed_action, client_id, &e))?;
                 Err((None, FailureCause::UnknownClient))
