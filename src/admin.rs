@@ -4,7 +4,9 @@
 //! `AdminHttp` adapts it to pingora.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -19,11 +21,19 @@ use subtle::ConstantTimeEq;
 
 use crate::config::AdminKey;
 use crate::hashing::{HashError, Hasher};
+use crate::netaddr::throttle_bucket;
 use crate::registry::{
     CredentialPatch, IssuedCredential, NewServiceAccount, Page, Registry, RegistryError,
     ServiceAccountPatch,
 };
 use crate::secret::sha256;
+use ipnet::IpNet;
+
+/// Failed admin authentications allowed per source address (IPv6 by /64)
+/// in a fixed window; further attempts get 429 `slow_down` with
+/// `Retry-After` before any verification.
+const ADMIN_MAX_FAILURES: u32 = 10;
+const ADMIN_WINDOW_SECS: i64 = 60;
 use crate::store::StoreError;
 
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -35,12 +45,16 @@ pub struct Request {
     pub query: Option<String>,
     pub authorization: Vec<Vec<u8>>,
     pub body: Vec<u8>,
+    /// The peer's address (no proxy header is trusted on this listener).
+    pub source: Option<IpAddr>,
 }
 
 pub struct Reply {
     pub status: StatusCode,
     pub body: Vec<u8>,
     pub allow: Option<&'static str>,
+    /// `Retry-After` seconds (a throttled admin request).
+    pub retry_after: Option<u64>,
 }
 
 impl Reply {
@@ -49,6 +63,7 @@ impl Reply {
             status,
             body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -57,6 +72,7 @@ impl Reply {
             status,
             body: Vec::new(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -76,6 +92,8 @@ pub struct AdminKeys {
     env_key_digest: Option<[u8; 32]>,
     verified: RwLock<HashMap<[u8; 32], String>>,
     hasher: Arc<Hasher>,
+    /// (window, source bucket) → failed or pending verifications.
+    failures: Mutex<HashMap<(i64, IpNet), u32>>,
 }
 
 impl AdminKeys {
@@ -89,6 +107,40 @@ impl AdminKeys {
             env_key_digest: env_key.map(|k| sha256(&[b"admin", k.expose_secret().as_bytes()])),
             verified: RwLock::new(HashMap::new()),
             hasher,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reserves one attempt for the source, counted as a failure until it
+    /// succeeds: `Err(retry_after)` once `ADMIN_MAX_FAILURES` are counted in
+    /// the current window, before any verification. Fails closed.
+    fn reserve(&self, source: Option<IpAddr>, now: i64) -> Result<Option<(i64, IpNet)>, u64> {
+        // Without hashed keys no attempt costs argon2 work to throttle.
+        let Some(source) = source.filter(|_| !self.keys.is_empty()) else {
+            return Ok(None);
+        };
+        let window = now.div_euclid(ADMIN_WINDOW_SECS);
+        let retry = u64::try_from(ADMIN_WINDOW_SECS - now.rem_euclid(ADMIN_WINDOW_SECS))
+            .unwrap_or(1)
+            .max(1);
+        let key = (window, throttle_bucket(source));
+        let Ok(mut failures) = self.failures.lock() else {
+            return Err(retry);
+        };
+        failures.retain(|(w, _), _| *w >= window);
+        let count = failures.entry(key).or_insert(0);
+        if *count >= ADMIN_MAX_FAILURES {
+            return Err(retry);
+        }
+        *count += 1;
+        Ok(Some(key))
+    }
+
+    fn forgive(&self, key: Option<(i64, IpNet)>) {
+        if let (Some(key), Ok(mut failures)) = (key, self.failures.lock()) {
+            if let Some(n) = failures.get_mut(&key) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
@@ -426,6 +478,33 @@ impl Admin {
         self.keys.verify(key.trim()).await
     }
 
+    /// [`Self::authenticate`] behind the per-source failure throttle:
+    /// `Err(reply)` is the 429 or the 503 to answer.
+    async fn authenticate_throttled(&self, req: &Request) -> Result<Option<String>, Reply> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let slot = self.keys.reserve(req.source, now).map_err(|retry_after| {
+            let mut r = Reply::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "too many failed admin authentications from this address; retry later",
+            );
+            r.retry_after = Some(retry_after);
+            r
+        })?;
+        let outcome = self.authenticate(req).await;
+        if !matches!(outcome, Ok(None)) {
+            self.keys.forgive(slot);
+        }
+        outcome.map_err(|e| {
+            tracing::warn!(error = %e, "admin key not verified");
+            Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the admin key could not be verified now; try again",
+            )
+        })
+    }
+
     pub async fn handle(&self, req: Request) -> Reply {
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let open = matches!(segments.as_slice(), ["healthz" | "readyz" | "openapi.json"]);
@@ -440,11 +519,12 @@ impl Admin {
                     status: StatusCode::OK,
                     body: crate::openapi::DOCUMENT.as_bytes().to_vec(),
                     allow: None,
+                    retry_after: None,
                 }
             }
             _ => {}
         }
-        let key_name = match self.authenticate(&req).await {
+        let key_name = match self.authenticate_throttled(&req).await {
             Ok(Some(name)) => name,
             Ok(None) => {
                 return Reply::error(
@@ -453,14 +533,7 @@ impl Admin {
                     "a valid admin key is required (Authorization: Bearer <key>)",
                 )
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "admin key not verified");
-                return Reply::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "the admin key could not be verified now; try again",
-                );
-            }
+            Err(reply) => return reply,
         };
         let actor = format!("admin:{key_name}");
         let ["v1", "organizations", org, rest @ ..] = segments.as_slice() else {
@@ -820,6 +893,10 @@ impl ServeHttp for AdminHttp {
                         query,
                         authorization,
                         body,
+                        source: session
+                            .client_addr()
+                            .and_then(|a| a.as_inet())
+                            .map(|a| a.ip()),
                     })
                     .await
             }
@@ -867,6 +944,9 @@ fn to_response(reply: Reply) -> Response<Vec<u8>> {
     }
     if let Some(allow) = reply.allow {
         b = b.header(http::header::ALLOW, allow);
+    }
+    if let Some(secs) = reply.retry_after {
+        b = b.header(http::header::RETRY_AFTER, secs);
     }
     b.body(reply.body).unwrap_or_else(|_| {
         let mut r = Response::new(Vec::new());

@@ -192,6 +192,34 @@ impl Hasher {
         let mut parts = vec![secret.as_bytes()];
         parts.extend(candidates.iter().map(|c| c.as_bytes()));
         let key = secret::sha256(&parts);
+        self.verify_keyed(key, secret, candidates).await
+    }
+
+    /// Spends one verification on the dummy hash for an unknown client id.
+    /// Concurrent requests share it exactly as they would for a known client
+    /// with a wrong secret: keyed by the client id as well as the secret, so
+    /// requests for one unknown id with one secret share a verification and
+    /// requests for different ids do not. Keyed by the secret alone, every
+    /// unknown id would share one, and a known id would be measurably slower
+    /// under concurrency.
+    pub async fn verify_dummy(&self, client_id: &str, secret: &str) -> Result<(), HashError> {
+        let key = secret::sha256(&[
+            b"unknown client",
+            client_id.as_bytes(),
+            secret.as_bytes(),
+            self.dummy_hash.as_bytes(),
+        ]);
+        self.verify_keyed(key, secret, vec![self.dummy_hash.clone()])
+            .await
+            .map(|_| ())
+    }
+
+    async fn verify_keyed(
+        &self,
+        key: [u8; 32],
+        secret: &str,
+        candidates: Vec<String>,
+    ) -> Result<bool, HashError> {
         self.flights
             .run(key, || {
                 let secret = SecretString::from(secret.to_string());
@@ -202,13 +230,6 @@ impl Hasher {
                 })
             })
             .await
-    }
-
-    /// Spends one verification on the dummy hash (unknown client).
-    pub async fn verify_dummy(&self, secret: &str) -> Result<(), HashError> {
-        self.verify_any(secret, vec![self.dummy_hash.clone()])
-            .await
-            .map(|_| ())
     }
 }
 
@@ -274,7 +295,7 @@ mod tests {
             Err(HashError::Busy)
         ));
         assert!(matches!(
-            hasher.verify_dummy("s").await,
+            hasher.verify_dummy("sa_x", "s").await,
             Err(HashError::Busy)
         ));
         let hashed = tokio::spawn({

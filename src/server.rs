@@ -34,6 +34,9 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub hasher: Arc<Hasher>,
+    /// Admin key verification's own pool and queue, so that guessing admin
+    /// keys cannot hold up the token endpoint's verifications.
+    pub admin_hasher: Arc<Hasher>,
     pub registry: Arc<Registry>,
     pub tokens: Arc<TokenEndpoint>,
     pub live: Arc<Live>,
@@ -84,6 +87,10 @@ impl App {
             )
             .map_err(|e| StartError::Config(e.to_string()))?,
         );
+        let admin_hasher = Arc::new(
+            Hasher::new(config.hashing, ADMIN_HASH_THREADS, ADMIN_HASH_QUEUE)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        );
         let cache = Arc::new(DecisionCache::new(
             config.cache.ttl,
             config.cache.max_entries,
@@ -128,6 +135,7 @@ impl App {
             config,
             store,
             hasher,
+            admin_hasher,
             registry,
             tokens,
             live,
@@ -147,6 +155,13 @@ impl App {
 pub fn listener(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
 }
+
+/// Admin key verifications: one hashing thread and at most this many
+/// waiting behind it; beyond that an admin request gets 503
+/// `temporarily_unavailable` with no argon2 work, and the token endpoint's
+/// pool (`hashing.max_concurrent`, `hashing.max_queued`) is never used.
+const ADMIN_HASH_THREADS: usize = 1;
+const ADMIN_HASH_QUEUE: usize = 16;
 
 pub fn run(
     app: App,
@@ -189,7 +204,7 @@ pub fn run(
     let keys = AdminKeys::new(
         cfg.admin_keys.clone(),
         cfg.env_admin_key.as_ref(),
-        app.hasher.clone(),
+        app.admin_hasher.clone(),
     );
     let admin = Arc::new(Admin::new(
         app.registry.clone(),

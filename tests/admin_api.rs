@@ -2270,3 +2270,76 @@ async fn with_the_store_unreachable_readyz_is_503_and_admin_calls_fail_fast() {
         .await;
     assert_invalid(status, &answer, "name");
 }
+
+#[tokio::test]
+async fn guessing_admin_keys_does_not_hold_up_the_token_endpoint() {
+    // Admin key verification has its own hashing thread and queue: a flood
+    // of wrong admin keys (each an argon2 verification at the real cost)
+    // must not queue ahead of a client's token request.
+    let real = tollgate::secret::HashParams {
+        memory_kib: 19456,
+        iterations: 2,
+        parallelism: 1,
+    };
+    let hash = tollgate::secret::hash_secret(
+        &secrecy::SecretString::from("tgtest-real-cost-key".to_string()),
+        &real,
+    )
+    .expect("hash");
+    let tg = Tollgate::start(
+        TollgateOptions {
+            cheap_hashing: false,
+            ..options()
+        }
+        .toml(format!(
+            "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
+             [admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
+        )),
+    )
+    .await;
+    let org = unique_id("org");
+    let (_, client_id, secret) = tg
+        .admin()
+        .create_service_account(&org, "victim", &["chat:read"])
+        .await;
+
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let request = tg
+            .http()
+            .get(tg.admin_url(&format!("{}/service-accounts", org_path(&org))))
+            .header(
+                "authorization",
+                format!("Bearer tgtest-wrong-admin-key-{i}"),
+            );
+        flood.spawn(async move { request.send().await.expect("admin request").status() });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (status, body) = tg.issue_token(&client_id, &secret, None).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut statuses = Vec::new();
+    while let Some(done) = flood.join_next().await {
+        statuses.push(done.expect("flood task"));
+    }
+    assert!(
+        took < Duration::from_secs(2),
+        "a token request took {took:?} under an admin key flood"
+    );
+    // Past ten failures a minute from one address, 429 before any argon2.
+    let count = |wanted: StatusCode| statuses.iter().filter(|s| **s == wanted).count();
+    let unauthorized = count(StatusCode::UNAUTHORIZED);
+    assert!(unauthorized <= 10, "{unauthorized} wrong keys verified");
+    assert_eq!(
+        unauthorized + count(StatusCode::TOO_MANY_REQUESTS),
+        200,
+        "{statuses:?}"
+    );
+    let (status, _) = tg
+        .admin()
+        .with_key("tgtest-wrong-again")
+        .get("/v1/organizations")
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -1124,6 +1124,115 @@ async fn a_throttled_request_is_refused_before_any_argon2_work() {
     );
 }
 
+#[tokio::test]
+async fn concurrent_wrong_secrets_cannot_get_past_the_limit() {
+    // The attempt is reserved atomically before argon2: 120 at once for one
+    // client from one source get at most the limit's 10 answers with argon2
+    // work, every other one is refused with 429.
+    let opts = TollgateOptions {
+        cheap_hashing: false,
+        ..options()
+    }
+    .toml(
+        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
+         max_queued = 256",
+    )
+    .toml(TRUSTING_LOCALHOST);
+    let tollgate = Tollgate::start(opts).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    fresh_window(60, Duration::from_secs(30)).await;
+
+    let mut requests = spawn_token_requests(&tollgate, wrong_secrets(&account, 120));
+    let (mut unauthorized, mut refused, mut other) = (0, 0, Vec::new());
+    while let Some(done) = requests.join_next().await {
+        let (status, retry_after, _) = done.expect("request task");
+        match status {
+            StatusCode::UNAUTHORIZED => unauthorized += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(retry_after.is_some(), "429 without Retry-After");
+                refused += 1;
+            }
+            s => other.push(s),
+        }
+    }
+    assert!(other.is_empty(), "unexpected answers: {other:?}");
+    assert!(
+        unauthorized <= 10,
+        "{unauthorized} wrong secrets reached argon2 ({refused} refused)"
+    );
+    assert_eq!(unauthorized + refused, 120);
+    // The legitimate client from its own address still gets its token.
+    let own = token_from(&tollgate, "203.0.113.21", &account.basic()).await;
+    assert_eq!(own.status, StatusCode::OK);
+}
+
+/// Sends these `Authorization` values at once; each answer's time.
+async fn times_concurrent(tollgate: &Tollgate, authorizations: Vec<String>) -> Vec<Duration> {
+    let mut requests = tokio::task::JoinSet::new();
+    for authorization in authorizations {
+        let request = tollgate
+            .http()
+            .post(tollgate.proxy_url(TOKEN_PATH))
+            .header("content-type", FORM)
+            .header("authorization", authorization.as_str())
+            .body(GRANT);
+        requests.spawn(async move {
+            let started = Instant::now();
+            let response = request.send().await.expect("token request");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            started.elapsed()
+        });
+    }
+    let mut times = Vec::new();
+    while let Some(done) = requests.join_next().await {
+        times.push(done.expect("request task"));
+    }
+    times
+}
+
+#[tokio::test]
+async fn concurrent_unknown_client_ids_cost_what_known_ones_with_wrong_secrets_do() {
+    // The same secret sent at once for different unknown client ids must not
+    // share one dummy verification, or a known id among them stands out.
+    const N: usize = 8;
+    let opts = TollgateOptions {
+        cheap_hashing: false,
+        ..options()
+    }
+    .toml(
+        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
+         max_concurrent = 1\nmax_queued = 64\n[throttle]\nwindow_seconds = 3600\n\
+         max_failures_per_client_source = 100\nmax_failures_per_source = 1000",
+    );
+    let tollgate = Tollgate::start(opts).await;
+    let mut accounts = Vec::new();
+    for _ in 0..N {
+        accounts.push(Account::create(&tollgate, &["tools:read"]).await);
+    }
+    fresh_window(3600, Duration::from_secs(120)).await;
+    let secret = "tg_sk_the-same-guess";
+
+    // Alternating rounds, so that load from elsewhere hits both alike.
+    let (mut unknown, mut known) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let secret = format!("{secret}-{round}");
+        let batch = (0..N)
+            .map(|_| basic(&unknown_client_id(), &secret))
+            .collect();
+        unknown.extend(times_concurrent(&tollgate, batch).await);
+        let batch = accounts
+            .iter()
+            .map(|a| basic(&a.client_id, &secret))
+            .collect();
+        known.extend(times_concurrent(&tollgate, batch).await);
+    }
+    let (unknown, known) = (median(unknown), median(known));
+    assert!(
+        unknown * 2 > known && known * 2 > unknown,
+        "median with unknown ids {unknown:?}, with known ids and a wrong secret {known:?}"
+    );
+}
+
 /// Token requests with these `Authorization` values, sent at once; each
 /// task answers the status, the `Retry-After` value and the JSON body.
 fn spawn_token_requests(

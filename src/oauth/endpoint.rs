@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::throttle::{self, FailureCounts, ThrottleConfig};
+use super::throttle::{self, ThrottleConfig};
 use super::{
     error_response, parse_revocation_request, parse_token_request, resolve_scopes,
     revocation_response, token_response, OAuthError, OAuthResponse, OUTCOME_ISSUED,
@@ -291,20 +291,48 @@ impl TokenEndpoint {
         let now = now_unix();
         let keys = throttle::keys(Some(client_id), source, now, &self.throttle);
         let key_list = [keys.client_source.clone(), keys.source.clone()];
-        let counts = self
+        // The attempt is counted as a failure before any work and forgiven
+        // if it succeeds, in one atomic step with the limit check: however
+        // many arrive at once, no more than the limit reach argon2.
+        let limits = [
+            self.throttle.max_failures_per_client_source,
+            self.throttle.max_failures_per_source,
+        ];
+        let reserved = self
             .store
-            .failure_counts(&key_list, self.throttle.window_seconds, now)
+            .reserve_failure(&key_list, &limits, self.throttle.window_seconds, now)
             .await
-            .map_err(|e| unavailable(m, "failure_counts", &e))?;
-        let counts = FailureCounts {
-            client_source: counts.first().copied().unwrap_or(0),
-            source: counts.get(1).copied().unwrap_or(0),
-        };
-        if let Some(retry_after_secs) = throttle::verdict(counts, &self.throttle, now) {
-            let e = OAuthError::SlowDown { retry_after_secs };
+            .map_err(|e| unavailable(m, "reserve_failure", &e))?;
+        if !reserved {
+            let e = OAuthError::SlowDown {
+                retry_after_secs: throttle::retry_after(&self.throttle, now),
+            };
             self.log_failure(failed_action, Some(client_id), &e);
             return Err(e);
         }
+        let outcome = self.verify_client(failed_action, client_id, secret).await;
+        if !matches!(outcome, Err(OAuthError::InvalidClient)) {
+            // Success, or no verdict (overload, store trouble): not a failure.
+            if let Err(err) = self
+                .store
+                .forgive_failure(&key_list, self.throttle.window_seconds, now)
+                .await
+            {
+                m.store_error("forgive_failure");
+                tracing::warn!(error = %err, "token endpoint store call failed");
+            }
+        }
+        outcome
+    }
+
+    /// Look-up and secret verification once the attempt is reserved.
+    async fn verify_client(
+        &self,
+        failed_action: &'static str,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<ClientLookup, OAuthError> {
+        let m = Metrics::get();
         let found = self
             .store
             .find_client(client_id)
@@ -313,7 +341,7 @@ impl TokenEndpoint {
         let verdict = match found {
             None => {
                 self.hasher
-                    .verify_dummy(secret)
+                    .verify_dummy(client_id, secret)
                     .await
                     .map_err(|e| self.overloaded(failed_action, client_id, &e))?;
                 Err((None, FailureCause::UnknownClient))
@@ -334,13 +362,6 @@ impl TokenEndpoint {
             Ok(client) => Ok(client),
             Err((client, cause)) => {
                 let e = OAuthError::InvalidClient;
-                if let Err(err) = self
-                    .store
-                    .record_failure(&key_list, self.throttle.window_seconds, now)
-                    .await
-                {
-                    return Err(unavailable(m, "record_failure", &err));
-                }
                 match client {
                     Some(c) => self.audit_failure(failed_action, &c, &e, Some(cause)).await,
                     None => self.log_unknown_client(failed_action, client_id),

@@ -103,9 +103,15 @@ pub fn verdict(counts: FailureCounts, cfg: &ThrottleConfig, now_unix: i64) -> Op
     if !over {
         return None;
     }
+    Some(retry_after(cfg, now_unix))
+}
+
+/// Seconds until the current window ends (at least 1): the `Retry-After`
+/// of a refused attempt.
+pub fn retry_after(cfg: &ThrottleConfig, now_unix: i64) -> u64 {
     let window = cfg.window();
     let remaining = window - now_unix.rem_euclid(window);
-    Some(u64::try_from(remaining).unwrap_or(1).max(1))
+    u64::try_from(remaining).unwrap_or(1).max(1)
 }
 
 #[cfg(test)]

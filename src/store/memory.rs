@@ -458,6 +458,46 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn reserve_failure(
+        &self,
+        keys: &[String],
+        limits: &[u64],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<bool> {
+        self.with(|s| {
+            let w = window_index(now_unix, window_secs);
+            s.counters.retain(|(_, win), _| *win >= w - 1);
+            let full = keys
+                .iter()
+                .zip(limits)
+                .any(|(k, limit)| s.counters.get(&(k.clone(), w)).copied().unwrap_or(0) >= *limit);
+            if full {
+                return false;
+            }
+            for k in keys {
+                *s.counters.entry((k.clone(), w)).or_insert(0) += 1;
+            }
+            true
+        })
+    }
+
+    async fn forgive_failure(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            let w = window_index(now_unix, window_secs);
+            for k in keys {
+                if let Some(n) = s.counters.get_mut(&(k.clone(), w)) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        })
+    }
+
     async fn failure_counts(
         &self,
         keys: &[String],

@@ -159,6 +159,25 @@ pub trait Store: Send + Sync + 'static {
         window_secs: u64,
         now_unix: i64,
     ) -> StoreResult<()>;
+    /// Reserves one failure on every counter at once, unless a counter has
+    /// already reached its limit (`limits[i]` for `keys[i]`): then nothing
+    /// is added and the answer is `false`. Atomic, so concurrent attempts
+    /// cannot get past a limit between a read and a write.
+    async fn reserve_failure(
+        &self,
+        keys: &[String],
+        limits: &[u64],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<bool>;
+    /// Takes back one reservation from every counter (never below zero):
+    /// the attempt turned out not to be a failure.
+    async fn forgive_failure(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<()>;
     /// The counts of the current window, one per key.
     async fn failure_counts(
         &self,

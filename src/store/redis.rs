@@ -410,6 +410,8 @@ struct Scripts {
     lookup_registry: Script,
     append_audit: Script,
     list_audit: Script,
+    reserve_failure: Script,
+    forgive_failure: Script,
 }
 
 /// `now` in unix milliseconds from the server's clock, the clock that
@@ -581,6 +583,30 @@ return {c, s}",
             ),
             // KEYS: one cred hash per credential. ARGV: (id, old json, new json)
             // per credential; a value changed meanwhile is left alone.
+            // KEYS: the counters. ARGV: one limit per key, then the expiry.
+            reserve_failure: Script::new(
+                r"
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i]) then
+    return 0
+  end
+end
+for i = 1, #KEYS do
+  redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[#KEYS + 1])
+end
+return 1",
+            ),
+            // KEYS: the counters.
+            forgive_failure: Script::new(
+                r"
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then
+    redis.call('DECR', KEYS[i])
+  end
+end
+return 0",
+            ),
             touch_creds: Script::new(
                 r"
 local n = 0
@@ -1378,6 +1404,50 @@ impl Store for RedisStore {
             pipe.cmd("EXPIRE").arg(&k).arg(keep).ignore();
         }
         self.pipe_on(Lane::Request, "record_failure", &pipe).await
+    }
+
+    async fn reserve_failure(
+        &self,
+        keys: &[String],
+        limits: &[u64],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<bool> {
+        if keys.is_empty() {
+            return Ok(true);
+        }
+        let w = window_index(now_unix, window_secs);
+        let keep = window_secs.max(1).saturating_mul(2);
+        let mut inv = self.scripts.reserve_failure.prepare_invoke();
+        for (key, limit) in keys.iter().zip(limits) {
+            inv.key(self.keys.thr(w, key));
+            inv.arg(*limit);
+        }
+        inv.arg(keep);
+        let reserved: i64 = self
+            .invoke_on(Lane::Request, "reserve_failure", &inv)
+            .await?;
+        Ok(reserved == 1)
+    }
+
+    async fn forgive_failure(
+        &self,
+        keys: &[String],
+        window_secs: u64,
+        now_unix: i64,
+    ) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let w = window_index(now_unix, window_secs);
+        let mut inv = self.scripts.forgive_failure.prepare_invoke();
+        for key in keys {
+            inv.key(self.keys.thr(w, key));
+        }
+        let _: i64 = self
+            .invoke_on(Lane::Request, "forgive_failure", &inv)
+            .await?;
+        Ok(())
     }
 
     async fn failure_counts(
