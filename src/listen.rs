@@ -18,7 +18,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::http_app::ServeHttp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::http::ResponseHeader;
+use pingora::prelude::ErrorType;
+use pingora::protocols::http::HttpTask;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
@@ -416,3 +420,56 @@ impl GetSocketDigest for HeadGuard {
 }
 
 impl Peek for HeadGuard {}
+
+/// Serves a [`ServeHttp`] app (the admin and metrics listeners) the way
+/// pingora's `HttpServer` does, without its logging: that logs the error
+/// of an unreadable head (whose context holds the raw head, an
+/// `Authorization` field with it) at ERROR and every request head at TRACE.
+/// Here a request head never reaches a log; a failure is logged by its type.
+pub struct Serve<SV>(pub SV);
+
+#[async_trait]
+impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match http.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(error_type = ?e.etype(), "unreadable request head; closed");
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = http.respond_error(400).await;
+                }
+                http.shutdown().await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            http.set_keepalive(None);
+        } else {
+            http.set_keepalive(Some(60));
+        }
+        let (parts, body) = self.0.response(&mut http).await.into_parts();
+        let head: ResponseHeader = parts.into();
+        let tasks = vec![
+            HttpTask::Header(Box::new(head), body.is_empty()),
+            HttpTask::Body(Some(body.into()), true),
+        ];
+        if let Err(e) = http.response_duplex_vec(tasks).await {
+            tracing::debug!(error_type = ?e.etype(), "writing an answer failed; closed");
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&http);
+        match http.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error_type = ?e.etype(), "finishing an answer failed; closed");
+                None
+            }
+        }
+    }
+}

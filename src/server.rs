@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::http_app::HttpServer;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
@@ -21,7 +20,7 @@ use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
 use crate::forward::Engine;
 use crate::hashing::Hasher;
-use crate::listen::Limited;
+use crate::listen::{Limited, Serve};
 use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
 use crate::proxy::Gateway;
 use crate::registry::Registry;
@@ -202,18 +201,14 @@ pub fn run(
     ));
     let mut admin_service = Service::new(
         "tollgate admin".to_string(),
-        Limited::new(
-            HttpServer::new_app(AdminHttp { admin }),
-            cfg.server.limits,
-            "admin",
-        ),
+        Limited::new(Serve(AdminHttp { admin }), cfg.server.limits, "admin"),
     );
     admin_service.add_listener(listener(&cfg.server.admin_listen.to_string()));
 
     let mut metrics = Service::new(
         "tollgate metrics".to_string(),
         Limited::new(
-            HttpServer::new_app(crate::metrics::MetricsHttp),
+            Serve(crate::metrics::MetricsHttp),
             cfg.server.limits,
             "metrics",
         ),
