@@ -31,6 +31,7 @@ use pingora::protocols::{
 use pingora::server::ShutdownWatch;
 use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 /// The limits, from `server.max_request_head_bytes`,
 /// `server.request_head_timeout_ms` and `server.max_connections`.
@@ -199,7 +200,12 @@ pub struct HeadGuard {
     inner: Stream,
     limits: Limits,
     mode: Mode,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the head being read must be complete; None between requests.
+    deadline: Option<Instant>,
+    /// Registered only when a head does not arrive in one read, so that a
+    /// request whose head comes whole costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+    timer_at: Option<Instant>,
     rearm: Arc<AtomicBool>,
     large: Arc<AtomicBool>,
 }
@@ -223,7 +229,9 @@ impl HeadGuard {
                 content: false,
             },
             // The first head's deadline runs from the accept.
-            deadline: Some(Box::pin(tokio::time::sleep(limits.head_timeout))),
+            deadline: Some(Instant::now() + limits.head_timeout),
+            timer: None,
+            timer_at: None,
             rearm,
             large,
         }
@@ -259,6 +267,11 @@ impl HeadGuard {
             return Err(TOO_LARGE);
         }
         Ok(false)
+    }
+
+    fn refuse(&mut self, answer: &'static [u8], cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.mode = Mode::Refusing { answer, sent: 0 };
+        self.poll_refusal(cx)
     }
 
     fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -310,14 +323,8 @@ impl AsyncRead for HeadGuard {
             Mode::Refusing { .. } | Mode::Refused => return this.poll_refusal(cx),
             Mode::Head { .. } => {}
         }
-        if let Some(d) = this.deadline.as_mut() {
-            if d.as_mut().poll(cx).is_ready() {
-                this.mode = Mode::Refusing {
-                    answer: TIMED_OUT,
-                    sent: 0,
-                };
-                return this.poll_refusal(cx);
-            }
+        if this.deadline.is_some_and(|d| Instant::now() >= d) {
+            return this.refuse(TIMED_OUT, cx);
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -327,7 +334,7 @@ impl AsyncRead for HeadGuard {
                     return Poll::Ready(Ok(()));
                 }
                 if this.deadline.is_none() {
-                    this.deadline = Some(Box::pin(tokio::time::sleep(this.limits.head_timeout)));
+                    this.deadline = Some(Instant::now() + this.limits.head_timeout);
                 }
                 match this.scan(new) {
                     Ok(true) => {
@@ -337,10 +344,24 @@ impl AsyncRead for HeadGuard {
                     Ok(false) => Poll::Ready(Ok(())),
                     Err(answer) => {
                         buf.set_filled(before);
-                        this.mode = Mode::Refusing { answer, sent: 0 };
-                        this.poll_refusal(cx)
+                        this.refuse(answer, cx)
                     }
                 }
+            }
+            Poll::Pending => {
+                // Waiting within a head: wake at its deadline.
+                let Some(d) = this.deadline else {
+                    return Poll::Pending;
+                };
+                let timer = this.timer.get_or_insert_with(|| Box::pin(sleep_until(d)));
+                if this.timer_at != Some(d) {
+                    timer.as_mut().reset(d);
+                    this.timer_at = Some(d);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return this.refuse(TIMED_OUT, cx);
+                }
+                Poll::Pending
             }
             other => other,
         }

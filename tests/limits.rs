@@ -173,3 +173,20 @@ async fn connections_over_the_cap_are_closed_and_counted() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_head_left_unfinished_in_silence_gets_408_at_the_deadline() {
+    let tg = start("[server]\nrequest_head_timeout_ms = 1000").await;
+    let mut c = RawConnection::open(tg.metrics_addr()).await;
+    let began = Instant::now();
+    assert!(c.send(b"GET /metrics HTTP/1.1\r\nhost: x\r\n").await);
+    let (answer, closed) = c.read_to_close(Duration::from_secs(10)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(closed, "closed at the deadline");
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+}
