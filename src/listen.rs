@@ -178,13 +178,8 @@ fn release_memory() {
 }
 
 enum Mode {
-    /// Reading a head: bytes counted so far, whether the last byte other
-    /// than CR was LF, whether anything but CR/LF came yet.
-    Head {
-        count: usize,
-        lf: bool,
-        content: bool,
-    },
+    /// Reading a head.
+    Head(HeadScan),
     /// Past the head's blank line: bytes pass through.
     Body,
     /// Writing a refusal; then every read ends the connection.
@@ -193,6 +188,41 @@ enum Mode {
         sent: usize,
     },
     Refused,
+}
+
+/// Finds where a request head ends, whatever reads it arrives in.
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// Bytes of the head so far (up to its end once found).
+    count: usize,
+    /// The last byte other than CR was LF.
+    lf: bool,
+    /// Something other than CR and LF came: empty lines before a request
+    /// line do not end it (they count towards the limit all the same).
+    content: bool,
+}
+
+impl HeadScan {
+    /// Counts `bytes`; the offset just past the head's blank line if they
+    /// hold it (a bare LF ends a line as for pingora's parser).
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' if self.lf && self.content => {
+                    self.count += i + 1;
+                    return Some(i + 1);
+                }
+                b'\n' => self.lf = true,
+                b'\r' => {}
+                _ => {
+                    self.lf = false;
+                    self.content = true;
+                }
+            }
+        }
+        self.count += bytes.len();
+        None
+    }
 }
 
 /// The accepted stream, with each request head bounded in size and time.
@@ -223,11 +253,7 @@ impl HeadGuard {
         HeadGuard {
             inner,
             limits,
-            mode: Mode::Head {
-                count: 0,
-                lf: false,
-                content: false,
-            },
+            mode: Mode::Head(HeadScan::default()),
             // The first head's deadline runs from the accept.
             deadline: Some(Instant::now() + limits.head_timeout),
             timer: None,
@@ -239,34 +265,17 @@ impl HeadGuard {
 
     /// Counts `bytes` of a head; returns whether they hold its end.
     fn scan(&mut self, bytes: &[u8]) -> Result<bool, &'static [u8]> {
-        let Mode::Head { count, lf, content } = &mut self.mode else {
+        let Mode::Head(head) = &mut self.mode else {
             return Ok(true);
         };
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'\n' if *lf && *content => {
-                    *count += i + 1;
-                    if *count > LARGE_HEAD {
-                        self.large.store(true, Ordering::Release);
-                    }
-                    return Ok(true);
-                }
-                b'\n' => *lf = true,
-                b'\r' => {}
-                _ => {
-                    *lf = false;
-                    *content = true;
-                }
-            }
-        }
-        *count += bytes.len();
-        if *count > LARGE_HEAD {
+        let end = head.feed(bytes);
+        if head.count > LARGE_HEAD {
             self.large.store(true, Ordering::Release);
         }
-        if *count > self.limits.max_head_bytes {
+        if head.count > self.limits.max_head_bytes {
             return Err(TOO_LARGE);
         }
-        Ok(false)
+        Ok(end.is_some())
     }
 
     fn refuse(&mut self, answer: &'static [u8], cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -309,11 +318,7 @@ impl AsyncRead for HeadGuard {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.rearm.swap(false, Ordering::AcqRel) {
-            this.mode = Mode::Head {
-                count: 0,
-                lf: false,
-                content: false,
-            };
+            this.mode = Mode::Head(HeadScan::default());
             // A keep-alive connection's next head: its deadline runs from
             // its first byte (the idle wait is pingora's keep-alive timeout).
             this.deadline = None;
@@ -321,7 +326,7 @@ impl AsyncRead for HeadGuard {
         match this.mode {
             Mode::Body => return Pin::new(&mut this.inner).poll_read(cx, buf),
             Mode::Refusing { .. } | Mode::Refused => return this.poll_refusal(cx),
-            Mode::Head { .. } => {}
+            Mode::Head(_) => {}
         }
         if this.deadline.is_some_and(|d| Instant::now() >= d) {
             return this.refuse(TIMED_OUT, cx);
@@ -491,6 +496,68 @@ impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
                 tracing::debug!(error_type = ?e.etype(), "finishing an answer failed; closed");
                 None
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadScan;
+    use proptest::prelude::*;
+
+    fn scan_in(parts: &[&[u8]]) -> Option<usize> {
+        let mut scan = HeadScan::default();
+        let mut seen = 0;
+        for part in parts {
+            if let Some(end) = scan.feed(part) {
+                assert_eq!(scan.count, seen + end);
+                return Some(seen + end);
+            }
+            seen += part.len();
+        }
+        None
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_and_not_before() {
+        let head = b"GET / HTTP/1.1\r\nhost: x\r\n\r\nbody";
+        assert_eq!(scan_in(&[head]), Some(head.len() - 4));
+        assert_eq!(scan_in(&[b"GET / HTTP/1.1\nhost: x\n\nrest"]), Some(24));
+        assert_eq!(scan_in(&[b"GET / HTTP/1.1\r\nhost: x\r\n"]), None);
+        // Empty lines before the request line do not end a head.
+        assert_eq!(scan_in(&[b"\r\n\r\n\r\n"]), None);
+        assert_eq!(scan_in(&[b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]), Some(22));
+    }
+
+    proptest! {
+        /// However the bytes are split into reads, the end is found at the
+        /// same offset, and bytes without a blank line never end a head.
+        #[test]
+        fn the_end_does_not_depend_on_how_reads_split_the_head(
+            lines in proptest::collection::vec("[a-z]{1,8}: [ -~]{0,20}", 0..8),
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut text = format!("GET / HTTP/1.1{eol}");
+            for l in &lines {
+                text.push_str(l);
+                text.push_str(eol);
+            }
+            let open = text.clone().into_bytes();
+            text.push_str(eol);
+            text.push_str("trailing body");
+            let bytes = text.into_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % bytes.len()).collect();
+            cuts.sort_unstable();
+            let mut parts: Vec<&[u8]> = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                parts.push(&bytes[at..c.max(at)]);
+                at = c.max(at);
+            }
+            prop_assert_eq!(scan_in(&parts), Some(bytes.len() - "trailing body".len()));
+            prop_assert_eq!(scan_in(&[&open]), None);
         }
     }
 }
