@@ -10,6 +10,7 @@
 #                              # in 5 side-by-side rounds and 9 rounds in
 #                              # turns, 5 s each
 #   DURATION=30s CONNS=128 SIDE_ROUNDS=9 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
+#   ONLY=heads benches/load.sh # case (h) alone: unfinished request heads
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -48,6 +49,72 @@ start_tollgate() { # config -> sets TG_PID
   PIDS+=("$TG_PID_LAST")
 }
 
+# (h) Unfinished request heads: HEAD_CONNS connections (default 1,500)
+# each send HEAD_LINES header lines of 65,000 bytes without the blank line
+# that ends a head, on a fresh tollgate; its RSS before, at the peak while
+# they are open, and 2 s after they closed. server.max_request_head_bytes
+# and server.request_head_timeout_ms bound what each may hold. Runs alone
+# with  ONLY=heads benches/load.sh
+heads_case() {
+  local p ad me pid
+  p=$(free_port); ad=$(free_port); me=$(free_port)
+  write_config heads 500 "$p" "$ad" "$me"
+  start_tollgate "$WORK/heads.toml"
+  pid=$TG_PID_LAST
+  wait_http "http://127.0.0.1:$ad/healthz"
+  cat >"$WORK/heads.py" <<'PY'
+import resource, socket, sys, threading, time
+port, pid, conns, lines = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, conns + 100)), hard))
+def rss():
+    line = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
+    return int(line.split()[1]) // 1024
+before = rss()
+peak, done = before, False
+def sample():
+    global peak
+    while not done:
+        peak = max(peak, rss())
+        time.sleep(0.05)
+t = threading.Thread(target=sample)
+t.start()
+line = b"x-filler: " + b"a" * 64990 + b"\r\n"
+socks, refused = [], 0
+for i in range(conns):
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(5)
+        s.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        socks.append(s)
+    except OSError:
+        refused += 1
+for _ in range(lines):
+    for s in socks:
+        try:
+            s.sendall(line)
+        except OSError:
+            pass
+time.sleep(1)
+answered = 0
+for s in socks:
+    try:
+        answered += s.recv(4096).startswith(b"HTTP/1.1 431")
+    except OSError:
+        pass
+during = peak
+for s in socks:
+    s.close()
+time.sleep(2)
+done = True
+t.join()
+print(before, during, rss(), answered, refused)
+PY
+  read -r H_BEFORE H_DURING H_AFTER H_431 H_REFUSED < <(python3 "$WORK/heads.py" "$p" "$pid" "${HEAD_CONNS:-1500}" "${HEAD_LINES:-15}")
+  H_LINE="(h) ${HEAD_CONNS:-1500} connections x ${HEAD_LINES:-15} header lines of 65,000 bytes without the blank line: tollgate RSS ${H_BEFORE} MiB before, ${H_DURING} MiB at the peak, ${H_AFTER} MiB 2 s after they closed (${H_431} answered 431, ${H_REFUSED} not connected)"
+  echo "$H_LINE"
+}
+
 # wrk prints 850.00us, 1.04ms or 1.20s; microseconds, as a number.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }'; }
 
@@ -68,6 +135,11 @@ run_wrk() { # label url [extra wrk args...]
   LAST_P50=$(to_us "$p50")
   LAST_P99=$(to_us "$p99")
 }
+
+if [ "${ONLY:-}" = heads ]; then
+  heads_case
+  exit 0
+fi
 
 # (a) direct upstream
 run_wrk "(a) direct upstream" "http://127.0.0.1:$UP/api/v1/workflows/x"
@@ -355,6 +427,7 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$PT2/"
 PT2_PID=$(pgrep -f "examples/passthrough 127.0.0.1:$PT2" | head -1)
 read -r PT_START PT_IDLE PT_OK < <(idle_rss "$PT2" "$PT2_PID" /api/v1/workflows/x -)
+heads_case >/dev/null
 
 echo
 echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); proxies on 1 worker thread (CPU $PROXY_CPU), wrk -t1 -c$CONNS -d$DURATION (b, c, d: $ROUNDS rounds of $ROUND_DURATION) on CPU $LOAD_CPU"
@@ -375,3 +448,4 @@ TOKENS=$((DB_AFTER - DB_BEFORE))
 echo "tollgate RSS: ${RSS_IDLE} MiB after the runs, ${RSS} MiB with 1,000 idle keep-alive connections"
 echo "fresh tollgate RSS: ${FRESH_START} MiB at start, ${FRESH_IDLE} MiB holding 1,000 idle keep-alive connections (${FRESH_OK} of 1,000 requests forwarded with 200)"
 echo "fresh passthrough RSS: ${PT_START} MiB at start, ${PT_IDLE} MiB holding 1,000 idle keep-alive connections (${PT_OK} with 200)"
+echo "$H_LINE"

@@ -55,6 +55,9 @@ mod file {
         pub threads: usize,
         pub shutdown_grace_seconds: u64,
         pub upgrade_sock: String,
+        pub max_request_head_bytes: usize,
+        pub request_head_timeout_ms: u64,
+        pub max_connections: usize,
     }
     impl Default for Server {
         fn default() -> Self {
@@ -66,6 +69,9 @@ mod file {
                 threads: 2,
                 shutdown_grace_seconds: 10,
                 upgrade_sock: "/tmp/tollgate_upgrade.sock".into(),
+                max_request_head_bytes: 64 * 1024,
+                request_head_timeout_ms: 10_000,
+                max_connections: 10_000,
             }
         }
     }
@@ -289,6 +295,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Unix socket over which `serve --upgrade` takes the listeners over.
     pub upgrade_sock: PathBuf,
+    /// Limits every listener applies to each client connection.
+    pub limits: crate::listen::Limits,
 }
 
 #[derive(Clone, Debug)]
@@ -487,6 +495,30 @@ fn validate(
             return Err(err("server.upgrade_sock", "must be a path".into()));
         } else {
             base.join(&s.upgrade_sock)
+        },
+        limits: crate::listen::Limits {
+            max_head_bytes: match s.max_request_head_bytes {
+                1024..=1_048_576 => s.max_request_head_bytes,
+                _ => {
+                    return Err(err(
+                        "server.max_request_head_bytes",
+                        "must be between 1024 and 1048576".into(),
+                    ))
+                }
+            },
+            head_timeout: match s.request_head_timeout_ms {
+                1..=3_600_000 => Duration::from_millis(s.request_head_timeout_ms),
+                _ => {
+                    return Err(err(
+                        "server.request_head_timeout_ms",
+                        "must be between 1 and 3600000".into(),
+                    ))
+                }
+            },
+            max_connections: match s.max_connections {
+                0 => return Err(err("server.max_connections", "must be at least 1".into())),
+                n => n,
+            },
         },
     };
 

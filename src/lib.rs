@@ -12,6 +12,7 @@ pub mod explain;
 pub mod forward;
 pub mod hashing;
 pub mod ids;
+pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod netaddr;

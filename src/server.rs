@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::http_app::HttpServer;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
@@ -21,6 +20,7 @@ use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
 use crate::forward::Engine;
 use crate::hashing::Hasher;
+use crate::listen::{Limited, Serve};
 use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
 use crate::proxy::Gateway;
 use crate::registry::Registry;
@@ -198,7 +198,10 @@ pub fn run(
             std::process::exit(1);
         }
     };
-    let mut proxy = Service::new("tollgate proxy".to_string(), Engine::new(gateway));
+    let mut proxy = Service::new(
+        "tollgate proxy".to_string(),
+        Limited::new(Engine::new(gateway), cfg.server.limits, "proxy"),
+    );
     proxy.add_listener(listener(&cfg.server.listen.to_string()));
 
     let keys = AdminKeys::new(
@@ -213,13 +216,17 @@ pub fn run(
     ));
     let mut admin_service = Service::new(
         "tollgate admin".to_string(),
-        HttpServer::new_app(AdminHttp { admin }),
+        Limited::new(Serve(AdminHttp { admin }), cfg.server.limits, "admin"),
     );
     admin_service.add_listener(listener(&cfg.server.admin_listen.to_string()));
 
     let mut metrics = Service::new(
         "tollgate metrics".to_string(),
-        HttpServer::new_app(crate::metrics::MetricsHttp),
+        Limited::new(
+            Serve(crate::metrics::MetricsHttp),
+            cfg.server.limits,
+            "metrics",
+        ),
     );
     metrics.add_listener(listener(&cfg.server.metrics_listen.to_string()));
 

@@ -553,3 +553,47 @@ async fn the_error_line_for_a_failed_upstream_names_no_path_or_query() {
     assert!(!logs.contains("query-secret-marker"), "{logs}");
     assert!(!logs.contains("/api/v1/status"), "{logs}");
 }
+
+/// Malformed requests carrying an admin key or a bearer token, to every
+/// listener, with everything logged down to TRACE (pingora included): the
+/// secret reaches neither stdout nor stderr. pingora's own HTTP server used
+/// to log an unreadable head whole at ERROR, and every head at TRACE.
+#[tokio::test]
+async fn a_malformed_request_carrying_a_secret_logs_no_secret_at_trace() {
+    let upstream = EchoUpstream::start();
+    let tg = start(&upstream, "text", "trace").await;
+    let bearer = "tg_at_malformed-request-secret-that-must-not-be-logged";
+    let requests = [
+        // A field name with a space: httparse refuses the head.
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\nAuthorization: Bearer {bearer}\r\nbad field: 1\r\n\r\n"),
+        // A request line that is not one.
+        format!("GET\x01 / HTTP/1.1\r\nAuthorization: Bearer {bearer}\r\n\r\n"),
+    ];
+    for addr in [tg.admin_addr(), tg.metrics_addr(), tg.proxy_addr()] {
+        for (i, request) in requests.iter().enumerate() {
+            let answer = raw_http_until_close(addr, request).await;
+            let text = String::from_utf8_lossy(&answer);
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 400 "),
+                "{addr} request {i}: {text:?}"
+            );
+        }
+        // A well-formed admin request with the admin key, at TRACE too.
+        let key = tg.admin_key();
+        let _ = raw_http_until_close(
+            addr,
+            format!("GET /healthz HTTP/1.1\r\nhost: x\r\nAuthorization: Bearer {key}\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (logs, stdout) = (tg.logs(), tg.stdout());
+    assert!(
+        !logs.is_empty() || !stdout.is_empty(),
+        "something was logged at TRACE"
+    );
+    for secret in [bearer, tg.admin_key()] {
+        assert!(!logs.contains(secret), "a secret in stderr:\n{logs}");
+        assert!(!stdout.contains(secret), "a secret in stdout:\n{stdout}");
+    }
+}

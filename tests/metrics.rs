@@ -538,6 +538,10 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ("outcome", OUTCOMES.into_iter().collect()),
         ("status_class", STATUS_CLASSES.into_iter().collect()),
         ("result", ["ok", "error"].into_iter().collect()),
+        (
+            "listener",
+            ["proxy", "admin", "metrics"].into_iter().collect(),
+        ),
     ]);
     let label_names: BTreeMap<&str, &[&str]> = BTreeMap::from([
         (
@@ -553,6 +557,8 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ("tollgate_policy_reloads_total", &["result"][..]),
         ("tollgate_policy_routes", &[][..]),
         ("tollgate_active_tokens", &[][..]),
+        ("tollgate_connections", &["listener"][..]),
+        ("tollgate_connections_refused_total", &["listener"][..]),
         ("tollgate_authz_duration_seconds_bucket", &["le"][..]),
         ("tollgate_authz_duration_seconds_sum", &[][..]),
         ("tollgate_authz_duration_seconds_count", &[][..]),

@@ -1,0 +1,563 @@
+//! Limits every listener (proxy, admin, metrics) applies to a client
+//! connection before pingora's HTTP/1 code sees its bytes.
+//!
+//! pingora reads a request head into a buffer that may grow to 1 MiB, with
+//! a timeout per read only: a client trickling header lines, or many
+//! clients each sending a large unfinished head, held that memory for as
+//! long as they liked. Here each accepted stream is wrapped in
+//! [`HeadGuard`], which counts the bytes of each request head up to its
+//! blank line and bounds the whole head by one deadline; over the size it
+//! answers `431` and closes, past the deadline `408` and closes. And each
+//! listener accepts at most `max_connections` connections at once.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::http::ResponseHeader;
+use pingora::prelude::ErrorType;
+use pingora::protocols::http::HttpTask;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
+    UniqueIDType,
+};
+use pingora::server::ShutdownWatch;
+use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{sleep_until, Instant, Sleep};
+
+/// The limits, from `server.max_request_head_bytes`,
+/// `server.request_head_timeout_ms` and `server.max_connections`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_head_bytes: usize,
+    pub head_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 64 * 1024,
+            head_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+struct ListenMetrics {
+    connections: IntGaugeVec,
+    refused: IntCounterVec,
+}
+
+static METRICS: LazyLock<ListenMetrics> = LazyLock::new(|| ListenMetrics {
+    connections: register_int_gauge_vec!(
+        "tollgate_connections",
+        "Client connections open, per listener",
+        &["listener"]
+    )
+    .expect("register tollgate_connections"),
+    refused: register_int_counter_vec!(
+        "tollgate_connections_refused_total",
+        "Client connections closed at once because the listener had max_connections open",
+        &["listener"]
+    )
+    .expect("register tollgate_connections_refused_total"),
+});
+
+/// Exports the series of `listener` before any connection.
+pub fn initialise_series(listener: &str) {
+    METRICS.connections.with_label_values(&[listener]);
+    METRICS.refused.with_label_values(&[listener]);
+}
+
+const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 72\r\nconnection: close\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"request head too large\"}";
+const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: 71\r\nconnection: close\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"request head too slow\"}";
+
+/// A head at least this large makes the connection hand freed memory back
+/// to the OS when it closes.
+const LARGE_HEAD: usize = 16 * 1024;
+
+/// An HTTP/1 application served under [`Limits`].
+pub struct Limited<A> {
+    app: Arc<A>,
+    limits: Limits,
+    name: &'static str,
+    open: AtomicUsize,
+}
+
+impl<A> Limited<A> {
+    pub fn new(app: A, limits: Limits, name: &'static str) -> Limited<A> {
+        initialise_series(name);
+        Limited {
+            app: Arc::new(app),
+            limits,
+            name,
+            open: AtomicUsize::new(0),
+        }
+    }
+}
+
+struct Open<'a> {
+    open: &'a AtomicUsize,
+    name: &'static str,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        METRICS.connections.with_label_values(&[self.name]).dec();
+    }
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            METRICS.refused.with_label_values(&[self.name]).inc();
+            tracing::warn!(
+                listener = self.name,
+                "connection refused: max_connections open"
+            );
+            return None;
+        }
+        METRICS.connections.with_label_values(&[self.name]).inc();
+        let _open = Open {
+            open: &self.open,
+            name: self.name,
+        };
+        let rearm = Arc::new(AtomicBool::new(false));
+        let large = Arc::new(AtomicBool::new(false));
+        let guarded: Stream = Box::new(HeadGuard::new(
+            stream,
+            self.limits,
+            rearm.clone(),
+            large.clone(),
+        ));
+        let mut session = ServerSession::new_http1(guarded);
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(60));
+        }
+        let mut result = self.app.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = result.map(|r| r.consume()) {
+            rearm.store(true, Ordering::Release);
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            result = self.app.process_new_http(session, shutdown).await;
+        }
+        if large.load(Ordering::Acquire) {
+            release_memory();
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.http_cleanup().await;
+    }
+}
+
+fn release_memory() {
+    // SAFETY: mi_collect takes no pointers; it only walks this thread's heap.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
+
+enum Mode {
+    /// Reading a head.
+    Head(HeadScan),
+    /// Past the head's blank line: bytes pass through.
+    Body,
+    /// Writing a refusal; then every read ends the connection.
+    Refusing {
+        answer: &'static [u8],
+        sent: usize,
+    },
+    Refused,
+}
+
+/// Finds where a request head ends, whatever reads it arrives in.
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// Bytes of the head so far (up to its end once found).
+    count: usize,
+    /// The last byte other than CR was LF.
+    lf: bool,
+    /// Something other than CR and LF came: empty lines before a request
+    /// line do not end it (they count towards the limit all the same).
+    content: bool,
+}
+
+impl HeadScan {
+    /// Counts `bytes`; the offset just past the head's blank line if they
+    /// hold it (a bare LF ends a line as for pingora's parser).
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' if self.lf && self.content => {
+                    self.count += i + 1;
+                    return Some(i + 1);
+                }
+                b'\n' => self.lf = true,
+                b'\r' => {}
+                _ => {
+                    self.lf = false;
+                    self.content = true;
+                }
+            }
+        }
+        self.count += bytes.len();
+        None
+    }
+}
+
+/// The accepted stream, with each request head bounded in size and time.
+pub struct HeadGuard {
+    inner: Stream,
+    limits: Limits,
+    mode: Mode,
+    /// When the head being read must be complete; None between requests.
+    deadline: Option<Instant>,
+    /// Registered only when a head does not arrive in one read, so that a
+    /// request whose head comes whole costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+    timer_at: Option<Instant>,
+    rearm: Arc<AtomicBool>,
+    large: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for HeadGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadGuard")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl HeadGuard {
+    fn new(inner: Stream, limits: Limits, rearm: Arc<AtomicBool>, large: Arc<AtomicBool>) -> Self {
+        HeadGuard {
+            inner,
+            limits,
+            mode: Mode::Head(HeadScan::default()),
+            // The first head's deadline runs from the accept.
+            deadline: Some(Instant::now() + limits.head_timeout),
+            timer: None,
+            timer_at: None,
+            rearm,
+            large,
+        }
+    }
+
+    /// Counts `bytes` of a head; returns whether they hold its end.
+    fn scan(&mut self, bytes: &[u8]) -> Result<bool, &'static [u8]> {
+        let Mode::Head(head) = &mut self.mode else {
+            return Ok(true);
+        };
+        let end = head.feed(bytes);
+        if head.count > LARGE_HEAD {
+            self.large.store(true, Ordering::Release);
+        }
+        if head.count > self.limits.max_head_bytes {
+            return Err(TOO_LARGE);
+        }
+        Ok(end.is_some())
+    }
+
+    fn refuse(&mut self, answer: &'static [u8], cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.mode = Mode::Refusing { answer, sent: 0 };
+        self.poll_refusal(cx)
+    }
+
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match &mut self.mode {
+                Mode::Refusing { answer, sent } => {
+                    if *sent >= answer.len() {
+                        self.mode = Mode::Refused;
+                        continue;
+                    }
+                    let rest = &answer[*sent..];
+                    match Pin::new(&mut self.inner).poll_write(cx, rest) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.mode = Mode::Refused,
+                        Poll::Ready(Ok(n)) => *sent += n,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                _ => {
+                    let _ = Pin::new(&mut self.inner).poll_flush(cx);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "request head refused",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for HeadGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.rearm.swap(false, Ordering::AcqRel) {
+            this.mode = Mode::Head(HeadScan::default());
+            // A keep-alive connection's next head: its deadline runs from
+            // its first byte (the idle wait is pingora's keep-alive timeout).
+            this.deadline = None;
+        }
+        match this.mode {
+            Mode::Body => return Pin::new(&mut this.inner).poll_read(cx, buf),
+            Mode::Refusing { .. } | Mode::Refused => return this.poll_refusal(cx),
+            Mode::Head(_) => {}
+        }
+        if this.deadline.is_some_and(|d| Instant::now() >= d) {
+            return this.refuse(TIMED_OUT, cx);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if new.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                if this.deadline.is_none() {
+                    this.deadline = Some(Instant::now() + this.limits.head_timeout);
+                }
+                match this.scan(new) {
+                    Ok(true) => {
+                        this.mode = Mode::Body;
+                        Poll::Ready(Ok(()))
+                    }
+                    Ok(false) => Poll::Ready(Ok(())),
+                    Err(answer) => {
+                        buf.set_filled(before);
+                        this.refuse(answer, cx)
+                    }
+                }
+            }
+            Poll::Pending => {
+                // Waiting within a head: wake at its deadline.
+                let Some(d) = this.deadline else {
+                    return Poll::Pending;
+                };
+                let timer = this.timer.get_or_insert_with(|| Box::pin(sleep_until(d)));
+                if this.timer_at != Some(d) {
+                    timer.as_mut().reset(d);
+                    this.timer_at = Some(d);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return this.refuse(TIMED_OUT, cx);
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+use std::future::Future;
+
+impl AsyncWrite for HeadGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if matches!(self.mode, Mode::Refusing { .. } | Mode::Refused) {
+            // The refusal is the answer; the application's own is dropped.
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if matches!(self.mode, Mode::Refusing { .. } | Mode::Refused) {
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for HeadGuard {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for HeadGuard {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeadGuard {}
+
+impl GetTimingDigest for HeadGuard {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+}
+
+impl GetProxyDigest for HeadGuard {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for HeadGuard {
+    fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+}
+
+impl Peek for HeadGuard {}
+
+/// Serves a [`ServeHttp`] app (the admin and metrics listeners) the way
+/// pingora's `HttpServer` does, without its logging: that logs the error
+/// of an unreadable head (whose context holds the raw head, an
+/// `Authorization` field with it) at ERROR and every request head at TRACE.
+/// Here a request head never reaches a log; a failure is logged by its type.
+pub struct Serve<SV>(pub SV);
+
+#[async_trait]
+impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match http.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(error_type = ?e.etype(), "unreadable request head; closed");
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = http.respond_error(400).await;
+                }
+                http.shutdown().await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            http.set_keepalive(None);
+        } else {
+            http.set_keepalive(Some(60));
+        }
+        let (parts, body) = self.0.response(&mut http).await.into_parts();
+        let head: ResponseHeader = parts.into();
+        let tasks = vec![
+            HttpTask::Header(Box::new(head), body.is_empty()),
+            HttpTask::Body(Some(body.into()), true),
+        ];
+        if let Err(e) = http.response_duplex_vec(tasks).await {
+            tracing::debug!(error_type = ?e.etype(), "writing an answer failed; closed");
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&http);
+        match http.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error_type = ?e.etype(), "finishing an answer failed; closed");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadScan;
+    use proptest::prelude::*;
+
+    fn scan_in(parts: &[&[u8]]) -> Option<usize> {
+        let mut scan = HeadScan::default();
+        let mut seen = 0;
+        for part in parts {
+            if let Some(end) = scan.feed(part) {
+                assert_eq!(scan.count, seen + end);
+                return Some(seen + end);
+            }
+            seen += part.len();
+        }
+        None
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_and_not_before() {
+        let head = b"GET / HTTP/1.1\r\nhost: x\r\n\r\nbody";
+        assert_eq!(scan_in(&[head]), Some(head.len() - 4));
+        assert_eq!(scan_in(&[b"GET / HTTP/1.1\nhost: x\n\nrest"]), Some(24));
+        assert_eq!(scan_in(&[b"GET / HTTP/1.1\r\nhost: x\r\n"]), None);
+        // Empty lines before the request line do not end a head.
+        assert_eq!(scan_in(&[b"\r\n\r\n\r\n"]), None);
+        assert_eq!(scan_in(&[b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]), Some(22));
+    }
+
+    proptest! {
+        /// However the bytes are split into reads, the end is found at the
+        /// same offset, and bytes without a blank line never end a head.
+        #[test]
+        fn the_end_does_not_depend_on_how_reads_split_the_head(
+            lines in proptest::collection::vec("[a-z]{1,8}: [ -~]{0,20}", 0..8),
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut text = format!("GET / HTTP/1.1{eol}");
+            for l in &lines {
+                text.push_str(l);
+                text.push_str(eol);
+            }
+            let open = text.clone().into_bytes();
+            text.push_str(eol);
+            text.push_str("trailing body");
+            let bytes = text.into_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % bytes.len()).collect();
+            cuts.sort_unstable();
+            let mut parts: Vec<&[u8]> = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                parts.push(&bytes[at..c.max(at)]);
+                at = c.max(at);
+            }
+            prop_assert_eq!(scan_in(&parts), Some(bytes.len() - "trailing body".len()));
+            prop_assert_eq!(scan_in(&[&open]), None);
+        }
+    }
+}
