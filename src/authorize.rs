@@ -66,6 +66,17 @@ pub struct QueryFacts {
 /// upstream framework would, so `access%5Ftoken` counts as `access_token`.
 pub fn parse_query(query: Option<&str>) -> QueryFacts {
     let query = query.unwrap_or("");
+    if query.contains(';') && semicolon_hides_environment_id(query) {
+        let mut facts = parse_query_pairs(query);
+        if facts.environment_id != EnvironmentParam::Missing {
+            facts.environment_id = EnvironmentParam::Repeated;
+        }
+        return facts;
+    }
+    parse_query_pairs(query)
+}
+
+fn parse_query_pairs(query: &str) -> QueryFacts {
     // Without `%` or `+` nothing decodes to something else: the pairs can be
     // read in place, which is what most queries allow.
     if query.bytes().any(|b| b == b'%' || b == b'+') {
@@ -114,12 +125,64 @@ fn query_facts<'a>(pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) ->
 }
 
 /// A parameter name that is not `environmentId` but that some upstream
-/// frameworks read as it: another case (ASP.NET binds query names
-/// case-insensitively) or a bracketed form (`environmentId[]`, which PHP and
-/// Rails read as the same parameter).
+/// framework may read as it. The name (already percent- and `+`-decoded) is
+/// canonicalised the way the most permissive framework would, then compared
+/// with `environmentId` ignoring case:
+///
+/// | framework        | what it does to a name                                   |
+/// |------------------|----------------------------------------------------------|
+/// | PHP              | drops leading spaces, cuts at NUL, `name[...]` is `name`, |
+/// |                  | trailing ` ` / `.` become `_` (treated as stripped here)  |
+/// | Rack 2           | strips leading `[`/`]`, `name]` and `name[x]` are `name`, |
+/// |                  | splits pairs on `;` too (see [`parse_query`])             |
+/// | Rack 3, Go, Python, Node, Java servlets | exact name; old Go splits on `;` |
+/// | ASP.NET          | case-insensitive (ordinal, `ı` upper-cases to `I`)        |
+///
+/// Leading and trailing whitespace, control characters and the BOM are
+/// dropped, the name is cut at NUL and at the first `[` or `]`, trailing
+/// `.` are dropped. Ordinary names (`environment`, `environmentIds`,
+/// `env_id`) do not canonicalise to `environmentId` and pass.
 fn aliases_environment_id(name: &str) -> bool {
-    let base = name.split_once('[').map_or(name, |(base, _)| base);
-    base.len() == "environmentId".len() && base.eq_ignore_ascii_case("environmentId")
+    name != "environmentId" && canonically_environment_id(name)
+}
+
+fn canonically_environment_id(name: &str) -> bool {
+    const TARGET: &str = "environmentId";
+    if name.len() < TARGET.len() {
+        return false;
+    }
+    let strippable = |c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}';
+    let name = name.split('\0').next().unwrap_or("");
+    let name = name.trim_start_matches(|c: char| strippable(c) || c == '[' || c == ']');
+    let name = name.split(['[', ']']).next().unwrap_or("");
+    let name = name.trim_end_matches(|c: char| strippable(c) || c == '.');
+    let mut chars = name.chars();
+    for want in TARGET.chars() {
+        match chars.next() {
+            Some(c) if c.eq_ignore_ascii_case(&want) => {}
+            Some(c) if !c.is_ascii() => {
+                let mut upper = c.to_uppercase();
+                if upper.next() != Some(want.to_ascii_uppercase()) || upper.next().is_some() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    chars.next().is_none()
+}
+
+/// Whether a query has, after a raw `;` (a pair separator to Rack 2 and old
+/// Go), a name that canonicalises to `environmentId`.
+fn semicolon_hides_environment_id(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        pair.split(';').skip(1).any(|piece| {
+            let name = piece.split_once('=').map_or(piece, |(name, _)| name);
+            form_urlencoded::parse(name.as_bytes())
+                .next()
+                .is_some_and(|(name, _)| canonically_environment_id(&name))
+        })
+    })
 }
 
 /// Header facts the proxy reads from the request.
@@ -1375,6 +1438,62 @@ mode = "report"
     }
 
     // Step 5: workspace.
+
+    /// Spellings of `environmentId` that some framework reads as it.
+    pub(crate) const ENVIRONMENT_ID_ALIASES: &[&str] = &[
+        "+environmentId",
+        "%20environmentId",
+        "environmentId%00x",
+        "%5BenvironmentId",
+        "environmentId%5D",
+        "environmentId.",
+        "environmentId%20",
+        "%EF%BB%BFenvironmentId",
+        "EnvironmentID",
+        "environmentId[]",
+        "environmentId%5B0%5D",
+        "%09environmentId",
+        "environment%C4%B1d",
+        "environmentId..",
+    ];
+
+    #[test]
+    fn every_framework_alias_of_environment_id_is_a_repeat() {
+        for alias in ENVIRONMENT_ID_ALIASES {
+            let q = format!("environmentId=env1&{alias}=env2");
+            assert_eq!(
+                parse_query(Some(&q)).environment_id,
+                EnvironmentParam::Repeated,
+                "{q}"
+            );
+        }
+        for q in [
+            "environmentId=env1&x=1;environmentId=env2",
+            "environmentId=env1&x=1;%20EnvironmentId=env2",
+        ] {
+            assert_eq!(
+                parse_query(Some(q)).environment_id,
+                EnvironmentParam::Repeated,
+                "{q}"
+            );
+        }
+        for other in [
+            "environment",
+            "environmentIds",
+            "env_id",
+            "environment_Id",
+            "xenvironmentId",
+            "environmentIdx",
+            "a;b=c",
+        ] {
+            let q = format!("environmentId=env1&{other}=v");
+            assert_eq!(
+                parse_query(Some(&q)).environment_id,
+                EnvironmentParam::One("env1".into()),
+                "{q}"
+            );
+        }
+    }
 
     #[test]
     fn a_missing_repeated_empty_or_malformed_environment_id_is_an_invalid_request() {

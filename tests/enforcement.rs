@@ -435,6 +435,18 @@ async fn a_workspace_route_needs_exactly_one_environment_id() {
         "?environmentId=".to_string(),
         format!("?environmentId={env}&environmentId={env}"),
         format!("?environmentId={env}&environmentId=other"),
+        // Names some framework (PHP, Rack 2, ASP.NET, old Go) reads as
+        // environmentId.
+        format!("?environmentId={env}&+environmentId=other"),
+        format!("?environmentId={env}&%20environmentId=other"),
+        format!("?environmentId={env}&environmentId%00x=other"),
+        format!("?environmentId={env}&%5BenvironmentId=other"),
+        format!("?environmentId={env}&environmentId%5D=other"),
+        format!("?environmentId={env}&x=1;environmentId=other"),
+        format!("?environmentId={env}&environmentId.=other"),
+        format!("?environmentId={env}&environmentId%20=other"),
+        format!("?environmentId={env}&%EF%BB%BFenvironmentId=other"),
+        format!("?environmentId={env}&EnvironmentID=other"),
     ] {
         let response = world
             .raw_request(
