@@ -55,8 +55,6 @@ pub const STORE_OPS: &[&str] = &[
     "put_token",
     "revoke_token",
     "find_client",
-    "failure_counts",
-    "record_failure",
     "touch_credentials",
     "count_tokens",
     "admin",

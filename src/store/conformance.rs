@@ -1097,6 +1097,44 @@ async fn throttle_counters_are_per_window(store: &dyn Store) {
         vec![2, 1],
         "windows are counted apart"
     );
+
+    // Reservations: all counters or none, and never past a limit.
+    let a = format!("client:{}", new_id());
+    let b = format!("source:{}", new_id());
+    let pair = vec![a.clone(), b.clone()];
+    assert!(ok(
+        store.reserve_failure(&pair, &[2, 3], window, now).await,
+        "reserve"
+    ));
+    assert!(ok(
+        store.reserve_failure(&pair, &[2, 3], window, now).await,
+        "reserve"
+    ));
+    assert!(
+        !ok(
+            store.reserve_failure(&pair, &[2, 3], window, now).await,
+            "reserve"
+        ),
+        "the first counter is at its limit"
+    );
+    assert_eq!(
+        ok(store.failure_counts(&pair, window, now).await, "counts"),
+        vec![2, 2],
+        "a refused reservation adds to no counter"
+    );
+    ok(store.forgive_failure(&pair, window, now).await, "forgive");
+    assert_eq!(
+        ok(store.failure_counts(&pair, window, now).await, "counts"),
+        vec![1, 1]
+    );
+    for _ in 0..3 {
+        ok(store.forgive_failure(&pair, window, now).await, "forgive");
+    }
+    assert_eq!(
+        ok(store.failure_counts(&pair, window, now).await, "counts"),
+        vec![0, 0],
+        "forgiving never goes below zero"
+    );
 }
 
 fn audit_event(org: &str, millis: i64, n: usize) -> AuditEvent {
