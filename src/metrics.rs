@@ -55,6 +55,7 @@ pub const STORE_OPS: &[&str] = &[
     "put_token",
     "revoke_token",
     "find_client",
+    "failure_counts",
     "touch_credentials",
     "count_tokens",
     "admin",

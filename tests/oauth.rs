@@ -1377,7 +1377,7 @@ async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
 async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts_no_failure() {
     const CONCURRENT: usize = 12;
     let tollgate = Tollgate::start(one_hash_at_a_time(
-        "window_seconds = 3600\nmax_failures_per_client_source = 11\n\
+        "window_seconds = 3600\nmax_failures_per_client_source = 12\n\
          max_failures_per_source = 1000",
     ))
     .await;
@@ -1428,8 +1428,9 @@ async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts
     assert_eq!(logged(), refused);
 
     // A refusal is not a failed authentication: with at most 11 failures
-    // (CONCURRENT - refused) the client is not throttled, as it would be
-    // if the refusals counted too. And the queue drains: the right secret
+    // (CONCURRENT - refused) below the limit of 12, the client is not
+    // throttled, as it would be if the refusals counted too (every attempt
+    // is reserved as a failure first, so the limit must let all 12 in). And the queue drains: the right secret
     // is accepted.
     token(&tollgate, Some(&account.basic()), GRANT)
         .await

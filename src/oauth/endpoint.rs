@@ -96,6 +96,16 @@ fn unavailable(m: &Metrics, op: &'static str, e: &StoreError) -> OAuthError {
     }
 }
 
+/// The verified-secret cache's key: (client id, secret, current hash), so
+/// a rotated, disabled or deleted credential is never served from memory.
+fn verified_key(client: &ClientLookup, client_id: &str, secret: &str) -> [u8; 32] {
+    sha256(&[
+        client_id.as_bytes(),
+        secret.as_bytes(),
+        client.credential.secret_hash.as_bytes(),
+    ])
+}
+
 fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -289,8 +299,39 @@ impl TokenEndpoint {
     ) -> Result<ClientLookup, OAuthError> {
         let m = Metrics::get();
         let now = now_unix();
+        let found = self
+            .store
+            .find_client(client_id)
+            .await
+            .map_err(|e| unavailable(m, "find_client", &e))?;
         let keys = throttle::keys(Some(client_id), source, now, &self.throttle);
         let key_list = [keys.client_source.clone(), keys.source.clone()];
+        // A secret verified against the credential's current hash within
+        // the last minutes needs no argon2 work, so it is not reserved as a
+        // possible failure (a warm client's concurrent requests would
+        // otherwise throttle each other); a source already at its limit is
+        // refused all the same.
+        if let Some(client) = &found {
+            if client.service_account.status == SaStatus::Active
+                && self.recently_verified(client, client_id, secret)
+            {
+                let counts = self
+                    .store
+                    .failure_counts(&key_list, self.throttle.window_seconds, now)
+                    .await
+                    .map_err(|e| unavailable(m, "failure_counts", &e))?;
+                let counts = throttle::FailureCounts {
+                    client_source: counts.first().copied().unwrap_or(0),
+                    source: counts.get(1).copied().unwrap_or(0),
+                };
+                if let Some(retry_after_secs) = throttle::verdict(counts, &self.throttle, now) {
+                    let e = OAuthError::SlowDown { retry_after_secs };
+                    self.log_failure(failed_action, Some(client_id), &e);
+                    return Err(e);
+                }
+                return found.ok_or(OAuthError::InvalidClient);
+            }
+        }
         // The attempt is counted as a failure before any work and forgiven
         // if it succeeds, in one atomic step with the limit check: however
         // many arrive at once, no more than the limit reach argon2.
@@ -310,7 +351,9 @@ impl TokenEndpoint {
             self.log_failure(failed_action, Some(client_id), &e);
             return Err(e);
         }
-        let outcome = self.verify_client(failed_action, client_id, secret).await;
+        let outcome = self
+            .verify_client(failed_action, found, client_id, secret)
+            .await;
         if !matches!(outcome, Err(OAuthError::InvalidClient)) {
             // Success, or no verdict (overload, store trouble): not a failure.
             if let Err(err) = self
@@ -329,15 +372,10 @@ impl TokenEndpoint {
     async fn verify_client(
         &self,
         failed_action: &'static str,
+        found: Option<ClientLookup>,
         client_id: &str,
         secret: &str,
     ) -> Result<ClientLookup, OAuthError> {
-        let m = Metrics::get();
-        let found = self
-            .store
-            .find_client(client_id)
-            .await
-            .map_err(|e| unavailable(m, "find_client", &e))?;
         let verdict = match found {
             None => {
                 self.hasher
@@ -371,6 +409,17 @@ impl TokenEndpoint {
         }
     }
 
+    /// Whether `secret` verified against the credential's current hash
+    /// within `VERIFIED_TTL`.
+    fn recently_verified(&self, client: &ClientLookup, client_id: &str, secret: &str) -> bool {
+        let key = verified_key(client, client_id, secret);
+        self.verified.lock().is_ok_and(|cache| {
+            cache
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < VERIFIED_TTL)
+        })
+    }
+
     async fn secret_matches(
         &self,
         client: &ClientLookup,
@@ -378,19 +427,10 @@ impl TokenEndpoint {
         secret: &str,
     ) -> Result<bool, HashError> {
         let cred = &client.credential;
-        let key = sha256(&[
-            client_id.as_bytes(),
-            secret.as_bytes(),
-            cred.secret_hash.as_bytes(),
-        ]);
-        if let Ok(cache) = self.verified.lock() {
-            if cache
-                .get(&key)
-                .is_some_and(|at| at.elapsed() < VERIFIED_TTL)
-            {
-                return Ok(true);
-            }
+        if self.recently_verified(client, client_id, secret) {
+            return Ok(true);
         }
+        let key = verified_key(client, client_id, secret);
         if self
             .hasher
             .verify_any(secret, vec![cred.secret_hash.clone()])
