@@ -122,6 +122,7 @@ mod file {
         pub forward_authorization: bool,
         pub trusted_proxies: Vec<String>,
         pub allow_semicolon_in_path: bool,
+        pub pass_override_headers: Vec<String>,
     }
 
     #[derive(Deserialize)]
@@ -330,7 +331,32 @@ pub struct ProxyConfig {
     pub forward_authorization: bool,
     pub trusted_proxies: Vec<IpNet>,
     pub allow_semicolon_in_path: bool,
+    /// Override headers (canonical: lower case, `-`) let through from
+    /// untrusted peers; every other one of [`OVERRIDE_HEADERS`] is stripped.
+    pub pass_override_headers: Vec<String>,
 }
+
+/// Headers that make some framework or proxy take another URL, method,
+/// host, port, scheme or client address than the one tollgate decided on.
+/// Stripped from peers outside `proxy.trusted_proxies` unless named in
+/// `proxy.pass_override_headers`.
+pub const OVERRIDE_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-host",
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "x-original-host",
+    "x-host",
+];
 
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
@@ -608,6 +634,17 @@ fn validate(
 
     let trusted_proxies = crate::netaddr::parse_cidrs(&root.proxy.trusted_proxies)
         .map_err(|p| err("proxy.trusted_proxies", p))?;
+    let mut pass_override_headers = Vec::new();
+    for name in &root.proxy.pass_override_headers {
+        let canon = name.to_ascii_lowercase().replace('_', "-");
+        if !OVERRIDE_HEADERS.contains(&canon.as_str()) {
+            return Err(err(
+                "proxy.pass_override_headers",
+                format!("{name:?} is not one of the override headers tollgate strips"),
+            ));
+        }
+        pass_override_headers.push(canon);
+    }
 
     if root.cache.ttl_ms > 1000 {
         return Err(err(
@@ -779,6 +816,7 @@ fn validate(
             forward_authorization: root.proxy.forward_authorization,
             trusted_proxies,
             allow_semicolon_in_path: root.proxy.allow_semicolon_in_path,
+            pass_override_headers,
         },
         cache: CacheConfig {
             ttl: Duration::from_millis(root.cache.ttl_ms),

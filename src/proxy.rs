@@ -54,6 +54,13 @@ pub struct Gateway {
     /// Canonical (lower case, `-`) names of the identity headers: any
     /// incoming header that canonicalises to one of these is removed.
     identity_names: Vec<String>,
+    /// Canonical names stripped from untrusted peers: the forwarding and
+    /// override headers an upstream may take an address, host, URL or
+    /// method from, less `proxy.pass_override_headers`.
+    untrusted_names: Vec<&'static str>,
+    /// Bit `n` set when some name of `untrusted_names` is `n` bytes long:
+    /// most headers are ruled out by their length alone.
+    untrusted_lengths: u64,
     /// The configured identity header names, built once: inserting a
     /// `Bytes` name costs a reference count, a `String` an allocation.
     inject: InjectNames,
@@ -275,9 +282,25 @@ impl Gateway {
             .map(|n| canonical_header(n))
             .collect();
         let inject = InjectNames::new(&app.config.identity_headers)?;
+        let untrusted_names: Vec<&'static str> = ["forwarded", "x-real-ip"]
+            .into_iter()
+            .chain(crate::config::OVERRIDE_HEADERS.iter().copied())
+            .filter(|n| {
+                !app.config
+                    .proxy
+                    .pass_override_headers
+                    .iter()
+                    .any(|p| p == n)
+            })
+            .collect();
+        let untrusted_lengths = untrusted_names.iter().fold(0u64, |bits, n| {
+            bits | 1u64.checked_shl(n.len() as u32).unwrap_or(0)
+        });
         Ok(Gateway {
             app,
             identity_names,
+            untrusted_names,
+            untrusted_lengths,
             inject,
         })
     }
@@ -296,7 +319,10 @@ impl Gateway {
                     .iter()
                     .any(|canon| same_header_name(canon, name)))
             || (!trusted
-                && ["forwarded", "x-real-ip", "x-forwarded-host"]
+                && name.len() < 64
+                && self.untrusted_lengths & (1u64 << name.len()) != 0
+                && self
+                    .untrusted_names
                     .iter()
                     .any(|canon| same_header_name(canon, name)))
     }

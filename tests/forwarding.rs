@@ -780,3 +780,69 @@ async fn an_untrusted_client_cannot_state_its_address_or_host() {
         got.headers
     );
 }
+
+/// Headers with which some framework or proxy takes another URL, method,
+/// host, port, scheme or client address than the one tollgate decided on,
+/// each sent in a spelling of its own (case, `_` for `-`).
+const OVERRIDE_CLAIMS: [(&str, &str); 15] = [
+    ("X-Original-URL: /admin/x", "x-original-url"),
+    ("x-rewrite-url: /admin/x", "x-rewrite-url"),
+    ("X-HTTP-Method-Override: DELETE", "x-http-method-override"),
+    ("X_HTTP_Method: DELETE", "x-http-method"),
+    ("X-Method-Override: DELETE", "x-method-override"),
+    ("X-Forwarded-Prefix: /admin", "x-forwarded-prefix"),
+    ("X-FORWARDED-PORT: 8443", "x-forwarded-port"),
+    ("X-Forwarded-Server: evil.example", "x-forwarded-server"),
+    ("X_Forwarded_Scheme: https", "x-forwarded-scheme"),
+    ("x-forwarded-host: evil.example", "x-forwarded-host"),
+    ("True-Client-IP: 198.51.100.9", "true-client-ip"),
+    ("X-Client-IP: 198.51.100.9", "x-client-ip"),
+    ("Client-IP: 198.51.100.9", "client-ip"),
+    ("X-Original-Host: evil.example", "x-original-host"),
+    ("x_host: evil.example", "x-host"),
+];
+
+fn has_header(got: &RecordedRequest, canon: &str) -> bool {
+    got.headers
+        .iter()
+        .any(|(n, _)| n.to_ascii_lowercase().replace('_', "-") == canon)
+}
+
+#[tokio::test]
+async fn an_untrusted_client_cannot_send_url_method_or_address_overrides() {
+    let world = World::start().await;
+    let claims: Vec<&str> = OVERRIDE_CLAIMS.iter().map(|(line, _)| *line).collect();
+    let (_, got) = world.forward("GET", "/public/x", &claims).await;
+    for (_, canon) in OVERRIDE_CLAIMS {
+        assert!(!has_header(&got, canon), "{canon} reached the upstream");
+    }
+}
+
+#[tokio::test]
+async fn named_override_headers_pass_and_a_trusted_proxy_sends_them_all() {
+    let world =
+        World::start_with(TollgateOptions::new().toml(
+            "[proxy]\npass_override_headers = [\"X-Forwarded-Prefix\", \"x_forwarded_port\"]",
+        ))
+        .await;
+    let claims: Vec<&str> = OVERRIDE_CLAIMS.iter().map(|(line, _)| *line).collect();
+    let (_, got) = world.forward("GET", "/public/x", &claims).await;
+    for (_, canon) in OVERRIDE_CLAIMS {
+        let passes = matches!(canon, "x-forwarded-prefix" | "x-forwarded-port");
+        assert_eq!(has_header(&got, canon), passes, "{canon}");
+    }
+
+    let world = World::start_with(
+        TollgateOptions::new().toml("[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]"),
+    )
+    .await;
+    let (_, got) = world.forward("GET", "/public/x", &claims).await;
+    for (line, canon) in OVERRIDE_CLAIMS {
+        if !line.contains('_') {
+            assert!(
+                has_header(&got, canon),
+                "{canon} from a trusted proxy was dropped"
+            );
+        }
+    }
+}
