@@ -545,6 +545,25 @@ pub struct Load {
     pub environment_id: Option<String>,
 }
 
+/// The path routes are matched on: the normalised path without the
+/// matrix parameters of its segments (`/admin;jsessionid=1/y` is matched
+/// as `/admin/y`), since servlet containers dispatch on that, while the
+/// path is forwarded as it is. A `;` reaches here only with
+/// `proxy.allow_semicolon_in_path`; without one nothing is copied.
+pub fn route_path(path: &str) -> Cow<'_, str> {
+    if !path.contains(';') {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(""));
+    }
+    Cow::Owned(out)
+}
+
 /// Phase 1: request safety (step 1), route lookup (step 2), public routes,
 /// and a missing or malformed bearer, none of which need the store.
 pub fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
@@ -552,7 +571,7 @@ pub fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
         Ok(target) => target,
         Err(reason) => return Plan::Decided(Decision::deny(None, reason)),
     };
-    let Some(route) = policy.lookup(&facts.method, target.path()) else {
+    let Some(route) = policy.lookup(&facts.method, &route_path(target.path())) else {
         return Plan::Decided(Decision::deny(None, DenyReason::NoRoute));
     };
     if route.access == Access::Public {
@@ -944,6 +963,46 @@ mod tests {
     }
     use crate::policy::load_str;
     use crate::scope::default_resources;
+
+    #[test]
+    fn routes_match_segments_without_their_matrix_parameters() {
+        assert_eq!(route_path("/admin;jsessionid=1/y"), "/admin/y");
+        assert_eq!(route_path("/a;x/b;y=1;z/c"), "/a/b/c");
+        assert_eq!(route_path("/a/b;"), "/a/b");
+        assert!(matches!(route_path("/plain/path"), Cow::Borrowed(_)));
+
+        let policy = load_str(
+            "semicolon.toml",
+            r#"
+[[route]]
+name = "admin"
+methods = ["GET"]
+path = "/admin/**"
+upstream = "backend"
+scope = "tools:write"
+
+[[route]]
+name = "loose"
+methods = ["GET"]
+path = "/{any}/y"
+upstream = "backend"
+auth = "none"
+"#,
+            &default_resources(),
+            |_| true,
+        )
+        .expect("policy");
+        let facts = RequestFacts::gather(
+            "GET",
+            b"/admin;jsessionid=1/y",
+            HeaderFacts::default(),
+            true,
+        );
+        let Plan::Decided(d) = plan(&facts, &policy) else {
+            panic!("the strict route needs a token, so the plan must be decided (missing token)");
+        };
+        assert_eq!(d.route.as_ref().map(|r| r.name.as_str()), Some("admin"));
+    }
 
     const POLICY: &str = r#"
 [[route]]

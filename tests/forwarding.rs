@@ -846,3 +846,41 @@ async fn named_override_headers_pass_and_a_trusted_proxy_sends_them_all() {
         }
     }
 }
+
+#[tokio::test]
+async fn with_semicolons_allowed_routes_match_segments_without_matrix_parameters() {
+    const ADMIN_AND_LOOSE: &str = r#"
+[[route]]
+name = "admin"
+methods = ["GET"]
+path = "/admin/**"
+upstream = "backend"
+scope = "tools:write"
+
+[[route]]
+name = "loose"
+methods = ["GET"]
+path = "/{any}/y"
+upstream = "backend"
+auth = "none"
+"#;
+    let world = World::start_with_policy(
+        TollgateOptions::new().toml("[proxy]\nallow_semicolon_in_path = true"),
+        ADMIN_AND_LOOSE,
+        &["tools:read"],
+    )
+    .await;
+    // A servlet container dispatches this to /admin/y: the strict route
+    // decides (the token lacks tools:write), and nothing is forwarded.
+    world.echo.clear();
+    let request = format!(
+        "GET /admin;jsessionid=1/y HTTP/1.1\r\nHost: tollgate.test\r\n{}\r\nConnection: close\r\n\r\n",
+        world.bearer()
+    );
+    let response = RawResponse::fetch(world.tollgate.proxy_addr(), &request).await;
+    assert_eq!(response.status, 403, "{}", response.body_str());
+    assert_eq!(world.echo.count(), 0, "forwarded past the strict route");
+    // The loose route still serves its own paths, forwarded unchanged.
+    let (_, got) = world.forward("GET", "/other;v=2/y", &[]).await;
+    assert_eq!(got.target, "/other;v=2/y");
+}
