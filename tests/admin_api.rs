@@ -2323,8 +2323,11 @@ async fn guessing_admin_keys_does_not_hold_up_the_token_endpoint() {
     while let Some(done) = flood.join_next().await {
         statuses.push(done.expect("flood task"));
     }
+    // Before the admin queue was its own, such a request waited ~14 s (or
+    // found the shared queue full: 503, caught above); the bound is loose
+    // because CI shares two cores with the rest of the suite.
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(5),
         "a token request took {took:?} under an admin key flood"
     );
     // Past ten failures a minute from one address, 429 before any argon2.
