@@ -3,6 +3,8 @@
 #
 #   scripts/ensure-deps.sh build   C compiler + cmake (pingora's zlib-ng build needs cmake)
 #   scripts/ensure-deps.sh test    build + redis-server/redis-cli (integration tests)
+#                                  + php-cli (tests/upstream_frameworks.rs runs PHP's
+#                                  built-in server as an upstream; skipped without it)
 #
 # Missing Debian/Ubuntu packages are installed with apt-get when we are root or
 # have passwordless sudo; otherwise the exact command is printed and we fail.
@@ -37,6 +39,7 @@ need cmake cmake
 if [ "$want" = test ]; then
   need redis-server redis-server
   need redis-cli redis-server
+  need php php-cli
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then

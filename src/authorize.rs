@@ -52,6 +52,9 @@ pub enum EnvironmentParam {
     Repeated,
     /// Present once but empty or not `[A-Za-z0-9_-]{1,64}`.
     Invalid,
+    /// The query holds a raw `;`, which Rack 2 and old Go split pairs on:
+    /// which parameters the upstream sees cannot be told.
+    Semicolon,
 }
 
 /// What the query string says that matters to the decision.
@@ -66,14 +69,14 @@ pub struct QueryFacts {
 /// upstream framework would, so `access%5Ftoken` counts as `access_token`.
 pub fn parse_query(query: Option<&str>) -> QueryFacts {
     let query = query.unwrap_or("");
-    if query.contains(';') && semicolon_hides_environment_id(query) {
-        let mut facts = parse_query_pairs(query);
-        if facts.environment_id != EnvironmentParam::Missing {
-            facts.environment_id = EnvironmentParam::Repeated;
-        }
-        return facts;
+    let mut facts = parse_query_pairs(query);
+    // A raw `;` separates pairs for some frameworks and not others, so a
+    // route that checks a workspace cannot know what the upstream reads.
+    // An encoded `%3B` inside a value is data to all of them.
+    if query.contains(';') {
+        facts.environment_id = EnvironmentParam::Semicolon;
     }
-    parse_query_pairs(query)
+    facts
 }
 
 fn parse_query_pairs(query: &str) -> QueryFacts {
@@ -172,19 +175,6 @@ fn canonically_environment_id(name: &str) -> bool {
     chars.next().is_none()
 }
 
-/// Whether a query has, after a raw `;` (a pair separator to Rack 2 and old
-/// Go), a name that canonicalises to `environmentId`.
-fn semicolon_hides_environment_id(query: &str) -> bool {
-    query.split('&').any(|pair| {
-        pair.split(';').skip(1).any(|piece| {
-            let name = piece.split_once('=').map_or(piece, |(name, _)| name);
-            form_urlencoded::parse(name.as_bytes())
-                .next()
-                .is_some_and(|(name, _)| canonically_environment_id(&name))
-        })
-    })
-}
-
 /// Header facts the proxy reads from the request.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeaderFacts<'a> {
@@ -241,6 +231,8 @@ pub enum RequestProblem {
     EnvironmentIdMissing,
     EnvironmentIdRepeated,
     EnvironmentIdInvalid,
+    /// A raw `;` in the query of a route that checks a workspace.
+    QuerySemicolon,
 }
 
 impl RequestProblem {
@@ -262,6 +254,9 @@ impl RequestProblem {
             }
             RequestProblem::EnvironmentIdInvalid => {
                 "the environmentId query parameter must match [A-Za-z0-9_-]{1,64}"
+            }
+            RequestProblem::QuerySemicolon => {
+                "this route reads environmentId: a ';' in the query must be sent as %3B"
             }
         }
     }
@@ -302,6 +297,7 @@ impl DenyReason {
                 RequestProblem::EnvironmentIdMissing
                     | RequestProblem::EnvironmentIdRepeated
                     | RequestProblem::EnvironmentIdInvalid
+                    | RequestProblem::QuerySemicolon
             ),
             DenyReason::MissingToken
             | DenyReason::InvalidToken
@@ -738,6 +734,9 @@ pub fn check_workspace(
                 RequestProblem::EnvironmentIdInvalid,
             ))
         }
+        EnvironmentParam::Semicolon => {
+            return Err(DenyReason::InvalidRequest(RequestProblem::QuerySemicolon))
+        }
     };
     let denied = Err(DenyReason::WorkspaceAccessDenied);
     let (env, role) = match environment {
@@ -963,6 +962,69 @@ mod tests {
     }
     use crate::policy::load_str;
     use crate::scope::default_resources;
+
+    /// How PHP 8 turns a decoded query name into a `$_GET` key: leading
+    /// spaces dropped, cut at NUL, `name[...]` is `name`, and ` ` / `.` in
+    /// the base become `_`.
+    fn php_key(name: &str) -> String {
+        let name = name.trim_start_matches(' ');
+        let name = name.split('\0').next().unwrap_or("");
+        let base = match name.find('[') {
+            Some(i) if name[i..].contains(']') => &name[..i],
+            _ => name,
+        };
+        base.replace([' ', '.'], "_")
+    }
+
+    /// How Rack 2 reads a name: leading `[`/`]` dropped, then up to the
+    /// first `[` or `]`.
+    fn rack2_key(name: &str) -> &str {
+        let name = name.trim_start_matches(['[', ']']);
+        name.split(['[', ']']).next().unwrap_or("")
+    }
+
+    fn query_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop::sample::select(vec![
+            " ", "\0", "[", "]", ".", "_", "\u{feff}", "\t", "x", "0", "\u{131}",
+        ]);
+        let core = prop::sample::select(vec![
+            "environmentId",
+            "EnvironmentID",
+            "environment Id",
+            "environment.Id",
+            "environmentI",
+            "nvironmentId",
+        ]);
+        (
+            prop::collection::vec(piece.clone(), 0..3),
+            core,
+            prop::collection::vec(piece, 0..3),
+        )
+            .prop_map(|(pre, core, post)| format!("{}{core}{}", pre.concat(), post.concat()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_name_php_rack_or_asp_net_reads_as_environment_id_is_a_repeat(
+            name in query_name(),
+        ) {
+            let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            let q = format!("environmentId=env1&{encoded}=env2");
+            let read_as_environment_id = php_key(&name) == "environmentId"
+                || rack2_key(&name) == "environmentId"
+                || name.eq_ignore_ascii_case("environmentId");
+            let facts = parse_query(Some(&q)).environment_id;
+            if read_as_environment_id {
+                proptest::prop_assert_eq!(facts, EnvironmentParam::Repeated, "{}", q);
+            } else {
+                proptest::prop_assert!(
+                    matches!(facts, EnvironmentParam::One(_) | EnvironmentParam::Repeated),
+                    "{}", q
+                );
+            }
+        }
+    }
 
     #[test]
     fn routes_match_segments_without_their_matrix_parameters() {
@@ -1526,16 +1588,6 @@ mode = "report"
                 "{q}"
             );
         }
-        for q in [
-            "environmentId=env1&x=1;environmentId=env2",
-            "environmentId=env1&x=1;%20EnvironmentId=env2",
-        ] {
-            assert_eq!(
-                parse_query(Some(q)).environment_id,
-                EnvironmentParam::Repeated,
-                "{q}"
-            );
-        }
         for other in [
             "environment",
             "environmentIds",
@@ -1543,7 +1595,7 @@ mode = "report"
             "environment_Id",
             "xenvironmentId",
             "environmentIdx",
-            "a;b=c",
+            "a%3Bb=c",
         ] {
             let q = format!("environmentId=env1&{other}=v");
             assert_eq!(
@@ -1552,6 +1604,28 @@ mode = "report"
                 "{q}"
             );
         }
+    }
+
+    #[test]
+    fn a_raw_semicolon_anywhere_in_the_query_makes_the_environment_unknowable() {
+        for q in [
+            "environmentId=env1&x=1;environmentId=env2",
+            "environmentId=env1&x=1;%20EnvironmentId=env2",
+            "environmentId=env1;x=1",
+            "environmentId=env1&a;b=c",
+            "x=1;environmentId=env1",
+            ";",
+        ] {
+            assert_eq!(
+                parse_query(Some(q)).environment_id,
+                EnvironmentParam::Semicolon,
+                "{q}"
+            );
+        }
+        assert_eq!(
+            parse_query(Some("environmentId=env1&q=a%3Bb")).environment_id,
+            EnvironmentParam::One("env1".into())
+        );
     }
 
     #[test]
@@ -1594,6 +1668,10 @@ mode = "report"
             (
                 "/api/v1/workflows/w1?environmentId=a+b",
                 RequestProblem::EnvironmentIdInvalid,
+            ),
+            (
+                "/api/v1/workflows/w1?environmentId=env1&q=a;b",
+                RequestProblem::QuerySemicolon,
             ),
         ];
         for (target, problem) in cases {

@@ -467,6 +467,58 @@ async fn a_workspace_route_needs_exactly_one_environment_id() {
 }
 
 #[tokio::test]
+async fn a_raw_semicolon_in_the_query_is_refused_only_where_a_workspace_is_checked() {
+    let world = World::start().await;
+    let env = &world.env;
+    // Rack 2 and old Go split pairs on `;`, others do not: the upstream may
+    // read parameters tollgate did not check.
+    for query in [
+        format!("?environmentId={env}&q=a;b"),
+        format!("?environmentId={env};x=1"),
+        format!("?q=1;environmentId={env}"),
+    ] {
+        let response = world
+            .raw_request(
+                "GET",
+                &format!("/api/v1/workflows/x{query}"),
+                &[&world.bearer()],
+            )
+            .await;
+        assert_denied(
+            &format!("query {query:?}"),
+            &response,
+            400,
+            "invalid_request",
+            None,
+        );
+    }
+    assert_eq!(world.echo.count(), 0);
+    let encoded = world
+        .raw_request(
+            "GET",
+            &format!("/api/v1/workflows/x?environmentId={env}&q=a%3Bb"),
+            &[&world.bearer()],
+        )
+        .await;
+    assert_eq!(
+        encoded.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&encoded.body)
+    );
+    let elsewhere = world
+        .raw_request("GET", "/api/v1/tools/x?q=a;b", &[&world.bearer()])
+        .await;
+    assert_eq!(
+        elsewhere.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&elsewhere.body)
+    );
+    assert_eq!(world.echo.count(), 2);
+}
+
+#[tokio::test]
 async fn every_kind_of_workspace_refusal_looks_the_same() {
     let world = World::start().await;
     let admin = world.tollgate.admin();
