@@ -11,7 +11,6 @@ use crate::model::{
 use crate::scope::Role;
 
 pub mod conformance;
-mod link;
 pub mod memory;
 pub mod redis;
 

@@ -43,7 +43,7 @@ use deadpool_redis::redis::{
 use deadpool_redis::{Manager, Runtime};
 use tokio::sync::Mutex;
 
-use super::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 /// Creates connections through deadpool-redis's manager (which applies the
 /// connection and response timeouts) and recycles them without a round trip.

@@ -43,7 +43,7 @@ use deadpool_redis::redis::{self, Cmd, RedisError, Script};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::link::{ping_cluster_masters, Conn, GetError, Lane, Link};
+use self::link::{ping_cluster_masters, Conn, GetError, Lane, Link};
 use super::{
     window_index, AccessFacts, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store,
     StoreError, StoreResult,
@@ -53,6 +53,8 @@ use crate::model::{
     TokenRecord, Workspace,
 };
 use crate::scope::Role;
+
+mod link;
 
 pub struct RedisStore {
     link: Link,
