@@ -17,9 +17,9 @@
 //!
 //! On one server, the calls that answer proxied requests and token requests
 //! ([`Lane::Request`]) do not take a pooled connection: a checked-out
-//! multiplexed connection is used by one call at a time, so 64 requests in
-//! flight meant 32 sockets, one command per write and per read on each side,
-//! and no pipelining. They share one multiplexed connection per tokio
+//! multiplexed connection is used by one call at a time, so requests in
+//! flight spread over many sockets, one command per write and per read on
+//! each side, and no pipelining (docs/performance.md, "Store"). They share one multiplexed connection per tokio
 //! runtime instead. Its driver task runs on the runtime that made it, so a
 //! call never wakes another thread, and the commands of concurrent requests
 //! leave in one write and their replies come back in one read. The admin
@@ -56,8 +56,8 @@ impl managed::Manager for QuickManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
-        // Boxed: connecting is rare, and its ~2 KiB state would otherwise be
-        // part of every store call's future (several times over, through
+        // Boxed: connecting is rare, and its state (docs/performance.md,
+        // "Store") would otherwise be part of every store call's future (several times over, through
         // deadpool's timeout wrappers), which is moved into a box per call.
         Box::pin(managed::Manager::create(&self.inner)).await
     }
@@ -160,7 +160,8 @@ impl Link {
             client,
             // No response timeout of the client's own: every call is
             // already bounded by `timeout` around it, and a second timer per
-            // look-up cost ~1,200 instructions for nothing.
+            // look-up cost instructions for nothing (docs/performance.md,
+            // "Store").
             config: connection_config(timeout).set_response_timeout(None),
             shared: ArcSwap::from_pointee(Vec::new()),
             serials: AtomicU64::new(0),
