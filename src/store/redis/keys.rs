@@ -22,8 +22,17 @@
 //! | `P:tok:<hash>` | string | TokenRecord JSON, `EX` = token TTL |
 //! | `P:{thr:<window>}:<key>` | string | failure counter, expires after two windows |
 //!
+//! | channel | carries |
+//! |---|---|
+//! | `P:invalidate` | cache invalidations between instances (`crate::bus`) |
+//!
 //! The hash tags (`{reg}`, `{thr:<window>}`) decide where keys land on a
 //! Redis Cluster; why they are placed so is in [`super::cluster`].
+
+/// The pub/sub channel of cache invalidations.
+pub(crate) fn invalidation_channel(prefix: &str) -> String {
+    format!("{prefix}:invalidate")
+}
 
 /// The client-index value of a credential.
 pub(super) fn client_ref(org: &str, sa: &str, cred: &str) -> String {

@@ -35,6 +35,8 @@ mod keys;
 mod link;
 mod scripts;
 
+pub(crate) use self::keys::invalidation_channel;
+
 pub struct RedisStore {
     link: Link,
     keys: Keys,
