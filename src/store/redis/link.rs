@@ -47,7 +47,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// Creates connections through deadpool-redis's manager (which applies the
 /// connection and response timeouts) and recycles them without a round trip.
-pub struct QuickManager {
+pub(super) struct QuickManager {
     inner: Manager,
 }
 
@@ -73,7 +73,7 @@ impl managed::Manager for QuickManager {
 
 type SinglePool = managed::Pool<QuickManager>;
 
-pub enum Link {
+pub(super) enum Link {
     Single(Box<SingleLink>),
     Cluster(Box<ClusterLink>),
 }
@@ -81,7 +81,7 @@ pub enum Link {
 /// Which connections a call uses on a single server (see the module
 /// documentation); a cluster connection serves both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lane {
+pub(super) enum Lane {
     /// Answering a proxied request or a token request: a multiplexed
     /// connection shared by every call on the caller's runtime.
     Request,
@@ -90,7 +90,7 @@ pub enum Lane {
     Control,
 }
 
-pub struct SingleLink {
+pub(super) struct SingleLink {
     pool: SinglePool,
     client: Client,
     config: AsyncConnectionConfig,
@@ -114,7 +114,7 @@ struct SharedConn {
 /// past this many, the oldest runtime's connection is dropped.
 const MAX_SHARED: usize = 16;
 
-pub struct ClusterLink {
+pub(super) struct ClusterLink {
     client: ClusterClient,
     shared: ArcSwapOption<ClusterConnection>,
     /// Serialises connecting, so a burst of calls makes one connection.
@@ -122,7 +122,7 @@ pub struct ClusterLink {
 }
 
 /// One checked-out connection.
-pub enum Conn {
+pub(super) enum Conn {
     Single(Object<QuickManager>),
     /// A runtime's shared connection and its serial number.
     Shared(MultiplexedConnection, u64),
@@ -131,7 +131,7 @@ pub enum Conn {
 
 impl Conn {
     /// The serial number of a shared connection, for [`Link::timed_out`].
-    pub fn serial(&self) -> Option<u64> {
+    pub(super) fn serial(&self) -> Option<u64> {
         match self {
             Conn::Shared(_, serial) => Some(*serial),
             _ => None,
@@ -142,7 +142,7 @@ impl Conn {
 impl Link {
     /// A pool for one Redis server. The URL may carry a password: it never
     /// goes into an error message.
-    pub fn single(url: &str, timeout: Duration, pool_size: usize) -> StoreResult<Link> {
+    pub(super) fn single(url: &str, timeout: Duration, pool_size: usize) -> StoreResult<Link> {
         let invalid =
             |e: RedisError| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind()));
         let client = Client::open(url).map_err(invalid)?;
@@ -171,7 +171,7 @@ impl Link {
 
     /// A Redis Cluster reached through any of `urls` (the seed nodes; the
     /// rest of the topology is discovered).
-    pub fn cluster(urls: &[String], timeout: Duration) -> StoreResult<Link> {
+    pub(super) fn cluster(urls: &[String], timeout: Duration) -> StoreResult<Link> {
         let client = ClusterClientBuilder::new(urls.to_vec())
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -187,11 +187,11 @@ impl Link {
         })))
     }
 
-    pub fn is_cluster(&self) -> bool {
+    pub(super) fn is_cluster(&self) -> bool {
         matches!(self, Link::Cluster(_))
     }
 
-    pub async fn get(&self, lane: Lane) -> Result<Conn, GetError> {
+    pub(super) async fn get(&self, lane: Lane) -> Result<Conn, GetError> {
         match (self, lane) {
             (Link::Single(s), Lane::Request) => {
                 let (conn, serial) = s.shared().await.map_err(GetError::Redis)?;
@@ -206,7 +206,7 @@ impl Link {
 
     /// Passes a call's result through; when the call failed at the
     /// transport level, the connection is dropped instead of reused.
-    pub fn settle<T>(&self, conn: Conn, result: RedisResult<T>) -> RedisResult<T> {
+    pub(super) fn settle<T>(&self, conn: Conn, result: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &result {
             if is_transport_error(e) {
                 self.discard(conn);
@@ -223,7 +223,7 @@ impl Link {
     /// Calls that were waiting on the same connection find it gone and do
     /// not drop the new one. A server that is merely slow costs one
     /// reconnection per timeout burst.
-    pub fn timed_out(&self, serial: Option<u64>) {
+    pub(super) fn timed_out(&self, serial: Option<u64>) {
         if let (Link::Single(s), Some(serial)) = (self, serial) {
             s.forget(serial);
         }
@@ -247,7 +247,7 @@ impl Link {
 /// Every node that serves slots must answer: a cluster missing a master
 /// cannot serve the keys of its slots. (A `PING` fanned out to all primaries
 /// would skip a node whose connection is gone and report success.)
-pub async fn ping_cluster_masters(conn: &mut ClusterConnection) -> RedisResult<()> {
+pub(super) async fn ping_cluster_masters(conn: &mut ClusterConnection) -> RedisResult<()> {
     let slots = conn
         .route_command(
             redis::cmd("CLUSTER").arg("SLOTS").clone(),
@@ -381,7 +381,7 @@ impl ClusterLink {
     }
 }
 
-pub enum GetError {
+pub(super) enum GetError {
     Pool(managed::PoolError<RedisError>),
     Redis(RedisError),
 }
