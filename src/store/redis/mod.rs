@@ -652,27 +652,6 @@ impl Store for RedisStore {
         access_facts(token, environment, it.map(|v| Some(v.to_string())))
     }
 
-    async fn record_failure(
-        &self,
-        keys: &[String],
-        window_secs: u64,
-        now_unix: i64,
-    ) -> StoreResult<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let w = window_index(now_unix, window_secs);
-        let keep = window_secs.max(1).saturating_mul(2);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for key in keys {
-            let k = self.keys.thr(w, key);
-            pipe.cmd("INCR").arg(&k).ignore();
-            pipe.cmd("EXPIRE").arg(&k).arg(keep).ignore();
-        }
-        self.pipe_on(Lane::Request, "record_failure", &pipe).await
-    }
-
     async fn reserve_failure(
         &self,
         keys: &[String],
