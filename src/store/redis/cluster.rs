@@ -6,13 +6,16 @@
 //! spread over the whole cluster: on a single server the operations that
 //! join a token with the registry (issue, lookup, revoke) are one script
 //! each, and on a cluster they take two or more round trips, the paths
-//! here. The names themselves are built in [`super::keys`].
+//! here. Readiness asks every master, routing a `PING` to each node that
+//! serves slots. The names themselves are built in [`super::keys`].
 
-use deadpool_redis::redis;
+use deadpool_redis::redis::cluster_async::ClusterConnection;
+use deadpool_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use deadpool_redis::redis::{self, RedisError, RedisResult, Value};
 
 use super::call::redis_error;
 use super::codec::{access_facts, decode};
-use super::link::{ping_cluster_masters, Conn, Lane};
+use super::link::{Conn, Lane};
 use super::RedisStore;
 use crate::model::TokenRecord;
 use crate::store::{AccessFacts, StoreError, StoreResult};
@@ -165,4 +168,56 @@ impl RedisStore {
             .await?;
         Ok(revoked)
     }
+}
+
+/// Every node that serves slots must answer: a cluster missing a master
+/// cannot serve the keys of its slots. (A `PING` fanned out to all primaries
+/// would skip a node whose connection is gone and report success.)
+async fn ping_cluster_masters(conn: &mut ClusterConnection) -> RedisResult<()> {
+    let slots = conn
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    let mut masters: Vec<(String, u16)> = Vec::new();
+    if let Value::Array(ranges) = slots {
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                continue;
+            };
+            // [start, end, [host, port, id, ...] (the master), replicas...]
+            let Some(Value::Array(node)) = fields.get(2) else {
+                continue;
+            };
+            let host = match node.first() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let Some(Value::Int(port)) = node.get(1) else {
+                continue;
+            };
+            let Ok(port) = u16::try_from(*port) else {
+                continue;
+            };
+            if !masters.contains(&(host.clone(), port)) {
+                masters.push((host, port));
+            }
+        }
+    }
+    if masters.is_empty() {
+        return Err(RedisError::from((
+            redis::ErrorKind::Client,
+            "the cluster reports no slots served",
+        )));
+    }
+    for (host, port) in masters {
+        conn.route_command(
+            redis::cmd("PING"),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -36,7 +36,6 @@ use deadpool::managed::{self, Metrics, Object, RecycleResult};
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
-use deadpool_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value,
 };
@@ -242,58 +241,6 @@ impl Link {
             _ => {}
         }
     }
-}
-
-/// Every node that serves slots must answer: a cluster missing a master
-/// cannot serve the keys of its slots. (A `PING` fanned out to all primaries
-/// would skip a node whose connection is gone and report success.)
-pub(super) async fn ping_cluster_masters(conn: &mut ClusterConnection) -> RedisResult<()> {
-    let slots = conn
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await?;
-    let mut masters: Vec<(String, u16)> = Vec::new();
-    if let Value::Array(ranges) = slots {
-        for range in ranges {
-            let Value::Array(fields) = range else {
-                continue;
-            };
-            // [start, end, [host, port, id, ...] (the master), replicas...]
-            let Some(Value::Array(node)) = fields.get(2) else {
-                continue;
-            };
-            let host = match node.first() {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => continue,
-            };
-            let Some(Value::Int(port)) = node.get(1) else {
-                continue;
-            };
-            let Ok(port) = u16::try_from(*port) else {
-                continue;
-            };
-            if !masters.contains(&(host.clone(), port)) {
-                masters.push((host, port));
-            }
-        }
-    }
-    if masters.is_empty() {
-        return Err(RedisError::from((
-            redis::ErrorKind::Client,
-            "the cluster reports no slots served",
-        )));
-    }
-    for (host, port) in masters {
-        conn.route_command(
-            redis::cmd("PING"),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 impl SingleLink {

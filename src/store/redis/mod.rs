@@ -4,8 +4,8 @@
 //!
 //! - [`keys`]: the key layout, every key and channel name;
 //! - [`scripts`]: the Lua scripts, one `.lua` file each;
-//! - [`cluster`]: what differs on a Redis Cluster (slots, and the paths
-//!   that take several round trips there);
+//! - [`cluster`]: what differs on a Redis Cluster (slots, the paths that
+//!   take several round trips there, and pinging every master);
 //! - `call`: one call within the timeout, and its errors;
 //! - `codec`: records and script answers on the wire;
 //! - `link`: the connections (a pool, or a shared cluster connection).
