@@ -16,7 +16,10 @@ use tollgate::model::TokenRecord;
 use tollgate::scope::{default_resources, ScopeSet};
 use tollgate::secret::{expose, new_access_token, token_hash};
 use tollgate::store::redis::RedisStore;
-use tollgate::store::{conformance, Store};
+use tollgate::store::Store;
+
+#[path = "store/conformance.rs"]
+mod conformance;
 
 /// How fast an invalidation must reach the other instance (the cache TTL of
 /// these tests is 1000 ms, so only pub/sub can meet it).

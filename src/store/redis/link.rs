@@ -17,9 +17,9 @@
 //!
 //! On one server, the calls that answer proxied requests and token requests
 //! ([`Lane::Request`]) do not take a pooled connection: a checked-out
-//! multiplexed connection is used by one call at a time, so 64 requests in
-//! flight meant 32 sockets, one command per write and per read on each side,
-//! and no pipelining. They share one multiplexed connection per tokio
+//! multiplexed connection is used by one call at a time, so requests in
+//! flight spread over many sockets, one command per write and per read on
+//! each side, and no pipelining (docs/performance.md, "Store"). They share one multiplexed connection per tokio
 //! runtime instead. Its driver task runs on the runtime that made it, so a
 //! call never wakes another thread, and the commands of concurrent requests
 //! leave in one write and their replies come back in one read. The admin
@@ -36,18 +36,17 @@ use deadpool::managed::{self, Metrics, Object, RecycleResult};
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
-use deadpool_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value,
 };
 use deadpool_redis::{Manager, Runtime};
 use tokio::sync::Mutex;
 
-use super::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 /// Creates connections through deadpool-redis's manager (which applies the
 /// connection and response timeouts) and recycles them without a round trip.
-pub struct QuickManager {
+pub(super) struct QuickManager {
     inner: Manager,
 }
 
@@ -56,8 +55,8 @@ impl managed::Manager for QuickManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
-        // Boxed: connecting is rare, and its ~2 KiB state would otherwise be
-        // part of every store call's future (several times over, through
+        // Boxed: connecting is rare, and its state (docs/performance.md,
+        // "Store") would otherwise be part of every store call's future (several times over, through
         // deadpool's timeout wrappers), which is moved into a box per call.
         Box::pin(managed::Manager::create(&self.inner)).await
     }
@@ -73,7 +72,7 @@ impl managed::Manager for QuickManager {
 
 type SinglePool = managed::Pool<QuickManager>;
 
-pub enum Link {
+pub(super) enum Link {
     Single(Box<SingleLink>),
     Cluster(Box<ClusterLink>),
 }
@@ -81,7 +80,7 @@ pub enum Link {
 /// Which connections a call uses on a single server (see the module
 /// documentation); a cluster connection serves both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lane {
+pub(super) enum Lane {
     /// Answering a proxied request or a token request: a multiplexed
     /// connection shared by every call on the caller's runtime.
     Request,
@@ -90,7 +89,7 @@ pub enum Lane {
     Control,
 }
 
-pub struct SingleLink {
+pub(super) struct SingleLink {
     pool: SinglePool,
     client: Client,
     config: AsyncConnectionConfig,
@@ -114,7 +113,7 @@ struct SharedConn {
 /// past this many, the oldest runtime's connection is dropped.
 const MAX_SHARED: usize = 16;
 
-pub struct ClusterLink {
+pub(super) struct ClusterLink {
     client: ClusterClient,
     shared: ArcSwapOption<ClusterConnection>,
     /// Serialises connecting, so a burst of calls makes one connection.
@@ -122,7 +121,7 @@ pub struct ClusterLink {
 }
 
 /// One checked-out connection.
-pub enum Conn {
+pub(super) enum Conn {
     Single(Object<QuickManager>),
     /// A runtime's shared connection and its serial number.
     Shared(MultiplexedConnection, u64),
@@ -131,7 +130,7 @@ pub enum Conn {
 
 impl Conn {
     /// The serial number of a shared connection, for [`Link::timed_out`].
-    pub fn serial(&self) -> Option<u64> {
+    pub(super) fn serial(&self) -> Option<u64> {
         match self {
             Conn::Shared(_, serial) => Some(*serial),
             _ => None,
@@ -142,7 +141,7 @@ impl Conn {
 impl Link {
     /// A pool for one Redis server. The URL may carry a password: it never
     /// goes into an error message.
-    pub fn single(url: &str, timeout: Duration, pool_size: usize) -> StoreResult<Link> {
+    pub(super) fn single(url: &str, timeout: Duration, pool_size: usize) -> StoreResult<Link> {
         let invalid =
             |e: RedisError| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind()));
         let client = Client::open(url).map_err(invalid)?;
@@ -160,7 +159,8 @@ impl Link {
             client,
             // No response timeout of the client's own: every call is
             // already bounded by `timeout` around it, and a second timer per
-            // look-up cost ~1,200 instructions for nothing.
+            // look-up cost instructions for nothing (docs/performance.md,
+            // "Store").
             config: connection_config(timeout).set_response_timeout(None),
             shared: ArcSwap::from_pointee(Vec::new()),
             serials: AtomicU64::new(0),
@@ -170,7 +170,7 @@ impl Link {
 
     /// A Redis Cluster reached through any of `urls` (the seed nodes; the
     /// rest of the topology is discovered).
-    pub fn cluster(urls: &[String], timeout: Duration) -> StoreResult<Link> {
+    pub(super) fn cluster(urls: &[String], timeout: Duration) -> StoreResult<Link> {
         let client = ClusterClientBuilder::new(urls.to_vec())
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -186,11 +186,11 @@ impl Link {
         })))
     }
 
-    pub fn is_cluster(&self) -> bool {
+    pub(super) fn is_cluster(&self) -> bool {
         matches!(self, Link::Cluster(_))
     }
 
-    pub async fn get(&self, lane: Lane) -> Result<Conn, GetError> {
+    pub(super) async fn get(&self, lane: Lane) -> Result<Conn, GetError> {
         match (self, lane) {
             (Link::Single(s), Lane::Request) => {
                 let (conn, serial) = s.shared().await.map_err(GetError::Redis)?;
@@ -205,7 +205,7 @@ impl Link {
 
     /// Passes a call's result through; when the call failed at the
     /// transport level, the connection is dropped instead of reused.
-    pub fn settle<T>(&self, conn: Conn, result: RedisResult<T>) -> RedisResult<T> {
+    pub(super) fn settle<T>(&self, conn: Conn, result: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &result {
             if is_transport_error(e) {
                 self.discard(conn);
@@ -222,7 +222,7 @@ impl Link {
     /// Calls that were waiting on the same connection find it gone and do
     /// not drop the new one. A server that is merely slow costs one
     /// reconnection per timeout burst.
-    pub fn timed_out(&self, serial: Option<u64>) {
+    pub(super) fn timed_out(&self, serial: Option<u64>) {
         if let (Link::Single(s), Some(serial)) = (self, serial) {
             s.forget(serial);
         }
@@ -241,58 +241,6 @@ impl Link {
             _ => {}
         }
     }
-}
-
-/// Every node that serves slots must answer: a cluster missing a master
-/// cannot serve the keys of its slots. (A `PING` fanned out to all primaries
-/// would skip a node whose connection is gone and report success.)
-pub async fn ping_cluster_masters(conn: &mut ClusterConnection) -> RedisResult<()> {
-    let slots = conn
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await?;
-    let mut masters: Vec<(String, u16)> = Vec::new();
-    if let Value::Array(ranges) = slots {
-        for range in ranges {
-            let Value::Array(fields) = range else {
-                continue;
-            };
-            // [start, end, [host, port, id, ...] (the master), replicas...]
-            let Some(Value::Array(node)) = fields.get(2) else {
-                continue;
-            };
-            let host = match node.first() {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => continue,
-            };
-            let Some(Value::Int(port)) = node.get(1) else {
-                continue;
-            };
-            let Ok(port) = u16::try_from(*port) else {
-                continue;
-            };
-            if !masters.contains(&(host.clone(), port)) {
-                masters.push((host, port));
-            }
-        }
-    }
-    if masters.is_empty() {
-        return Err(RedisError::from((
-            redis::ErrorKind::Client,
-            "the cluster reports no slots served",
-        )));
-    }
-    for (host, port) in masters {
-        conn.route_command(
-            redis::cmd("PING"),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 impl SingleLink {
@@ -380,7 +328,7 @@ impl ClusterLink {
     }
 }
 
-pub enum GetError {
+pub(super) enum GetError {
     Pool(managed::PoolError<RedisError>),
     Redis(RedisError),
 }
