@@ -115,140 +115,41 @@ impl Operation {
 
 /// Every route, one line per method and path. `HEAD` is routed only where
 /// it is listed.
+#[rustfmt::skip]
 pub(crate) const ROUTES: &[(Method, &str, Operation)] = {
     use Operation as Op;
     &[
-        (Method::GET, "/healthz", Op::Healthz),
-        (Method::HEAD, "/healthz", Op::Healthz),
-        (Method::GET, "/readyz", Op::Readyz),
-        (Method::HEAD, "/readyz", Op::Readyz),
-        (Method::GET, "/openapi.json", Op::OpenApi),
-        (Method::HEAD, "/openapi.json", Op::OpenApi),
-        (
-            Method::POST,
-            "/v1/organizations/{org}/service-accounts",
-            Op::CreateServiceAccount,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/service-accounts",
-            Op::ListServiceAccounts,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/service-accounts/{sa}",
-            Op::GetServiceAccount,
-        ),
-        (
-            Method::PATCH,
-            "/v1/organizations/{org}/service-accounts/{sa}",
-            Op::UpdateServiceAccount,
-        ),
-        (
-            Method::DELETE,
-            "/v1/organizations/{org}/service-accounts/{sa}",
-            Op::DeleteServiceAccount,
-        ),
-        (
-            Method::POST,
-            "/v1/organizations/{org}/service-accounts/{sa}/rotate-secret",
-            Op::RotateServiceAccountSecret,
-        ),
-        (
-            Method::POST,
-            "/v1/organizations/{org}/service-accounts/{sa}/revoke-tokens",
-            Op::RevokeServiceAccountTokens,
-        ),
-        (
-            Method::POST,
-            "/v1/organizations/{org}/service-accounts/{sa}/credentials",
-            Op::CreateCredential,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/service-accounts/{sa}/credentials",
-            Op::ListCredentials,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}",
-            Op::GetCredential,
-        ),
-        (
-            Method::PATCH,
-            "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}",
-            Op::UpdateCredential,
-        ),
-        (
-            Method::DELETE,
-            "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}",
-            Op::DeleteCredential,
-        ),
-        (
-            Method::POST,
-            "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}/rotate-secret",
-            Op::RotateCredentialSecret,
-        ),
-        (
-            Method::POST,
-            "/v1/organizations/{org}/revoke-tokens",
-            Op::RevokeOrganizationTokens,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/workspaces",
-            Op::ListWorkspaces,
-        ),
-        (
-            Method::PUT,
-            "/v1/organizations/{org}/workspaces/{ws}",
-            Op::PutWorkspace,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/workspaces/{ws}",
-            Op::GetWorkspace,
-        ),
-        (
-            Method::DELETE,
-            "/v1/organizations/{org}/workspaces/{ws}",
-            Op::DeleteWorkspace,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/workspaces/{ws}/environments",
-            Op::ListEnvironments,
-        ),
-        (
-            Method::PUT,
-            "/v1/organizations/{org}/workspaces/{ws}/environments/{env}",
-            Op::PutEnvironment,
-        ),
-        (
-            Method::DELETE,
-            "/v1/organizations/{org}/workspaces/{ws}/environments/{env}",
-            Op::DeleteEnvironment,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/workspaces/{ws}/members",
-            Op::ListMembers,
-        ),
-        (
-            Method::PUT,
-            "/v1/organizations/{org}/workspaces/{ws}/members/{sa}",
-            Op::PutMember,
-        ),
-        (
-            Method::DELETE,
-            "/v1/organizations/{org}/workspaces/{ws}/members/{sa}",
-            Op::DeleteMember,
-        ),
-        (
-            Method::GET,
-            "/v1/organizations/{org}/audit-events",
-            Op::ListAuditEvents,
-        ),
+        (Method::GET,    "/healthz",                                                                       Op::Healthz),
+        (Method::HEAD,   "/healthz",                                                                       Op::Healthz),
+        (Method::GET,    "/readyz",                                                                        Op::Readyz),
+        (Method::HEAD,   "/readyz",                                                                        Op::Readyz),
+        (Method::GET,    "/openapi.json",                                                                  Op::OpenApi),
+        (Method::HEAD,   "/openapi.json",                                                                  Op::OpenApi),
+        (Method::POST,   "/v1/organizations/{org}/service-accounts",                                       Op::CreateServiceAccount),
+        (Method::GET,    "/v1/organizations/{org}/service-accounts",                                       Op::ListServiceAccounts),
+        (Method::GET,    "/v1/organizations/{org}/service-accounts/{sa}",                                  Op::GetServiceAccount),
+        (Method::PATCH,  "/v1/organizations/{org}/service-accounts/{sa}",                                  Op::UpdateServiceAccount),
+        (Method::DELETE, "/v1/organizations/{org}/service-accounts/{sa}",                                  Op::DeleteServiceAccount),
+        (Method::POST,   "/v1/organizations/{org}/service-accounts/{sa}/rotate-secret",                    Op::RotateServiceAccountSecret),
+        (Method::POST,   "/v1/organizations/{org}/service-accounts/{sa}/revoke-tokens",                    Op::RevokeServiceAccountTokens),
+        (Method::POST,   "/v1/organizations/{org}/service-accounts/{sa}/credentials",                      Op::CreateCredential),
+        (Method::GET,    "/v1/organizations/{org}/service-accounts/{sa}/credentials",                      Op::ListCredentials),
+        (Method::GET,    "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}",               Op::GetCredential),
+        (Method::PATCH,  "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}",               Op::UpdateCredential),
+        (Method::DELETE, "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}",               Op::DeleteCredential),
+        (Method::POST,   "/v1/organizations/{org}/service-accounts/{sa}/credentials/{cred}/rotate-secret", Op::RotateCredentialSecret),
+        (Method::POST,   "/v1/organizations/{org}/revoke-tokens",                                          Op::RevokeOrganizationTokens),
+        (Method::GET,    "/v1/organizations/{org}/workspaces",                                             Op::ListWorkspaces),
+        (Method::PUT,    "/v1/organizations/{org}/workspaces/{ws}",                                        Op::PutWorkspace),
+        (Method::GET,    "/v1/organizations/{org}/workspaces/{ws}",                                        Op::GetWorkspace),
+        (Method::DELETE, "/v1/organizations/{org}/workspaces/{ws}",                                        Op::DeleteWorkspace),
+        (Method::GET,    "/v1/organizations/{org}/workspaces/{ws}/environments",                           Op::ListEnvironments),
+        (Method::PUT,    "/v1/organizations/{org}/workspaces/{ws}/environments/{env}",                     Op::PutEnvironment),
+        (Method::DELETE, "/v1/organizations/{org}/workspaces/{ws}/environments/{env}",                     Op::DeleteEnvironment),
+        (Method::GET,    "/v1/organizations/{org}/workspaces/{ws}/members",                                Op::ListMembers),
+        (Method::PUT,    "/v1/organizations/{org}/workspaces/{ws}/members/{sa}",                           Op::PutMember),
+        (Method::DELETE, "/v1/organizations/{org}/workspaces/{ws}/members/{sa}",                           Op::DeleteMember),
+        (Method::GET,    "/v1/organizations/{org}/audit-events",                                           Op::ListAuditEvents),
     ]
 };
 
