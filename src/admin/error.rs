@@ -161,3 +161,103 @@ impl From<HashError> for AdminError {
         AdminError::KeyUnverified(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn answer(e: AdminError) -> (u16, Value, Reply) {
+        let reply = e.into_reply();
+        let body = serde_json::from_slice(&reply.body).expect("a JSON body");
+        (reply.status.as_u16(), body, reply)
+    }
+
+    #[test]
+    fn every_error_answers_with_its_status_code_and_description() {
+        let cases = [
+            (
+                RegistryError::Invalid {
+                    field: "name".into(),
+                    problem: "must not be blank".into(),
+                }
+                .into(),
+                400,
+                "invalid_request",
+                "name: must not be blank",
+            ),
+            (
+                RegistryError::NotFound("workspace").into(),
+                404,
+                "not_found",
+                "workspace not found",
+            ),
+            (
+                RegistryError::Conflict("taken".into()).into(),
+                409,
+                "conflict",
+                "taken",
+            ),
+            (
+                RegistryError::Store(StoreError::Timeout).into(),
+                503,
+                "temporarily_unavailable",
+                "the store is unavailable; try again",
+            ),
+            (
+                RegistryError::Internal.into(),
+                500,
+                "server_error",
+                "the request could not be completed",
+            ),
+            (
+                HashError::Busy.into(),
+                503,
+                "temporarily_unavailable",
+                "the admin key could not be verified now; try again",
+            ),
+            (
+                AdminError::NoEndpoint,
+                404,
+                "not_found",
+                "no such admin endpoint",
+            ),
+            (
+                AdminError::Unauthorized,
+                401,
+                "unauthorized",
+                "a valid admin key is required (Authorization: Bearer <key>)",
+            ),
+            (
+                AdminError::BodyTooLarge,
+                413,
+                "invalid_request",
+                "body: larger than 64 KiB",
+            ),
+        ];
+        for (error, status, code, description) in cases {
+            assert_eq!(error.code(), code);
+            let (got, body, reply) = answer(error);
+            assert_eq!(got, status, "{body}");
+            assert_eq!(
+                body,
+                json!({"error": code, "error_description": description})
+            );
+            assert_eq!((reply.allow, reply.retry_after), (None, None));
+        }
+    }
+
+    #[test]
+    fn a_405_names_the_allowed_methods_and_a_429_when_to_retry() {
+        let (status, body, reply) = answer(AdminError::MethodNotAllowed("PUT, DELETE".into()));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (405, Some("method_not_allowed"))
+        );
+        assert_eq!(reply.allow.as_deref(), Some("PUT, DELETE"));
+        let (status, body, reply) = answer(AdminError::Throttled { retry_after: 7 });
+        assert_eq!((status, body["error"].as_str()), (429, Some("slow_down")));
+        assert_eq!(reply.retry_after, Some(7));
+    }
+}
