@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::AdminKey;
 use crate::hashing::{HashError, Hasher};
-use crate::netaddr::throttle_bucket;
+use crate::proxy::netaddr::throttle_bucket;
 use crate::registry::{
     CredentialPatch, IssuedCredential, NewServiceAccount, Page, Registry, RegistryError,
     ServiceAccountPatch,

@@ -18,10 +18,10 @@ use crate::audit::Audit;
 use crate::bus::Bus;
 use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
-use crate::forward::Engine;
 use crate::hashing::Hasher;
 use crate::listen::{Limited, Serve};
 use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
+use crate::proxy::Engine;
 use crate::proxy::Gateway;
 use crate::registry::Registry;
 use crate::runtime::{fingerprint, Live, PolicySource, Runtime};
@@ -305,7 +305,7 @@ impl BackgroundService for Background {
         let mut last_seen = loaded_fp.clone();
         let mut poll = tokio::time::interval(RELOAD_POLL);
         let mut gauge = tokio::time::interval(crate::metrics::active_tokens_interval());
-        let mut health = tokio::time::interval(crate::upstream::HEALTH_CHECK_EVERY);
+        let mut health = tokio::time::interval(crate::proxy::upstream::HEALTH_CHECK_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => {

@@ -1,4 +1,4 @@
-//! The proxy listener's decisions, for [`crate::forward::Engine`]: gathers
+//! The proxy listener's decisions, for [`crate::proxy::Engine`]: gathers
 //! request facts, serves the built-in OAuth endpoints, asks `authorize` for
 //! the decision (loading the token, environment and membership from the
 //! store in one call), answers denials itself and builds the request an
@@ -19,7 +19,6 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::access::Access;
 use crate::authorize::{
     self, Bearer, Decision, Denial, DenyReason, HeaderFacts, Identity, Lookup, Outcome, Plan,
     RequestFacts,
@@ -30,10 +29,11 @@ use crate::metrics::Metrics;
 use crate::model::{EnvironmentRef, TokenRecord};
 use crate::oauth::endpoint::OAuthInput;
 use crate::oauth::{OAuthResponse, MAX_BODY_BYTES};
+use crate::proxy::lookup::Access;
+use crate::proxy::upstream::Upstream;
 use crate::runtime::Runtime;
 use crate::secret::{looks_like_access_token, token_hash};
 use crate::server::App;
-use crate::upstream::Upstream;
 
 pub const TOKEN_PATH: &str = "/api/auth/oauth2/token";
 pub const REVOKE_PATH: &str = "/api/auth/oauth2/revoke";
@@ -484,7 +484,7 @@ impl Gateway {
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        crate::netaddr::source_address(peer, &xff, &self.app.config.proxy.trusted_proxies)
+        crate::proxy::netaddr::source_address(peer, &xff, &self.app.config.proxy.trusted_proxies)
     }
 
     /// 405 for a built-in endpoint asked with a method it does not answer.
@@ -599,7 +599,7 @@ impl Gateway {
 
     /// Phase 2 inputs: from the decision cache, or one store call.
     async fn load(&self, load: &authorize::Load) -> std::result::Result<Access, ()> {
-        crate::access::lookup(
+        crate::proxy::lookup::lookup(
             self.app.store.as_ref(),
             &self.app.cache,
             &load.token_hash,
@@ -678,7 +678,7 @@ fn decide_with(
     }
 }
 
-/// The request's life, driven by [`crate::forward::Engine`]: `admit`
+/// The request's life, driven by [`crate::proxy::Engine`]: `admit`
 /// decides (or answers itself), `upstream_request` builds what is
 /// forwarded, `fail` answers a request that could not be forwarded, and
 /// `log` writes the access line.

@@ -25,7 +25,7 @@ use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::Peer;
 use tokio::sync::Notify;
 
-use crate::proxy::{Ctx, Gateway, TunnelGuard};
+use crate::proxy::gateway::{Ctx, Gateway, TunnelGuard};
 
 /// A request body up to this size is kept while it is sent, so that the
 /// request can be sent again on a new connection when a pooled one turns
@@ -130,7 +130,7 @@ impl Engine {
             self.gateway
                 .upstream_request(session.req_header(), has_body, ctx)?,
         );
-        if has_body && crate::proxy::expects_continue(session.req_header()) {
+        if has_body && crate::proxy::gateway::expects_continue(session.req_header()) {
             // Authorized: the client may send its body now. The upstream
             // sees `Expect` too; its own `100` is not passed on after this.
             session
@@ -453,11 +453,12 @@ fn strip_response_hop_by_hop(head: &mut ResponseHeader, switching: bool) {
     }
     if connection {
         // `keep-alive` names a field removed below when there is one.
-        let nominated: Vec<http::HeaderName> = crate::proxy::connection_options(&head.headers)
-            .filter(|t| !t.eq_ignore_ascii_case(b"keep-alive"))
-            .filter_map(|t| http::HeaderName::from_bytes(t).ok())
-            .filter(|n| !(switching && *n == http::header::UPGRADE))
-            .collect();
+        let nominated: Vec<http::HeaderName> =
+            crate::proxy::gateway::connection_options(&head.headers)
+                .filter(|t| !t.eq_ignore_ascii_case(b"keep-alive"))
+                .filter_map(|t| http::HeaderName::from_bytes(t).ok())
+                .filter(|n| !(switching && *n == http::header::UPGRADE))
+                .collect();
         for name in nominated {
             head.remove_header(&name);
         }
