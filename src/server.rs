@@ -21,8 +21,7 @@ use crate::config::{Backend, Config};
 use crate::hashing::Hasher;
 use crate::listen::{Limited, Serve};
 use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
-use crate::proxy::Engine;
-use crate::proxy::Gateway;
+use crate::proxy::{Engine, Gateway};
 use crate::registry::Registry;
 use crate::runtime::{fingerprint, Live, PolicySource, Runtime};
 use crate::store::memory::MemoryStore;
@@ -191,7 +190,14 @@ pub fn run(
     server.bootstrap();
     let app = Arc::new(app);
 
-    let gateway = match Gateway::new(app.clone()) {
+    let gateway = match Gateway::new(
+        app.store.clone(),
+        app.cache.clone(),
+        app.live.clone(),
+        app.tokens.clone(),
+        &cfg.proxy,
+        &cfg.identity_headers,
+    ) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("tollgate: {e}");
