@@ -144,14 +144,11 @@ impl App {
     }
 }
 
-/// Runs every listener until a signal stops the process.
-/// With `upgrade`, the listening sockets are taken over from a running
-/// process (pingora's graceful upgrade; send that process SIGQUIT).
 /// A TCP listener without pingora's 64 KiB read buffer per connection.
 /// HTTP/1 reads its head and body into buffers of its own, so the extra
 /// buffer only copied bytes, and it was most of the memory an idle
-/// keep-alive connection holds (1,000 idle connections: 126 → 66 MiB).
-pub fn listener(addr: &str) -> ListenerConfig {
+/// keep-alive connection holds (measured in docs/performance.md).
+pub(crate) fn listener(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
 }
 
@@ -162,6 +159,9 @@ pub fn listener(addr: &str) -> ListenerConfig {
 const ADMIN_HASH_THREADS: usize = 1;
 const ADMIN_HASH_QUEUE: usize = 16;
 
+/// Runs every listener until a signal stops the process.
+/// With `upgrade`, the listening sockets are taken over from a running
+/// process (pingora's graceful upgrade; send that process SIGQUIT).
 pub fn run(
     app: App,
     extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,

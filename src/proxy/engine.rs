@@ -6,10 +6,11 @@
 //! It is built on pingora's server and client sessions rather than on
 //! pingora's `ProxyHttp` state machine. That machine serves caching,
 //! subrequests, HTTP/2 upstreams and filters tollgate does not use, and
-//! costs for them on every request: its future (≈ 13 KB) is copied into a
-//! new box per request, and each body moves between two tasks over
-//! channels. Here the request body is sent, then the response read, in one
-//! task; a WebSocket upgrade is relayed both ways.
+//! costs for them on every request: its large future is copied into a new
+//! box per request, and each body moves between two tasks over channels
+//! (measured in docs/performance.md). Here the request body is sent, then
+//! the response read, in one task; a WebSocket upgrade is relayed both
+//! ways.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -431,9 +432,8 @@ async fn write_upstream_body(up: &mut UpstreamSession, chunk: &[u8]) -> Result<(
 
 /// Reads the upstream's answer up to its final head, within the session's
 /// read timeout. That is one timer for the whole wait: left to pingora, the
-/// timeout is registered anew for each read that has to wait, and on a
-/// small request that registration cost ~5% of requests/s (a build without
-/// upstream timeouts ran at 1.05 of one with them, side by side). tokio's
+/// timeout is registered anew for each read that has to wait, a cost a
+/// small request feels in its throughput (docs/performance.md). tokio's
 /// timer, kept inline and registered only if the head is not there at once,
 /// costs less. Body reads keep pingora's per-read timeout.
 async fn read_final_head(session: &mut ServerSession, up: &mut UpstreamSession) -> Result<()> {
