@@ -30,17 +30,16 @@ use crate::store::Store;
 
 /// Everything the services share.
 pub struct App {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub hasher: Arc<Hasher>,
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
     /// Admin key verification's own pool and queue, so that guessing admin
     /// keys cannot hold up the token endpoint's verifications.
-    pub admin_hasher: Arc<Hasher>,
+    pub(crate) admin_hasher: Arc<Hasher>,
     pub registry: Arc<Registry>,
-    pub tokens: Arc<TokenEndpoint>,
-    pub live: Arc<Live>,
-    pub cache: Arc<DecisionCache>,
-    pub bus: Arc<Bus>,
+    pub(crate) tokens: Arc<TokenEndpoint>,
+    pub(crate) live: Arc<Live>,
+    pub(crate) cache: Arc<DecisionCache>,
+    pub(crate) bus: Arc<Bus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +132,6 @@ impl App {
         Ok(App {
             config,
             store,
-            hasher,
             admin_hasher,
             registry,
             tokens,

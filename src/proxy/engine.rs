@@ -47,7 +47,7 @@ const MAX_ATTEMPTS: usize = 3;
 /// generic over it rather than naming the gateway, so that the two do not
 /// depend on each other; `Engine<Gateway>` is compiled as if it called the
 /// gateway directly (no `dyn`, no boxing).
-pub trait Gate: Send + Sync + 'static {
+pub(crate) trait Gate: Send + Sync + 'static {
     /// Per-request state, from [`Gate::admit`] to [`Gate::log`].
     type Ctx: Default + Send;
     /// What re-checks an upgraded connection's authorization.
@@ -101,7 +101,7 @@ pub trait Gate: Send + Sync + 'static {
     fn log(&self, session: &ServerSession, ctx: &Self::Ctx);
 }
 
-pub struct Engine<G> {
+pub(crate) struct Engine<G> {
     gateway: G,
     connector: Connector,
     /// Set when the server shuts down: idle keep-alive connections waiting
@@ -111,7 +111,7 @@ pub struct Engine<G> {
 }
 
 impl<G: Gate> Engine<G> {
-    pub fn new(gateway: G) -> Engine<G> {
+    pub(crate) fn new(gateway: G) -> Engine<G> {
         Engine {
             gateway,
             connector: Connector::new(None),

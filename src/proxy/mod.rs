@@ -14,7 +14,7 @@
 //! | `netaddr` | source addresses, trusted proxies, throttle buckets |
 //!
 //! Dependencies point one way: `engine` knows only its `Gate` trait and
-//! `headers`; `gateway` implements `Gate`; nothing here uses `crate::server`.
+//! `headers`; `gateway` implements `Gate`; nothing here imports the server module.
 
 mod admit;
 mod builtin;
