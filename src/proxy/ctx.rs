@@ -1,4 +1,4 @@
-//! Per-request state, kept from [`Gateway::admit`](super::Gateway) to the
+//! Per-request state, kept from the gateway's `admit` to the
 //! access log line, and the guard that re-checks an open WebSocket tunnel.
 
 use std::net::IpAddr;
