@@ -1,6 +1,5 @@
 //! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
 
-pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authorize;
@@ -9,13 +8,11 @@ pub mod cache;
 pub mod config;
 pub mod dev;
 pub mod explain;
-pub mod forward;
 pub mod hashing;
 pub mod ids;
 pub mod listen;
 pub mod metrics;
 pub mod model;
-pub mod netaddr;
 pub mod oauth;
 pub mod openapi;
 pub mod pathnorm;
@@ -27,4 +24,3 @@ pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod store;
-pub mod upstream;

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use super::error::AdminError;
 use crate::config::AdminKey;
 use crate::hashing::{HashError, Hasher};
-use crate::netaddr::throttle_bucket;
+use crate::proxy::netaddr::throttle_bucket;
 use crate::secret::sha256;
 
 /// Failed admin authentications allowed per source address (IPv6 by /64)

@@ -13,14 +13,14 @@ use crate::store::{Store, StoreResult};
 
 /// What the decision needs from the store or the cache.
 #[derive(Debug, Default)]
-pub struct Access {
-    pub token: Option<Arc<TokenRecord>>,
+pub(crate) struct Access {
+    pub(crate) token: Option<Arc<TokenRecord>>,
     /// The environment and the role, when an environment was asked for and
     /// the token found.
-    pub environment: Option<Arc<EnvAccess>>,
+    pub(crate) environment: Option<Arc<EnvAccess>>,
 }
 
-pub async fn lookup(
+pub(crate) async fn lookup(
     store: &dyn Store,
     cache: &DecisionCache,
     token_hash: &str,

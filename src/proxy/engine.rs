@@ -1,31 +1,35 @@
 //! The proxy listener's engine: one HTTP/1 request at a time per client
-//! connection, decided by [`Gateway`] and, when allowed, forwarded over a
-//! pooled upstream connection.
+//! connection, decided by a [`Gate`] (tollgate's is
+//! [`Gateway`](super::Gateway)) and, when allowed, forwarded over a pooled
+//! upstream connection.
 //!
 //! It is built on pingora's server and client sessions rather than on
 //! pingora's `ProxyHttp` state machine. That machine serves caching,
 //! subrequests, HTTP/2 upstreams and filters tollgate does not use, and
-//! costs for them on every request: its future (≈ 13 KB) is copied into a
-//! new box per request, and each body moves between two tasks over
-//! channels. Here the request body is sent, then the response read, in one
-//! task; a WebSocket upgrade is relayed both ways.
+//! costs for them on every request: its large future is copied into a new
+//! box per request, and each body moves between two tasks over channels
+//! (measured in docs/performance.md). Here the request body is sent, then
+//! the response read, in one task; a WebSocket upgrade is relayed both
+//! ways.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::connectors::http::v1::Connector;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{Error, ErrorType, Result};
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use pingora::upstreams::peer::Peer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use tokio::sync::Notify;
 
-use crate::proxy::{Ctx, Gateway, TunnelGuard};
+use super::headers::{expects_continue, strip_response_hop_by_hop};
 
 /// A request body up to this size is kept while it is sent, so that the
 /// request can be sent again on a new connection when a pooled one turns
@@ -39,8 +43,66 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Connections tried per request: pooled ones found closed, then a new one.
 const MAX_ATTEMPTS: usize = 3;
 
-pub struct Engine {
-    gateway: Gateway,
+/// What the engine asks of whoever decides on its requests. The engine is
+/// generic over it rather than naming the gateway, so that the two do not
+/// depend on each other; `Engine<Gateway>` is compiled as if it called the
+/// gateway directly (no `dyn`, no boxing).
+pub(crate) trait Gate: Send + Sync + 'static {
+    /// Per-request state, from [`Gate::admit`] to [`Gate::log`].
+    type Ctx: Default + Send;
+    /// What re-checks an upgraded connection's authorization.
+    type Guard: Send;
+
+    /// Decides on the request, or answers it. `Ok(true)`: answered (a
+    /// denial or a built-in endpoint); `Ok(false)`: forward it.
+    fn admit(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The next peer of the admitted request's upstream.
+    fn upstream_peer(&self, ctx: &Self::Ctx) -> Option<HttpPeer>;
+
+    /// The request head to send upstream, built from the one received.
+    fn upstream_request(
+        &self,
+        received: &RequestHeader,
+        has_body: bool,
+        ctx: &Self::Ctx,
+    ) -> Result<RequestHeader>;
+
+    /// Answers a request that could not be forwarded; returns the status
+    /// written (0 if none could be).
+    fn fail(
+        &self,
+        session: &mut ServerSession,
+        e: &Error,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = u16> + Send;
+
+    /// The guard of a tunnel about to open; `None` when nothing needs
+    /// checking again.
+    fn tunnel_guard(&self, ctx: &mut Self::Ctx) -> Option<Self::Guard>;
+
+    /// Resolves when the guard's decision is due again.
+    fn tunnel_due(guard: &mut Self::Guard) -> impl Future<Output = ()> + Send;
+
+    /// Whether the tunnel's request would still be allowed now.
+    fn still_allowed(&self, guard: &Self::Guard) -> impl Future<Output = bool> + Send;
+
+    /// The request id, for log lines.
+    fn request_id(ctx: &Self::Ctx) -> &str;
+
+    /// The request id as the answer's `x-request-id` value.
+    fn request_id_value(ctx: &Self::Ctx) -> HeaderValue;
+
+    /// The access log line, once the exchange is over.
+    fn log(&self, session: &ServerSession, ctx: &Self::Ctx);
+}
+
+pub(crate) struct Engine<G> {
+    gateway: G,
     connector: Connector,
     /// Set when the server shuts down: idle keep-alive connections waiting
     /// for their next request are closed.
@@ -48,8 +110,8 @@ pub struct Engine {
     closed: Notify,
 }
 
-impl Engine {
-    pub fn new(gateway: Gateway) -> Engine {
+impl<G: Gate> Engine<G> {
+    pub(crate) fn new(gateway: G) -> Engine<G> {
         Engine {
             gateway,
             connector: Connector::new(None),
@@ -70,7 +132,7 @@ impl Engine {
 
     /// One request, from its head to the last byte of its answer. Returns
     /// whether the client connection may carry another request.
-    async fn serve(&self, session: &mut ServerSession, ctx: &mut Ctx) -> bool {
+    async fn serve(&self, session: &mut ServerSession, ctx: &mut G::Ctx) -> bool {
         match self.gateway.admit(session, ctx).await {
             Ok(true) => return true,
             Ok(false) => {}
@@ -95,13 +157,13 @@ impl Engine {
                 } else if upgraded && matches!(e.etype(), ErrorType::ReadTimedout) {
                     // A tunnel idle past the read timeout: its normal end.
                     tracing::debug!(
-                        request_id = %ctx.request_id(),
+                        request_id = %G::request_id(ctx),
                         "upgraded connection idle past the read timeout; closed"
                     );
                 } else {
                     // The answer has begun: all that can be done is to close.
                     tracing::warn!(
-                        request_id = %ctx.request_id(),
+                        request_id = %G::request_id(ctx),
                         error_type = ?e.etype(),
                         error = %e,
                         "proxying failed after the response began"
@@ -112,17 +174,13 @@ impl Engine {
         }
     }
 
-    async fn forward(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<bool> {
-        let peer = ctx
-            .upstream
-            .as_ref()
-            .and_then(|u| u.peer())
-            .ok_or_else(|| {
-                Error::explain(
-                    ErrorType::ConnectNoRoute,
-                    "no healthy address for the route's upstream",
-                )
-            })?;
+    async fn forward(&self, session: &mut ServerSession, ctx: &mut G::Ctx) -> Result<bool> {
+        let peer = self.gateway.upstream_peer(ctx).ok_or_else(|| {
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                "no healthy address for the route's upstream",
+            )
+        })?;
         let has_body = !session.is_body_empty();
         // Built once; a retry (rare) builds it again rather than every
         // request paying for a copy.
@@ -130,7 +188,7 @@ impl Engine {
             self.gateway
                 .upstream_request(session.req_header(), has_body, ctx)?,
         );
-        if has_body && crate::proxy::expects_continue(session.req_header()) {
+        if has_body && expects_continue(session.req_header()) {
             // Authorized: the client may send its body now. The upstream
             // sees `Expect` too; its own `100` is not passed on after this.
             session
@@ -238,7 +296,7 @@ impl Engine {
             head.set_version(http::Version::HTTP_11);
             head.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
-        head.insert_header("x-request-id", ctx.request_id_value())?;
+        head.insert_header("x-request-id", G::request_id_value(ctx))?;
         session
             .write_response_header(Box::new(head))
             .await
@@ -250,7 +308,7 @@ impl Engine {
                 Box::pin(relay_upgraded(session, &mut upstream, &self.gateway, guard)).await?;
             if denied {
                 tracing::info!(
-                    request_id = %ctx.request_id(),
+                    request_id = %G::request_id(ctx),
                     "tunnel closed: its token is no longer valid (revoked or expired)"
                 );
             }
@@ -374,9 +432,8 @@ async fn write_upstream_body(up: &mut UpstreamSession, chunk: &[u8]) -> Result<(
 
 /// Reads the upstream's answer up to its final head, within the session's
 /// read timeout. That is one timer for the whole wait: left to pingora, the
-/// timeout is registered anew for each read that has to wait, and on a
-/// small request that registration cost ~5% of requests/s (a build without
-/// upstream timeouts ran at 1.05 of one with them, side by side). tokio's
+/// timeout is registered anew for each read that has to wait, a cost a
+/// small request feels in its throughput (docs/performance.md). tokio's
 /// timer, kept inline and registered only if the head is not there at once,
 /// costs less. Body reads keep pingora's per-read timeout.
 async fn read_final_head(session: &mut ServerSession, up: &mut UpstreamSession) -> Result<()> {
@@ -432,48 +489,6 @@ async fn pass_informational(session: &mut ServerSession, up: &UpstreamSession) -
         .map_err(|e| e.into_down())
 }
 
-/// Removes the hop-by-hop fields of an upstream's answer (RFC 9110
-/// §7.6.1): those its `Connection` names, `Connection` itself (pingora
-/// writes the client connection's own), `Keep-Alive`, `Proxy-Connection`
-/// and `Upgrade`. A `101 Switching Protocols` keeps `Connection: Upgrade`
-/// and `Upgrade`, which are its meaning.
-fn strip_response_hop_by_hop(head: &mut ResponseHeader, switching: bool) {
-    // Most answers carry at most `Connection: keep-alive`: one pass over the
-    // names, no look-ups, and then one removal.
-    let (mut connection, mut others) = (false, false);
-    for n in head.headers.keys() {
-        if *n == http::header::CONNECTION {
-            connection = true;
-        } else if *n == http::header::UPGRADE
-            || n.as_str() == "keep-alive"
-            || n.as_str() == "proxy-connection"
-        {
-            others = true;
-        }
-    }
-    if connection {
-        // `keep-alive` names a field removed below when there is one.
-        let nominated: Vec<http::HeaderName> = crate::proxy::connection_options(&head.headers)
-            .filter(|t| !t.eq_ignore_ascii_case(b"keep-alive"))
-            .filter_map(|t| http::HeaderName::from_bytes(t).ok())
-            .filter(|n| !(switching && *n == http::header::UPGRADE))
-            .collect();
-        for name in nominated {
-            head.remove_header(&name);
-        }
-        if !switching {
-            head.remove_header(&http::header::CONNECTION);
-        }
-    }
-    if others {
-        if !switching {
-            head.remove_header(&http::header::UPGRADE);
-        }
-        head.remove_header("keep-alive");
-        head.remove_header("proxy-connection");
-    }
-}
-
 /// Whether a `101` carries the `Sec-WebSocket-Accept` the request's
 /// `Sec-WebSocket-Key` calls for (RFC 6455 §4.2.2): base64 of the SHA-1 of
 /// the key and the protocol's GUID. Without a key, nothing is accepted.
@@ -515,14 +530,14 @@ fn retryable(e: &Error) -> bool {
 
 /// After `101 Switching Protocols`: bytes both ways until the upstream
 /// closes (or either side fails), or until the token that opened the
-/// tunnel is no longer valid ([`TunnelGuard`]); then returns true and both
+/// tunnel is no longer valid ([`Gate::still_allowed`]); then returns true and both
 /// connections are closed, without a WebSocket close frame (tollgate does
 /// not read the frames).
-async fn relay_upgraded(
+async fn relay_upgraded<G: Gate>(
     session: &mut ServerSession,
     up: &mut UpstreamSession,
-    gateway: &Gateway,
-    mut guard: Option<TunnelGuard>,
+    gateway: &G,
+    mut guard: Option<G::Guard>,
 ) -> Result<bool> {
     up.maybe_upgrade_body_writer();
     let mut client_open = true;
@@ -530,7 +545,7 @@ async fn relay_upgraded(
         tokio::select! {
             () = async {
                 match guard.as_mut() {
-                    Some(g) => g.due().await,
+                    Some(g) => G::tunnel_due(g).await,
                     None => std::future::pending().await,
                 }
             } => {
@@ -567,7 +582,7 @@ async fn relay_upgraded(
 }
 
 #[async_trait]
-impl HttpServerApp for Engine {
+impl<G: Gate> HttpServerApp for Engine<G> {
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
@@ -597,7 +612,7 @@ impl HttpServerApp for Engine {
         if *shutdown.borrow() {
             session.set_keepalive(None);
         }
-        let mut ctx = Ctx::default();
+        let mut ctx = G::Ctx::default();
         let reusable = self.serve(&mut session, &mut ctx).await;
         self.gateway.log(&session, &ctx);
         if !reusable {
@@ -628,12 +643,6 @@ mod tests {
         head
     }
 
-    fn names(head: &ResponseHeader) -> Vec<String> {
-        let mut names: Vec<String> = head.headers.keys().map(|n| n.to_string()).collect();
-        names.sort();
-        names
-    }
-
     fn upgrade_request(key: Option<&'static str>) -> pingora::http::RequestHeader {
         let mut request =
             pingora::http::RequestHeader::build("GET", b"/socket", None).expect("a request");
@@ -661,69 +670,5 @@ mod tests {
         assert!(!websocket_accepted(&request, &wrong));
         assert!(!websocket_accepted(&request, &answer(101, &[])));
         assert!(!websocket_accepted(&upgrade_request(None), &good));
-    }
-
-    #[test]
-    fn a_plain_keep_alive_answer_loses_only_its_connection_field() {
-        let mut head = answer(
-            200,
-            &[("Content-Length", "2"), ("Connection", "keep-alive")],
-        );
-        strip_response_hop_by_hop(&mut head, false);
-        assert_eq!(names(&head), ["content-length"]);
-    }
-
-    #[test]
-    fn fields_the_connection_field_names_go_with_it_whatever_their_case() {
-        let mut head = answer(
-            200,
-            &[
-                ("Connection", "Keep-Alive, X-Hop"),
-                ("Connection", "x-other"),
-                ("X-Hop", "1"),
-                ("X-Other", "2"),
-                ("Keep-Alive", "timeout=5"),
-                ("X-Kept", "3"),
-            ],
-        );
-        strip_response_hop_by_hop(&mut head, false);
-        assert_eq!(names(&head), ["x-kept"]);
-    }
-
-    #[test]
-    fn hop_by_hop_fields_go_without_a_connection_field() {
-        let mut head = answer(
-            200,
-            &[
-                ("Keep-Alive", "timeout=5"),
-                ("Proxy-Connection", "keep-alive"),
-                ("Upgrade", "h2c"),
-                ("X-Kept", "1"),
-            ],
-        );
-        strip_response_hop_by_hop(&mut head, false);
-        assert_eq!(names(&head), ["x-kept"]);
-    }
-
-    #[test]
-    fn switching_protocols_keeps_connection_and_upgrade() {
-        let mut head = answer(
-            101,
-            &[
-                ("Connection", "Upgrade, X-Hop"),
-                ("Upgrade", "websocket"),
-                ("X-Hop", "1"),
-                ("Keep-Alive", "timeout=5"),
-            ],
-        );
-        strip_response_hop_by_hop(&mut head, true);
-        assert_eq!(names(&head), ["connection", "upgrade"]);
-    }
-
-    #[test]
-    fn an_answer_without_hop_by_hop_fields_is_left_alone() {
-        let mut head = answer(200, &[("Content-Length", "2"), ("X-Kept", "1")]);
-        strip_response_hop_by_hop(&mut head, false);
-        assert_eq!(names(&head), ["content-length", "x-kept"]);
     }
 }

@@ -16,7 +16,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 /// party we cannot vouch for, so the source is the last trusted hop seen,
 /// which is the peer itself when the malformed entry is the rightmost one.
 /// When every entry is trusted, the leftmost one is the source.
-pub fn source_address(peer: IpAddr, x_forwarded_for: &[&[u8]], trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn source_address(peer: IpAddr, x_forwarded_for: &[&[u8]], trusted: &[IpNet]) -> IpAddr {
     let peer = peer.to_canonical();
     if !is_trusted(peer, trusted) {
         return peer;
@@ -71,7 +71,7 @@ fn is_port(s: &str) -> bool {
 /// Parses `proxy.trusted_proxies`: CIDRs, or bare addresses meaning /32 or
 /// /128. Host bits are cleared; an IPv4-mapped IPv6 network becomes the
 /// IPv4 network it denotes, because addresses are compared canonicalised.
-pub fn parse_cidrs(items: &[String]) -> Result<Vec<IpNet>, String> {
+pub(crate) fn parse_cidrs(items: &[String]) -> Result<Vec<IpNet>, String> {
     items.iter().map(|item| parse_cidr(item)).collect()
 }
 
@@ -105,7 +105,7 @@ fn canonical_net(net: IpNet) -> IpNet {
 
 /// The per-address bucket used for throttling: an IPv4 address as is, an
 /// IPv6 address by its /64, since one host commonly owns a whole /64.
-pub fn throttle_bucket(addr: IpAddr) -> IpNet {
+pub(crate) fn throttle_bucket(addr: IpAddr) -> IpNet {
     match addr.to_canonical() {
         IpAddr::V4(v4) => IpNet::from(IpAddr::V4(v4)),
         IpAddr::V6(v6) => IpNet::V6(Ipv6Net::new_assert(v6, 64).trunc()),

@@ -15,10 +15,10 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::UpstreamConfig;
 
-pub const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
 
-pub struct Upstream {
-    pub name: String,
+pub(crate) struct Upstream {
+    pub(crate) name: String,
     cfg: UpstreamConfig,
     lb: LoadBalancer<RoundRobin>,
     /// Without health checks every address is always eligible: the peers
@@ -38,14 +38,14 @@ struct FixedPeers {
 /// errors; the caller adds the file.
 #[derive(Debug, thiserror::Error)]
 #[error("upstreams.{name}.{field}: {problem}")]
-pub struct UpstreamError {
-    pub name: String,
-    pub field: &'static str,
-    pub problem: String,
+pub(crate) struct UpstreamError {
+    pub(crate) name: String,
+    pub(crate) field: &'static str,
+    pub(crate) problem: String,
 }
 
 impl Upstream {
-    pub fn build(name: &str, cfg: &UpstreamConfig) -> Result<Upstream, UpstreamError> {
+    pub(crate) fn build(name: &str, cfg: &UpstreamConfig) -> Result<Upstream, UpstreamError> {
         let mut lb =
             LoadBalancer::<RoundRobin>::try_from_iter(cfg.addrs.iter().map(String::as_str))
                 .map_err(|e| UpstreamError {
@@ -116,7 +116,7 @@ impl Upstream {
     }
 
     /// The next healthy address, as a peer with this upstream's settings.
-    pub fn peer(&self) -> Option<HttpPeer> {
+    pub(crate) fn peer(&self) -> Option<HttpPeer> {
         if let Some(fixed) = &self.fixed {
             let i = fixed.next.fetch_add(1, Ordering::Relaxed) % fixed.peers.len();
             return fixed.peers.get(i).cloned();
@@ -125,11 +125,11 @@ impl Upstream {
         Some(Self::peer_for(&self.cfg, backend.addr))
     }
 
-    pub fn has_health_check(&self) -> bool {
+    pub(crate) fn has_health_check(&self) -> bool {
         self.cfg.health_check_path.is_some()
     }
 
-    pub async fn run_health_check(&self) {
+    pub(crate) async fn run_health_check(&self) {
         self.lb.backends().run_health_check(true).await;
     }
 }
@@ -141,7 +141,9 @@ pub struct UpstreamTable {
 }
 
 impl UpstreamTable {
-    pub fn build(cfg: &BTreeMap<String, UpstreamConfig>) -> Result<UpstreamTable, UpstreamError> {
+    pub(crate) fn build(
+        cfg: &BTreeMap<String, UpstreamConfig>,
+    ) -> Result<UpstreamTable, UpstreamError> {
         let mut upstreams = BTreeMap::new();
         for (name, u) in cfg {
             upstreams.insert(name.clone(), Arc::new(Upstream::build(name, u)?));
@@ -149,15 +151,15 @@ impl UpstreamTable {
         Ok(UpstreamTable { upstreams })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.get(name)
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.upstreams.contains_key(name)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.upstreams.values()
     }
 }
