@@ -6,6 +6,7 @@
 //! `scripts/ensure-deps.sh test` installs `php-cli`; without `php` on the
 //! PATH these tests print why and pass without running.
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use common::*;

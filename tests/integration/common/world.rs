@@ -55,4 +55,9 @@ impl World {
             token,
         }
     }
+
+    /// An `Authorization` header line with this world's token.
+    pub fn bearer(&self) -> String {
+        format!("Authorization: Bearer {}", self.token)
+    }
 }

@@ -3,11 +3,9 @@
 //! endpoint) closes the tunnel within `cache.ttl_ms`, and so does its
 //! expiry; a tunnel on a public route has no token and stays open.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [[route]]

@@ -3,12 +3,10 @@
 //! isolation, cascades, secret rotation, token revocation and the token
 //! lifecycle, and how the API behaves while the store is down.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 

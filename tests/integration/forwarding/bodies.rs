@@ -5,13 +5,11 @@
 //! arrives after a request that is not a request (a body cut short by an
 //! early end-of-body marker leaves the rest there).
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::time::sleep;
 
 const POLICY: &str = r#"

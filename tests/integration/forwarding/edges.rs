@@ -2,11 +2,9 @@
 //! and an upstream each test scripts byte by byte (upgrades, 1xx answers,
 //! framing, connection reuse, hop-by-hop fields, early answers).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep;
 

@@ -3,16 +3,14 @@
 //! periods), revocation (RFC 7009), metadata (RFC 8414) and whoami. Every
 //! test that obtains a token or secret also checks it never reached the logs.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
-use common::*;
 
 const TOKEN_PATH: &str = "/api/auth/oauth2/token";
 const REVOKE_PATH: &str = "/api/auth/oauth2/revoke";
