@@ -3,9 +3,8 @@
 //! It starts real things on free loopback ports — the tollgate binary, an echo
 //! upstream — and tears them down on drop; each test isolates its Redis keys
 //! with a unique prefix, so one Redis (started by `make test`) serves them all.
-// Each test file uses a different part of the harness.
-#![allow(dead_code, unused_imports)]
 
+// tests/common: what the suite shares with other test binaries.
 #[path = "../../common/mod.rs"]
 mod shared;
 
@@ -18,21 +17,20 @@ mod scripted;
 mod tollgate;
 mod world;
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
+
+use shared::free_ports_apart;
 
 pub use admin::Admin;
 pub use cluster::RedisCluster;
-pub use echo::{EchoBehavior, EchoUpstream, RecordedRequest};
+pub use echo::{EchoUpstream, RecordedRequest};
 pub use pair::{workflow_member, workflow_status, Pair, WORKFLOWS_POLICY};
-pub use raw::{
-    raw_http, raw_http_string, raw_http_until_close, try_raw_http, RawConnection, RawResponse,
-};
+pub use raw::{raw_http, raw_http_until_close, try_raw_http, RawConnection, RawResponse};
 pub use reqwest::header::HeaderMap;
 pub use reqwest::{Method, StatusCode};
-pub use scripted::{ScriptedUpstream, UpstreamConn};
+pub use scripted::ScriptedUpstream;
 pub use serde_json::{json, Value};
-pub use shared::{free_port, free_ports_apart, PrivateRedis, IO_TIMEOUT};
+pub use shared::{free_port, PrivateRedis, IO_TIMEOUT};
 pub use tollgate::{metric_samples, metric_value, StoreKind, Tollgate, TollgateOptions};
 pub use world::World;
 
