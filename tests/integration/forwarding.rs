@@ -4,6 +4,7 @@
 
 mod bodies;
 mod edges;
+mod setup;
 mod tunnels;
 
 use std::time::{Duration, Instant};
