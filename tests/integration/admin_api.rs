@@ -2284,16 +2284,9 @@ async fn guessing_admin_keys_does_not_hold_up_the_token_endpoint() {
         &real,
     )
     .expect("hash");
-    let tg = Tollgate::start(
-        TollgateOptions {
-            cheap_hashing: false,
-            ..options()
-        }
-        .toml(format!(
-            "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-             [admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
-        )),
-    )
+    let tg = Tollgate::start(options().argon2_at_default_cost("").toml(format!(
+        "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
+    )))
     .await;
     let org = unique_id("org");
     let (_, client_id, secret) = tg

@@ -18,6 +18,9 @@ const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 const WHOAMI_PATH: &str = "/api/v1/service-account/whoami";
 const FORM: &str = "application/x-www-form-urlencoded";
 const GRANT: &str = "grant_type=client_credentials";
+/// Throttle limits no test here reaches.
+const UNTHROTTLED: &str =
+    "[throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000";
 
 /// An instance with one placeholder route: the policy loader refuses an empty
 /// policy directory, and these tests need no route of their own.
@@ -865,14 +868,7 @@ async fn every_client_authentication_failure_gets_the_same_401() {
 #[tokio::test]
 async fn an_unknown_client_costs_as_much_time_as_a_wrong_secret() {
     // Realistic argon2 parameters, and limits high enough not to throttle.
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         [throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000",
-    );
+    let opts = options().argon2_at_default_cost("").toml(UNTHROTTLED);
     let tollgate = Tollgate::start(opts).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     let unknown = basic(&unknown_client_id(), "tg_sk_wrong");
@@ -1086,13 +1082,8 @@ async fn default_limits_are_ten_per_client_and_source_and_fifty_per_source() {
 
 #[tokio::test]
 async fn a_throttled_request_is_refused_before_any_argon2_work() {
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         [throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 3\n\
+    let opts = options().argon2_at_default_cost("").toml(
+        "[throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 3\n\
          max_failures_per_source = 100",
     );
     let tollgate = Tollgate::start(opts).await;
@@ -1127,15 +1118,9 @@ async fn concurrent_wrong_secrets_cannot_get_past_the_limit() {
     // The attempt is reserved atomically before argon2: 120 at once for one
     // client from one source get at most the limit's 10 answers with argon2
     // work, every other one is refused with 429.
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_queued = 256",
-    )
-    .toml(TRUSTING_LOCALHOST);
+    let opts = options()
+        .argon2_at_default_cost("max_queued = 256")
+        .toml(TRUSTING_LOCALHOST);
     let tollgate = Tollgate::start(opts).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     fresh_window(60, Duration::from_secs(30)).await;
@@ -1193,15 +1178,12 @@ async fn concurrent_unknown_client_ids_cost_what_known_ones_with_wrong_secrets_d
     // The same secret sent at once for different unknown client ids must not
     // share one dummy verification, or a known id among them stands out.
     const N: usize = 8;
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_concurrent = 1\nmax_queued = 64\n[throttle]\nwindow_seconds = 3600\n\
-         max_failures_per_client_source = 100\nmax_failures_per_source = 1000",
-    );
+    let opts = options()
+        .argon2_at_default_cost("max_concurrent = 1\nmax_queued = 64")
+        .toml(
+            "[throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 100\n\
+             max_failures_per_source = 1000",
+        );
     let tollgate = Tollgate::start(opts).await;
     let mut accounts = Vec::new();
     for _ in 0..N {
@@ -1263,14 +1245,9 @@ fn spawn_token_requests(
 /// argon2 at the default cost, one verification at a time and one more
 /// waiting, with these `[throttle]` settings.
 fn one_hash_at_a_time(throttle: &str) -> TollgateOptions {
-    TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(format!(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_concurrent = 1\nmax_queued = 1\n[throttle]\n{throttle}"
-    ))
+    options()
+        .argon2_at_default_cost("max_concurrent = 1\nmax_queued = 1")
+        .toml(format!("[throttle]\n{throttle}"))
 }
 
 /// `n` different wrong secrets for the account, as `Authorization` values.
@@ -1326,14 +1303,7 @@ async fn identical_token_requests_at_once_share_one_argon2_verification() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
     const FLOOD: usize = 60;
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         [throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000",
-    );
+    let opts = options().argon2_at_default_cost("").toml(UNTHROTTLED);
     let tollgate = Tollgate::start(opts).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     let issued = token(&tollgate, Some(&account.basic()), GRANT)

@@ -112,6 +112,16 @@ impl TollgateOptions {
         self
     }
 
+    /// argon2 at the default cost (19 MiB, two iterations, one lane)
+    /// instead of the harness's cheap parameters, for tests that time or
+    /// count hashing; `hashing` adds lines to `[hashing]` (may be empty).
+    pub fn argon2_at_default_cost(mut self, hashing: &str) -> Self {
+        self.cheap_hashing = false;
+        self.toml(format!(
+            "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n{hashing}"
+        ))
+    }
+
     /// Appends TOML that is merged over the generated config.
     pub fn toml(mut self, extra: impl AsRef<str>) -> Self {
         self.extra_toml.push_str(extra.as_ref());
