@@ -87,6 +87,15 @@ impl World {
         self.raw(&request).await
     }
 
+    /// `GET /api/v1/workflows/x{query}` with this world's token is refused
+    /// 400 `invalid_request`.
+    async fn assert_workflows_query_refused(&self, query: &str) {
+        let target = format!("/api/v1/workflows/x{query}");
+        let response = self.raw_request("GET", &target, &[&self.bearer()]).await;
+        let what = format!("query {query:?}");
+        assert_denied(&what, &response, 400, "invalid_request", None);
+    }
+
     /// A GET on the proxy with this world's token.
     async fn get(&self, path: &str) -> (StatusCode, HeaderMap, Value) {
         self.tollgate
@@ -442,20 +451,7 @@ async fn a_workspace_route_needs_exactly_one_environment_id() {
         format!("?environmentId={env}&%EF%BB%BFenvironmentId=other"),
         format!("?environmentId={env}&EnvironmentID=other"),
     ] {
-        let response = world
-            .raw_request(
-                "GET",
-                &format!("/api/v1/workflows/x{query}"),
-                &[&world.bearer()],
-            )
-            .await;
-        assert_denied(
-            &format!("query {query:?}"),
-            &response,
-            400,
-            "invalid_request",
-            None,
-        );
+        world.assert_workflows_query_refused(&query).await;
     }
     assert_eq!(world.echo.count(), 0);
 }
@@ -471,20 +467,7 @@ async fn a_raw_semicolon_in_the_query_is_refused_only_where_a_workspace_is_check
         format!("?environmentId={env};x=1"),
         format!("?q=1;environmentId={env}"),
     ] {
-        let response = world
-            .raw_request(
-                "GET",
-                &format!("/api/v1/workflows/x{query}"),
-                &[&world.bearer()],
-            )
-            .await;
-        assert_denied(
-            &format!("query {query:?}"),
-            &response,
-            400,
-            "invalid_request",
-            None,
-        );
+        world.assert_workflows_query_refused(&query).await;
     }
     assert_eq!(world.echo.count(), 0);
     let encoded = world
