@@ -34,6 +34,15 @@ fn options() -> TollgateOptions {
         )
 }
 
+/// `tollgate_token_requests_total{outcome}` in this `/metrics` text.
+fn counted_token_requests(metrics: &str, outcome: &str) -> Option<f64> {
+    metric_value(
+        metrics,
+        "tollgate_token_requests_total",
+        &[("outcome", outcome)],
+    )
+}
+
 /// One service account with its first credential, in its own organization.
 struct Account {
     org: String,
@@ -741,11 +750,7 @@ async fn scopes_not_granted_unknown_or_malformed_are_invalid_scope() {
     }
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "invalid_scope")]
-        ),
+        counted_token_requests(&metrics, "invalid_scope"),
         Some(11.0)
     );
 }
@@ -856,11 +861,7 @@ async fn every_client_authentication_failure_gets_the_same_401() {
     assert_never_logged(&tollgate, &secrets);
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "invalid_client")]
-        ),
+        counted_token_requests(&metrics, "invalid_client"),
         Some(answers.len() as f64)
     );
 }
@@ -993,14 +994,7 @@ async fn failures_for_one_client_from_one_source_throttle_only_that_pair() {
     let other = token_from(&tollgate, "198.51.100.7", &bystander.basic()).await;
     assert_eq!(other.status, StatusCode::OK);
     let metrics = tollgate.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "slow_down")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(counted_token_requests(&metrics, "slow_down"), Some(1.0));
     assert_never_logged(&tollgate, &[&victim.secret, &own.token(), &other.token()]);
 }
 
@@ -1351,14 +1345,7 @@ async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts
     .await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     fresh_window(3600, Duration::from_secs(60)).await;
-    let overloaded = |text: &str| {
-        metric_value(
-            text,
-            "tollgate_token_requests_total",
-            &[("outcome", "overloaded")],
-        )
-        .unwrap_or(0.0)
-    };
+    let overloaded = |text: &str| counted_token_requests(text, "overloaded").unwrap_or(0.0);
     let before = overloaded(&tollgate.metrics().await);
 
     // One verification runs, one waits: the rest are answered at once.
@@ -1910,11 +1897,7 @@ async fn an_unreachable_store_answers_503_temporarily_unavailable() {
     assert_eq!(body["error"], "temporarily_unavailable");
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "store_unavailable")]
-        ),
+        counted_token_requests(&metrics, "store_unavailable"),
         Some(1.0)
     );
 }
@@ -2186,11 +2169,7 @@ async fn ten_thousand_tokens_are_unique_and_never_stored_or_logged_in_clear() {
     assert!(!logs.contains(&account.secret), "the secret is in the logs");
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "issued")]
-        ),
+        counted_token_requests(&metrics, "issued"),
         Some((TOKENS + 1) as f64)
     );
 }
