@@ -2,33 +2,15 @@
 //! and an upstream each test scripts byte by byte (upgrades, 1xx answers,
 //! framing, connection reuse, hop-by-hop fields, early answers).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use super::setup::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep;
 
-const POLICY: &str = r#"
-[[route]]
-name = "public"
-path = "/public/**"
-upstream = "backend"
-auth = "none"
-"#;
-
 /// How long a client waits for something that may never come.
 const SHORT_WAIT: Duration = Duration::from_secs(2);
-
-async fn tollgate_before(upstream: &ScriptedUpstream) -> Tollgate {
-    Tollgate::start(
-        TollgateOptions::new()
-            .policy("routes.toml", POLICY)
-            .upstream("backend", &[upstream.addr_string()]),
-    )
-    .await
-}
 
 /// A keep-alive `200 OK` carrying `body` with a Content-Length.
 fn ok(body: impl AsRef<[u8]>) -> Vec<u8> {
@@ -42,42 +24,13 @@ fn ok(body: impl AsRef<[u8]>) -> Vec<u8> {
     out
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Parses an answer `RawConnection::exchange` returned; panics if there was none.
-fn parsed(answer: Option<Vec<u8>>, what: &str) -> RawResponse {
-    let bytes = answer.unwrap_or_else(|| panic!("{what}: no complete answer"));
-    RawResponse::parse(&bytes).unwrap_or_else(|| panic!("{what}: not HTTP: {:?}", text(&bytes)))
-}
-
 fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
 }
 
-/// A body no two offsets of which are alike for long (so shifts show).
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-/// An upstream's acceptance of the WebSocket upgrade [`upgrade`] asks for
-/// (its accept answers the request's key, RFC 6455 §1.3).
-const SWITCHED: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                        Connection: Upgrade\r\n\
-                        Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-
 /// Asks for a WebSocket upgrade of `/public/socket`; the answer's head.
 async fn upgrade(client: &mut RawConnection) -> String {
-    assert!(
-        client
-            .send(
-                "GET /public/socket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .await
-    );
+    assert!(client.send(upgrade_request("/public/socket", "")).await);
     let head = client.read_until(b"\r\n\r\n", IO_TIMEOUT).await;
     text(&head.expect("an answer to the upgrade request"))
 }
@@ -198,7 +151,7 @@ async fn a_tunnel_closes_quietly_after_the_read_timeout_passes_in_silence() {
     let read_timeout = Duration::from_millis(1000);
     let tollgate = Tollgate::start(
         TollgateOptions::new()
-            .policy("routes.toml", POLICY)
+            .policy("routes.toml", PUBLIC_ROUTE)
             .upstream("backend", &[upstream.addr_string()])
             .toml(format!(
                 "[upstreams.backend]\nread_timeout_ms = {}",
@@ -320,7 +273,7 @@ async fn expect_100_continue_with_a_silent_upstream_is_answered_by_tollgate() {
 async fn expect_100_continue_to_a_dead_upstream_ends_in_a_bad_gateway() {
     let tollgate = Tollgate::start(
         TollgateOptions::new()
-            .policy("routes.toml", POLICY)
+            .policy("routes.toml", PUBLIC_ROUTE)
             .upstream("backend", &[dead_addr()]),
     )
     .await;
@@ -556,11 +509,7 @@ async fn second_request_after_stale_reuse(second: &str) -> (RawResponse, Vec<(us
     let first = parsed(client.exchange(get("/public/a")).await, "first");
     assert_eq!((first.status, first.body_str().as_str()), (200, "first"));
     let response = parsed(client.exchange(second).await, "second");
-    let seen = upstream
-        .requests()
-        .into_iter()
-        .map(|(c, r)| (c, format!("{} {} {}", r.method, r.target, r.body_str())))
-        .collect();
+    let seen = requests_seen(&upstream);
     (response, seen)
 }
 
@@ -623,11 +572,7 @@ async fn a_retried_chunked_body_with_trailers_leaves_the_new_connection_clean() 
         (next.status, next.body_str().as_str()),
         (200, "retried:GET:")
     );
-    let seen: Vec<(usize, String)> = upstream
-        .requests()
-        .into_iter()
-        .map(|(c, r)| (c, format!("{} {} {}", r.method, r.target, r.body_str())))
-        .collect();
+    let seen = requests_seen(&upstream);
     assert_eq!(
         seen,
         [

@@ -3,11 +3,9 @@
 //! nothing protected is forwarded; once it is back, everything recovers
 //! without restarting tollgate. Each test runs a Redis of its own.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [[route]]

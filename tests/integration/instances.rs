@@ -5,11 +5,9 @@
 //! message is lost or the subscription is down (a lost subscription also
 //! clears the cache).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 
 /// How fast an invalidation must reach the other instance. Far below the

@@ -2,11 +2,14 @@
 //! like at a recording echo upstream (path, query, headers, body), round
 //! robin, and the 502/504 answers when the upstream fails.
 
-mod common;
+mod bodies;
+mod edges;
+mod setup;
+mod tunnels;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [[route]]
@@ -38,20 +41,17 @@ upstream = "backend"
 auth = "none"
 "#;
 
+/// A [`World`] with [`POLICY`]. The account holds `workflows:read tools:read`, role `member`.
+async fn world() -> World {
+    world_with(TollgateOptions::new()).await
+}
+
+/// [`world`] with these options.
+async fn world_with(opts: TollgateOptions) -> World {
+    World::start_with_policy(opts, POLICY, &["workflows:read", "tools:read"]).await
+}
+
 impl World {
-    async fn start() -> World {
-        Self::start_with(TollgateOptions::new()).await
-    }
-
-    /// The account holds `workflows:read tools:read`, role `member`.
-    async fn start_with(opts: TollgateOptions) -> World {
-        World::start_with_policy(opts, POLICY, &["workflows:read", "tools:read"]).await
-    }
-
-    fn bearer(&self) -> String {
-        format!("Authorization: Bearer {}", self.token)
-    }
-
     /// Sends `METHOD target` with Host, these header lines and `Connection:
     /// close`, expects 200, and returns the answer and what the upstream got.
     async fn forward(
@@ -80,7 +80,7 @@ impl World {
 
 #[tokio::test]
 async fn the_upstream_receives_the_normalised_path_and_the_query_unchanged() {
-    let world = World::start().await;
+    let world = world().await;
     let q = world.workspace_query();
     let cases = [
         (
@@ -118,7 +118,7 @@ async fn the_upstream_receives_the_normalised_path_and_the_query_unchanged() {
 
 #[tokio::test]
 async fn the_route_decides_on_the_normalised_path_not_the_raw_one() {
-    let world = World::start().await;
+    let world = world().await;
     // Raw, this starts with /public; normalised it is a tools path and needs a token.
     let response = RawResponse::fetch(
         world.tollgate.proxy_addr(),
@@ -131,7 +131,7 @@ async fn the_route_decides_on_the_normalised_path_not_the_raw_one() {
 
 #[tokio::test]
 async fn strip_prefix_is_removed_before_forwarding() {
-    let world = World::start().await;
+    let world = world().await;
     let bearer = world.bearer();
     for (sent, expected) in [
         ("/svc/things/1?q=1", "/things/1?q=1"),
@@ -146,7 +146,7 @@ async fn strip_prefix_is_removed_before_forwarding() {
 
 #[tokio::test]
 async fn identity_headers_name_the_caller_and_the_verified_workspace() {
-    let world = World::start().await;
+    let world = world().await;
     let q = world.workspace_query();
 
     let (_, got) = world
@@ -206,8 +206,7 @@ async fn identity_headers_name_the_caller_and_the_verified_workspace() {
 #[tokio::test]
 async fn the_authorization_header_is_forwarded_only_when_configured() {
     let world =
-        World::start_with(TollgateOptions::new().toml("[proxy]\nforward_authorization = true"))
-            .await;
+        world_with(TollgateOptions::new().toml("[proxy]\nforward_authorization = true")).await;
     let (_, got) = world
         .forward("GET", "/api/v1/tools/x", &[&world.bearer()])
         .await;
@@ -233,7 +232,7 @@ fn spoofed_identity_headers() -> Vec<String> {
 
 #[tokio::test]
 async fn header_names_go_upstream_in_lower_case_and_the_common_ones_title_cased() {
-    let world = World::start().await;
+    let world = world().await;
     let bearer = world.bearer();
     let headers = ["X-Custom-Thing: Kept-Value", "ACCEPT: */*", &bearer];
     let (response, got) = world
@@ -261,7 +260,7 @@ async fn header_names_go_upstream_in_lower_case_and_the_common_ones_title_cased(
 
 #[tokio::test]
 async fn client_sent_identity_headers_never_reach_the_upstream() {
-    let world = World::start().await;
+    let world = world().await;
     let spoofed = spoofed_identity_headers();
     let mut headers: Vec<&str> = spoofed.iter().map(String::as_str).collect();
 
@@ -306,7 +305,7 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
 
 #[tokio::test]
 async fn the_connection_header_cannot_remove_injected_identity_headers() {
-    let world = World::start().await;
+    let world = world().await;
     let q = world.workspace_query();
     let (_, got) = world
         .forward(
@@ -332,7 +331,7 @@ async fn the_connection_header_cannot_remove_injected_identity_headers() {
 
 #[tokio::test]
 async fn identity_header_names_follow_the_config() {
-    let world = World::start_with(
+    let world = world_with(
         TollgateOptions::new()
             .toml("[identity_headers]\norganization_id = \"X-Org\"\nscopes = \"x-caller-scopes\""),
     )
@@ -367,7 +366,7 @@ async fn identity_header_names_follow_the_config() {
 
 #[tokio::test]
 async fn a_sane_request_id_is_kept_and_an_insane_one_replaced() {
-    let world = World::start().await;
+    let world = world().await;
     let sane = "req-1.2_3-ABC";
     let (response, got) = world
         .forward("GET", "/public/x", &[&format!("X-Request-Id: {sane}")])
@@ -406,7 +405,7 @@ async fn a_sane_request_id_is_kept_and_an_insane_one_replaced() {
 
 #[tokio::test]
 async fn denials_carry_the_request_id_too() {
-    let world = World::start().await;
+    let world = world().await;
     let response = RawResponse::fetch(
         world.tollgate.proxy_addr(),
         "GET /api/v1/tools/x HTTP/1.1\r\nHost: t\r\nX-Request-Id: trace-42\r\nConnection: close\r\n\r\n",
@@ -418,7 +417,7 @@ async fn denials_carry_the_request_id_too() {
 
 #[tokio::test]
 async fn forwarded_for_is_appended_and_forwarded_proto_is_set() {
-    let world = World::start().await;
+    let world = world().await;
     let (_, got) = world
         .forward(
             "GET",
@@ -458,7 +457,7 @@ async fn forwarded_for_is_appended_and_forwarded_proto_is_set() {
 
 #[tokio::test]
 async fn request_bodies_reach_the_upstream_intact() {
-    let world = World::start().await;
+    let world = world().await;
     let json = r#"{"name":"flow","steps":[1,2,3],"note":"ünïcödé"}"#;
     let response = world
         .tollgate
@@ -614,7 +613,7 @@ async fn an_upstream_slower_than_the_read_timeout_is_a_gateway_timeout() {
 
 #[tokio::test]
 async fn upstream_responses_are_counted_by_route_and_status_class() {
-    let world = World::start().await;
+    let world = world().await;
     world.forward("GET", "/public/x", &[]).await;
     let response = RawResponse::fetch(
         world.tollgate.proxy_addr(),
@@ -647,7 +646,7 @@ async fn upstream_responses_are_counted_by_route_and_status_class() {
 
 #[tokio::test]
 async fn public_routes_forward_no_authorization_either() {
-    let world = World::start().await;
+    let world = world().await;
     let (_, got) = world.forward("GET", "/public/x", &[&world.bearer()]).await;
     assert!(!got.has_header("authorization"));
     assert!(!got.has_header("x-tollgate-organization-id"));
@@ -655,7 +654,7 @@ async fn public_routes_forward_no_authorization_either() {
 
 #[tokio::test]
 async fn head_and_http_1_0_requests_are_forwarded_as_such() {
-    let world = World::start().await;
+    let world = world().await;
     let q = world.workspace_query();
     let (response, got) = world
         .forward(
@@ -685,7 +684,7 @@ async fn head_and_http_1_0_requests_are_forwarded_as_such() {
 /// HTTP/1.1, which needs one: the upstream's own address (or its `sni`).
 #[tokio::test]
 async fn an_http_1_0_request_without_host_goes_upstream_with_the_upstreams_host() {
-    let world = World::start().await;
+    let world = world().await;
     for (request, path) in [
         ("GET /public/x HTTP/1.0\r\n\r\n".to_string(), "/public/x"),
         (
@@ -719,7 +718,7 @@ async fn an_http_1_0_request_without_host_goes_upstream_with_the_upstreams_host(
 
 #[tokio::test]
 async fn every_forwarded_for_line_received_is_kept_before_the_peer() {
-    let world = World::start().await;
+    let world = world().await;
     let (_, got) = world
         .forward(
             "GET",
@@ -738,10 +737,9 @@ async fn every_forwarded_for_line_received_is_kept_before_the_peer() {
 
 #[tokio::test]
 async fn a_trusted_proxy_may_state_the_original_protocol() {
-    let world = World::start_with(
-        TollgateOptions::new().toml("[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]"),
-    )
-    .await;
+    let world =
+        world_with(TollgateOptions::new().toml("[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]"))
+            .await;
     let (_, got) = world
         .forward("GET", "/public/x", &["X-Forwarded-Proto: https"])
         .await;
@@ -764,7 +762,7 @@ const CLIENT_CLAIMS: [&str; 3] = [
 
 #[tokio::test]
 async fn an_untrusted_client_cannot_state_its_address_or_host() {
-    let world = World::start().await;
+    let world = world().await;
     let mut claims = CLIENT_CLAIMS.to_vec();
     claims.push("X_Real_IP: 198.51.100.9");
     let (_, got) = world.forward("GET", "/public/x", &claims).await;
@@ -810,7 +808,7 @@ fn has_header(got: &RecordedRequest, canon: &str) -> bool {
 
 #[tokio::test]
 async fn an_untrusted_client_cannot_send_url_method_or_address_overrides() {
-    let world = World::start().await;
+    let world = world().await;
     let claims: Vec<&str> = OVERRIDE_CLAIMS.iter().map(|(line, _)| *line).collect();
     let (_, got) = world.forward("GET", "/public/x", &claims).await;
     for (_, canon) in OVERRIDE_CLAIMS {
@@ -821,7 +819,7 @@ async fn an_untrusted_client_cannot_send_url_method_or_address_overrides() {
 #[tokio::test]
 async fn named_override_headers_pass_and_a_trusted_proxy_sends_them_all() {
     let world =
-        World::start_with(TollgateOptions::new().toml(
+        world_with(TollgateOptions::new().toml(
             "[proxy]\npass_override_headers = [\"X-Forwarded-Prefix\", \"x_forwarded_port\"]",
         ))
         .await;
@@ -832,10 +830,9 @@ async fn named_override_headers_pass_and_a_trusted_proxy_sends_them_all() {
         assert_eq!(has_header(&got, canon), passes, "{canon}");
     }
 
-    let world = World::start_with(
-        TollgateOptions::new().toml("[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]"),
-    )
-    .await;
+    let world =
+        world_with(TollgateOptions::new().toml("[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]"))
+            .await;
     let (_, got) = world.forward("GET", "/public/x", &claims).await;
     for (line, canon) in OVERRIDE_CLAIMS {
         if !line.contains('_') {

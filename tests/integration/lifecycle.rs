@@ -3,8 +3,6 @@
 //! from a process that gets SIGQUIT without failing a request, and
 //! `serve --dev` does what the README's quick start says.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [[route]]

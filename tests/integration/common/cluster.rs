@@ -125,10 +125,6 @@ impl RedisCluster {
             .collect()
     }
 
-    pub fn ports(&self) -> &[u16] {
-        &self.ports
-    }
-
     /// The index of the master holding `key` (by asking each one).
     pub fn node_holding(&self, key: &str) -> Option<usize> {
         self.ports.iter().position(|port| {

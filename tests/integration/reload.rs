@@ -3,13 +3,11 @@
 //! set is rejected whole, logged and counted; requests in flight finish on
 //! the set they started with.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// How long a change may take to be picked up. The file watch polls every
 /// 500 ms and waits for one quiet poll, so about a second; the margin is for

@@ -3,9 +3,7 @@
 //! method, its error parsing, and RFC 7009 revocation; the tokens it gets
 //! work on whoami and on a protected route.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenType};
 use oauth2::{
     AsyncHttpClient, AuthType, ClientId, ClientSecret, HttpClientError, HttpRequest, HttpResponse,

@@ -2,13 +2,11 @@
 //! broken configs, `hash-key` (and that the server accepts its output as an
 //! admin key), and `--help`.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn tollgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));

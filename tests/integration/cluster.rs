@@ -5,11 +5,9 @@
 //! a master is down. `make test` also runs the admin, OAuth, enforcement,
 //! forwarding and several-instance suites against a cluster.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use tollgate::ids::new_client_id;
 use tollgate::model::TokenRecord;

@@ -19,11 +19,6 @@ pub async fn raw_http(addr: impl ToSocketAddrs, request: impl AsRef<[u8]>) -> Ve
     exchange(addr, request, |buf| response_end(buf, head_request)).await
 }
 
-/// [`raw_http`] as (lossy) text.
-pub async fn raw_http_string(addr: impl ToSocketAddrs, request: impl AsRef<[u8]>) -> String {
-    String::from_utf8_lossy(&raw_http(addr, request).await).into_owned()
-}
-
 /// Like [`raw_http`], but a refused connection is an `Err` instead of a
 /// panic (shutdown and upgrade tests, where refusing is expected).
 pub async fn try_raw_http(

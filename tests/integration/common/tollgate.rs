@@ -112,6 +112,16 @@ impl TollgateOptions {
         self
     }
 
+    /// argon2 at the default cost (19 MiB, two iterations, one lane)
+    /// instead of the harness's cheap parameters, for tests that time or
+    /// count hashing; `hashing` adds lines to `[hashing]` (may be empty).
+    pub fn argon2_at_default_cost(mut self, hashing: &str) -> Self {
+        self.cheap_hashing = false;
+        self.toml(format!(
+            "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n{hashing}"
+        ))
+    }
+
     /// Appends TOML that is merged over the generated config.
     pub fn toml(mut self, extra: impl AsRef<str>) -> Self {
         self.extra_toml.push_str(extra.as_ref());
@@ -734,26 +744,14 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 /// The value of one sample in Prometheus text: `name` with exactly these
 /// labels (in any order). None if there is no such sample.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if series_name != name {
-                return None;
-            }
-            let mut found = parse_labels(series_labels)?;
-            let mut wanted: Vec<(String, String)> = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            found.sort();
-            wanted.sort();
-            (found == wanted).then(|| value.parse().ok()).flatten()
-        })
+    let mut wanted: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    wanted.sort();
+    metric_samples(text, name)
+        .into_iter()
+        .find_map(|(found, value)| (found == wanted).then_some(value))
 }
 
 /// Every sample of `name` in Prometheus text: its labels (sorted by name)

@@ -3,11 +3,9 @@
 //! documented operation exists with exactly the documented methods, and
 //! what the API answers matches the documented schemas.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
+use crate::common::*;
 
 const BASE: &str = "/v1/organizations/{org}";
 

@@ -1,11 +1,9 @@
 //! The access log (target `access`), the audit log (target `audit`) and
 //! what must never be logged, read from a real tollgate's output.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [[route]]

@@ -3,12 +3,10 @@
 //! isolation, cascades, secret rotation, token revocation and the token
 //! lifecycle, and how the API behaves while the store is down.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -2286,16 +2284,9 @@ async fn guessing_admin_keys_does_not_hold_up_the_token_endpoint() {
         &real,
     )
     .expect("hash");
-    let tg = Tollgate::start(
-        TollgateOptions {
-            cheap_hashing: false,
-            ..options()
-        }
-        .toml(format!(
-            "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-             [admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
-        )),
-    )
+    let tg = Tollgate::start(options().argon2_at_default_cost("").toml(format!(
+        "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
+    )))
     .await;
     let org = unique_id("org");
     let (_, client_id, secret) = tg

@@ -4,13 +4,11 @@
 //! Also: the shipped Grafana dashboard and alert rules only reference
 //! families the binary exports.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [[route]]

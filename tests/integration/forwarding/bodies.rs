@@ -5,22 +5,13 @@
 //! arrives after a request that is not a request (a body cut short by an
 //! early end-of-body marker leaves the rest there).
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use super::setup::*;
+use crate::common::*;
 use tokio::time::sleep;
-
-const POLICY: &str = r#"
-[[route]]
-name = "public"
-path = "/public/**"
-upstream = "backend"
-auth = "none"
-"#;
 
 /// A strict upstream and the count of stray bytes it met: each request is
 /// answered `METHOD TARGET LENGTH`, and bytes that are not a request are
@@ -65,26 +56,6 @@ async fn strict_upstream() -> (ScriptedUpstream, Arc<AtomicUsize>) {
     })
     .await;
     (upstream, strays)
-}
-
-async fn tollgate_before(upstream: &ScriptedUpstream) -> Tollgate {
-    Tollgate::start(
-        TollgateOptions::new()
-            .policy("routes.toml", POLICY)
-            .upstream("backend", &[upstream.addr_string()]),
-    )
-    .await
-}
-
-fn parsed(answer: Option<Vec<u8>>, what: &str) -> RawResponse {
-    let bytes = answer.unwrap_or_else(|| panic!("{what}: no complete answer"));
-    RawResponse::parse(&bytes)
-        .unwrap_or_else(|| panic!("{what}: not HTTP: {:?}", String::from_utf8_lossy(&bytes)))
-}
-
-/// A body no two offsets of which are alike for long (so shifts show).
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 const CHUNKED_HEAD: &str =
@@ -218,11 +189,7 @@ async fn trailers_leave_nothing_behind_on_the_pooled_upstream_connection() {
         (second.status, second.body_str().as_str()),
         (200, "GET /public/b 0")
     );
-    let seen: Vec<(usize, String)> = upstream
-        .requests()
-        .into_iter()
-        .map(|(c, r)| (c, format!("{} {} {}", r.method, r.target, r.body_str())))
-        .collect();
+    let seen = requests_seen(&upstream);
     assert_eq!(
         seen,
         [

@@ -18,7 +18,8 @@ workspace_role = "member"
 pub struct Pair {
     pub a: Tollgate,
     pub b: Tollgate,
-    pub echo: EchoUpstream,
+    /// The upstream both forward to, alive as long as the pair.
+    _echo: EchoUpstream,
 }
 
 impl Pair {
@@ -41,7 +42,7 @@ impl Pair {
         };
         let a = Tollgate::start(opts()).await;
         let b = Tollgate::start(opts()).await;
-        Pair { a, b, echo }
+        Pair { a, b, _echo: echo }
     }
 }
 

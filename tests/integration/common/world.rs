@@ -1,7 +1,9 @@
 //! One tollgate in front of one echo upstream, an organization with a
 //! workspace and one environment, and an account with the given scopes that
-//! is a member of that workspace, holding a token. Test files add their own
-//! helpers in `impl World` blocks.
+//! is a member of that workspace, holding a token. Test modules add their
+//! own helpers in `impl World` blocks; all are one type in one crate, so a
+//! helper's name must be unique across the suite (constructors that differ
+//! by module are module functions, such as `world()`).
 
 use super::*;
 
@@ -54,5 +56,10 @@ impl World {
             client_id,
             token,
         }
+    }
+
+    /// An `Authorization` header line with this world's token.
+    pub fn bearer(&self) -> String {
+        format!("Authorization: Bearer {}", self.token)
     }
 }

@@ -1,11 +1,9 @@
 //! The test harness tested on its own: the echo upstream, raw HTTP and the
 //! helpers that need neither the tollgate binary nor its config.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn echo_upstream_records_method_target_headers_and_body() {

@@ -1,12 +1,10 @@
 //! Limits every listener puts on client connections: the size of a request
 //! head, the time to send it, and the number of connections open at once.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [[route]]
@@ -21,7 +19,7 @@ async fn start(extra: &str) -> Tollgate {
     Tollgate::start(
         TollgateOptions::new()
             .memory()
-            .upstream("app", &[common::dead_addr()])
+            .upstream("app", &[dead_addr()])
             .policy("routes.toml", POLICY)
             .toml(extra),
     )

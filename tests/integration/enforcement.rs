@@ -3,12 +3,10 @@
 //! upstream; report mode forwards a would-be denial and records it; the
 //! store being down fails closed; `tollgate explain` prints the decision.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Read and write routes under `/api/v1/workflows` that need a workspace
 /// member, an admin route listing every method, a scope-only route, a
@@ -62,16 +60,17 @@ mode = "report"
 
 const REALM: &str = "Bearer realm=\"tollgate\"";
 
+/// A [`World`] with [`POLICY`]. The account holds `workflows:write tools:read` (no `logs:*`), role `member`.
+async fn world() -> World {
+    world_with(TollgateOptions::new()).await
+}
+
+/// [`world`] with these options.
+async fn world_with(opts: TollgateOptions) -> World {
+    World::start_with_policy(opts, POLICY, &["workflows:write", "tools:read"]).await
+}
+
 impl World {
-    async fn start() -> World {
-        Self::start_with(TollgateOptions::new()).await
-    }
-
-    /// The account holds `workflows:write tools:read` (no `logs:*`), role `member`.
-    async fn start_with(opts: TollgateOptions) -> World {
-        World::start_with_policy(opts, POLICY, &["workflows:write", "tools:read"]).await
-    }
-
     /// Sends raw bytes to the proxy listener and parses the answer.
     async fn raw(&self, request: &str) -> RawResponse {
         RawResponse::fetch(self.tollgate.proxy_addr(), request).await
@@ -88,8 +87,13 @@ impl World {
         self.raw(&request).await
     }
 
-    fn bearer(&self) -> String {
-        format!("Authorization: Bearer {}", self.token)
+    /// `GET /api/v1/workflows/x{query}` with this world's token is refused
+    /// 400 `invalid_request`.
+    async fn assert_workflows_query_refused(&self, query: &str) {
+        let target = format!("/api/v1/workflows/x{query}");
+        let response = self.raw_request("GET", &target, &[&self.bearer()]).await;
+        let what = format!("query {query:?}");
+        assert_denied(&what, &response, 400, "invalid_request", None);
     }
 
     /// A GET on the proxy with this world's token.
@@ -132,7 +136,7 @@ fn assert_denied(
 
 #[tokio::test]
 async fn unsafe_request_targets_are_rejected_before_reaching_the_upstream() {
-    let world = World::start().await;
+    let world = world().await;
     let q = format!("?environmentId={}", world.env);
     let cases = [
         (
@@ -200,7 +204,7 @@ async fn unsafe_request_targets_are_rejected_before_reaching_the_upstream() {
 
 #[tokio::test]
 async fn ambiguous_framing_and_repeated_authorization_are_rejected_on_every_route() {
-    let world = World::start().await;
+    let world = world().await;
     let bearer = world.bearer();
     for path in ["/api/v1/tools/x", "/public/x"] {
         let smuggle = format!(
@@ -248,8 +252,7 @@ async fn ambiguous_framing_and_repeated_authorization_are_rejected_on_every_rout
 #[tokio::test]
 async fn semicolons_in_the_path_are_forwarded_when_the_config_allows_them() {
     let world =
-        World::start_with(TollgateOptions::new().toml("[proxy]\nallow_semicolon_in_path = true"))
-            .await;
+        world_with(TollgateOptions::new().toml("[proxy]\nallow_semicolon_in_path = true")).await;
 
     let response = world
         .raw_request("GET", "/api/v1/tools/x;v=1", &[&world.bearer()])
@@ -264,7 +267,7 @@ async fn semicolons_in_the_path_are_forwarded_when_the_config_allows_them() {
 
 #[tokio::test]
 async fn a_path_no_route_matches_is_not_found() {
-    let world = World::start().await;
+    let world = world().await;
     let cases = [
         ("GET", "/api/v2/tools/x"),
         ("GET", "/"),
@@ -296,7 +299,7 @@ async fn a_path_no_route_matches_is_not_found() {
 
 #[tokio::test]
 async fn a_request_without_a_token_gets_a_bare_bearer_challenge() {
-    let world = World::start().await;
+    let world = world().await;
     let q = format!("?environmentId={}", world.env);
     for headers in [vec![], vec!["Authorization: Basic dXNlcjpwYXNz"]] {
         let response = world
@@ -315,7 +318,7 @@ async fn a_request_without_a_token_gets_a_bare_bearer_challenge() {
 
 #[tokio::test]
 async fn unknown_garbage_and_expired_tokens_are_invalid() {
-    let world = World::start_with(TollgateOptions::new().toml("[tokens]\nttl_seconds = 2")).await;
+    let world = world_with(TollgateOptions::new().toml("[tokens]\nttl_seconds = 2")).await;
     let challenge = format!("{REALM}, error=\"invalid_token\"");
     let unknown = format!("tg_at_{}", "A".repeat(43));
     for (what, token) in [
@@ -353,7 +356,7 @@ async fn unknown_garbage_and_expired_tokens_are_invalid() {
 
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
-    let world = World::start().await;
+    let world = world().await;
     let response = world
         .raw_request(
             "GET",
@@ -366,7 +369,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn a_token_without_the_route_scope_gets_insufficient_scope_naming_the_requirement() {
-    let world = World::start().await;
+    let world = world().await;
     let (_, knowledge_only) = world
         .tollgate
         .account_with_token(&world.org, &["knowledge:write"])
@@ -418,7 +421,7 @@ async fn a_token_without_the_route_scope_gets_insufficient_scope_naming_the_requ
 
 #[tokio::test]
 async fn write_scope_satisfies_a_read_requirement() {
-    let world = World::start().await;
+    let world = world().await;
     let (status, _, body) = world
         .get(&format!("/api/v1/workflows/x?environmentId={}", world.env))
         .await;
@@ -428,7 +431,7 @@ async fn write_scope_satisfies_a_read_requirement() {
 
 #[tokio::test]
 async fn a_workspace_route_needs_exactly_one_environment_id() {
-    let world = World::start().await;
+    let world = world().await;
     let env = &world.env;
     for query in [
         String::new(),
@@ -448,27 +451,14 @@ async fn a_workspace_route_needs_exactly_one_environment_id() {
         format!("?environmentId={env}&%EF%BB%BFenvironmentId=other"),
         format!("?environmentId={env}&EnvironmentID=other"),
     ] {
-        let response = world
-            .raw_request(
-                "GET",
-                &format!("/api/v1/workflows/x{query}"),
-                &[&world.bearer()],
-            )
-            .await;
-        assert_denied(
-            &format!("query {query:?}"),
-            &response,
-            400,
-            "invalid_request",
-            None,
-        );
+        world.assert_workflows_query_refused(&query).await;
     }
     assert_eq!(world.echo.count(), 0);
 }
 
 #[tokio::test]
 async fn a_raw_semicolon_in_the_query_is_refused_only_where_a_workspace_is_checked() {
-    let world = World::start().await;
+    let world = world().await;
     let env = &world.env;
     // Rack 2 and old Go split pairs on `;`, others do not: the upstream may
     // read parameters tollgate did not check.
@@ -477,20 +467,7 @@ async fn a_raw_semicolon_in_the_query_is_refused_only_where_a_workspace_is_check
         format!("?environmentId={env};x=1"),
         format!("?q=1;environmentId={env}"),
     ] {
-        let response = world
-            .raw_request(
-                "GET",
-                &format!("/api/v1/workflows/x{query}"),
-                &[&world.bearer()],
-            )
-            .await;
-        assert_denied(
-            &format!("query {query:?}"),
-            &response,
-            400,
-            "invalid_request",
-            None,
-        );
+        world.assert_workflows_query_refused(&query).await;
     }
     assert_eq!(world.echo.count(), 0);
     let encoded = world
@@ -520,7 +497,7 @@ async fn a_raw_semicolon_in_the_query_is_refused_only_where_a_workspace_is_check
 
 #[tokio::test]
 async fn every_kind_of_workspace_refusal_looks_the_same() {
-    let world = World::start().await;
+    let world = world().await;
     let admin = world.tollgate.admin();
 
     // An environment of another organization, where the account is not known.
@@ -578,7 +555,7 @@ async fn every_kind_of_workspace_refusal_looks_the_same() {
 
 #[tokio::test]
 async fn admin_role_satisfies_a_member_requirement_and_reaches_admin_routes() {
-    let world = World::start().await;
+    let world = world().await;
     let admin = world.tollgate.admin();
     admin
         .put_member(&world.org, &world.workspace, &world.sa_id, "admin")
@@ -596,7 +573,7 @@ async fn admin_role_satisfies_a_member_requirement_and_reaches_admin_routes() {
 
 #[tokio::test]
 async fn membership_removal_takes_effect_on_later_requests() {
-    let world = World::start().await;
+    let world = world().await;
     let path = format!("/api/v1/workflows/x?environmentId={}", world.env);
     assert_eq!(world.get(&path).await.0, StatusCode::OK);
 
@@ -628,7 +605,7 @@ async fn membership_removal_takes_effect_on_later_requests() {
 
 #[tokio::test]
 async fn a_report_mode_route_forwards_a_would_be_denial_and_records_it() {
-    let world = World::start().await;
+    let world = world().await;
 
     // The account has no logs scope: enforce mode would answer 403.
     let (status, _, body) = world
@@ -668,7 +645,7 @@ async fn a_report_mode_route_forwards_a_would_be_denial_and_records_it() {
 
 #[tokio::test]
 async fn a_report_mode_route_still_refuses_unsafe_requests() {
-    let world = World::start().await;
+    let world = world().await;
     let response = world
         .raw_request("GET", "/api/v1/logs/a%2Fb", &[&world.bearer()])
         .await;
@@ -678,7 +655,7 @@ async fn a_report_mode_route_still_refuses_unsafe_requests() {
 
 #[tokio::test]
 async fn decisions_are_counted_by_route_and_reason() {
-    let world = World::start().await;
+    let world = world().await;
     let q = format!("?environmentId={}", world.env);
     world.get(&format!("/api/v1/workflows/x{q}")).await;
     world
@@ -713,7 +690,7 @@ async fn decisions_are_counted_by_route_and_reason() {
 
 #[tokio::test]
 async fn no_token_appears_in_logs_or_error_bodies() {
-    let world = World::start().await;
+    let world = world().await;
     let q = format!("?environmentId={}", world.env);
     world.get(&format!("/api/v1/workflows/x{q}")).await;
     world.get("/api/v1/workflows/admin/x").await;
@@ -736,7 +713,7 @@ async fn no_token_appears_in_logs_or_error_bodies() {
 async fn an_unreachable_store_fails_closed_quickly_and_recovers_without_a_restart() {
     let redis = PrivateRedis::start();
     // The default store timeout (250 ms), as an operator would run it.
-    let mut world = World::start_with(
+    let mut world = world_with(
         TollgateOptions::new()
             .redis_url(redis.url())
             .toml("[store]\ntimeout_ms = 250"),
@@ -823,7 +800,7 @@ fn explain(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn explain_prints_the_route_each_check_and_the_decision() {
-    let world = World::start().await;
+    let world = world().await;
     let config = world.tollgate.config_path();
 
     let (code, out, err) = explain(
@@ -903,7 +880,7 @@ async fn explain_prints_the_route_each_check_and_the_decision() {
 
 #[tokio::test]
 async fn explain_exits_2_on_usage_and_config_errors() {
-    let world = World::start().await;
+    let world = world().await;
     let config = world.tollgate.config_path();
 
     let (code, _, err) = explain(config, &["--method", "GET"]);
@@ -1021,7 +998,7 @@ async fn the_shipped_example_policy_never_lets_a_member_reach_an_admin_path() {
 
 #[tokio::test]
 async fn the_body_of_a_denied_request_is_never_read_as_another_request() {
-    let world = World::start().await;
+    let world = world().await;
     let smuggled = "GET /public/smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
     for framing in [
         format!("Content-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
@@ -1127,7 +1104,7 @@ async fn a_store_that_never_answers_is_a_quick_503_not_a_hang() {
 
 #[tokio::test]
 async fn denials_keep_the_connection_usable_and_a_head_denial_has_no_body() {
-    let world = World::start().await;
+    let world = world().await;
     let mut conn = RawConnection::open(world.tollgate.proxy_addr()).await;
     for method in ["HEAD", "GET", "HEAD"] {
         let answer = conn
@@ -1163,7 +1140,7 @@ async fn denials_keep_the_connection_usable_and_a_head_denial_has_no_body() {
 
 #[tokio::test]
 async fn no_token_appears_in_the_logs_even_at_trace_level() {
-    let world = World::start_with(TollgateOptions::new().log_filter("trace")).await;
+    let world = world_with(TollgateOptions::new().log_filter("trace")).await;
     let q = format!("?environmentId={}", world.env);
     let (status, _, _) = world.get(&format!("/api/v1/workflows/x{q}")).await;
     assert_eq!(status, StatusCode::OK);

@@ -3,33 +3,21 @@
 //! endpoint) closes the tunnel within `cache.ttl_ms`, and so does its
 //! expiry; a tunnel on a public route has no token and stays open.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use super::setup::*;
+use crate::common::*;
 
-const POLICY: &str = r#"
+const SOCKET_ROUTE: &str = r#"
 [[route]]
 name = "socket"
 path = "/ws/**"
 upstream = "backend"
 scope = "tools:read"
-
-[[route]]
-name = "public"
-path = "/public/**"
-upstream = "backend"
-auth = "none"
 "#;
 
 /// The cache TTL these tests run with: the bound on closing a tunnel.
 const CACHE_TTL: Duration = Duration::from_millis(1000);
-
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const SWITCHED: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                        Connection: Upgrade\r\n\
-                        Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
 /// An upstream that accepts every upgrade and echoes what the tunnel carries.
 async fn socket_upstream() -> ScriptedUpstream {
@@ -60,7 +48,7 @@ struct Setup {
 /// The options of a tollgate in front of `upstream`, with `CACHE_TTL`.
 fn options(upstream: &ScriptedUpstream, extra: &str) -> TollgateOptions {
     TollgateOptions::new()
-        .policy("routes.toml", POLICY)
+        .policy("routes.toml", format!("{SOCKET_ROUTE}{PUBLIC_ROUTE}"))
         .upstream("backend", &[upstream.addr_string()])
         .toml(format!(
             "[cache]\nttl_ms = {}\n[store]\ntimeout_ms = 2000\n{extra}",
@@ -96,17 +84,9 @@ async fn open_tunnel(tollgate: &Tollgate, path: &str, token: Option<&str>) -> Ra
     let authorization = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    assert!(
-        client
-            .send(format!(
-                "GET {path} HTTP/1.1\r\nHost: t\r\n{authorization}Upgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            ))
-            .await
-    );
+    assert!(client.send(upgrade_request(path, &authorization)).await);
     let head = client.read_until(b"\r\n\r\n", IO_TIMEOUT).await;
-    let head = String::from_utf8_lossy(&head.expect("an answer to the upgrade")).into_owned();
+    let head = text(&head.expect("an answer to the upgrade"));
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     assert_carries(&mut client, b"ping").await;
     client

@@ -3,16 +3,14 @@
 //! periods), revocation (RFC 7009), metadata (RFC 8414) and whoami. Every
 //! test that obtains a token or secret also checks it never reached the logs.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
-use common::*;
 
 const TOKEN_PATH: &str = "/api/auth/oauth2/token";
 const REVOKE_PATH: &str = "/api/auth/oauth2/revoke";
@@ -20,6 +18,9 @@ const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 const WHOAMI_PATH: &str = "/api/v1/service-account/whoami";
 const FORM: &str = "application/x-www-form-urlencoded";
 const GRANT: &str = "grant_type=client_credentials";
+/// Throttle limits no test here reaches.
+const UNTHROTTLED: &str =
+    "[throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000";
 
 /// An instance with one placeholder route: the policy loader refuses an empty
 /// policy directory, and these tests need no route of their own.
@@ -31,6 +32,15 @@ fn options() -> TollgateOptions {
             "[[route]]\nname = \"unused\"\nmethods = [\"GET\"]\npath = \"/unused\"\n\
              upstream = \"unused\"\nauth = \"none\"\n",
         )
+}
+
+/// `tollgate_token_requests_total{outcome}` in this `/metrics` text.
+fn counted_token_requests(metrics: &str, outcome: &str) -> Option<f64> {
+    metric_value(
+        metrics,
+        "tollgate_token_requests_total",
+        &[("outcome", outcome)],
+    )
 }
 
 /// One service account with its first credential, in its own organization.
@@ -740,11 +750,7 @@ async fn scopes_not_granted_unknown_or_malformed_are_invalid_scope() {
     }
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "invalid_scope")]
-        ),
+        counted_token_requests(&metrics, "invalid_scope"),
         Some(11.0)
     );
 }
@@ -855,11 +861,7 @@ async fn every_client_authentication_failure_gets_the_same_401() {
     assert_never_logged(&tollgate, &secrets);
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "invalid_client")]
-        ),
+        counted_token_requests(&metrics, "invalid_client"),
         Some(answers.len() as f64)
     );
 }
@@ -867,14 +869,7 @@ async fn every_client_authentication_failure_gets_the_same_401() {
 #[tokio::test]
 async fn an_unknown_client_costs_as_much_time_as_a_wrong_secret() {
     // Realistic argon2 parameters, and limits high enough not to throttle.
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         [throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000",
-    );
+    let opts = options().argon2_at_default_cost("").toml(UNTHROTTLED);
     let tollgate = Tollgate::start(opts).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     let unknown = basic(&unknown_client_id(), "tg_sk_wrong");
@@ -999,14 +994,7 @@ async fn failures_for_one_client_from_one_source_throttle_only_that_pair() {
     let other = token_from(&tollgate, "198.51.100.7", &bystander.basic()).await;
     assert_eq!(other.status, StatusCode::OK);
     let metrics = tollgate.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "slow_down")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(counted_token_requests(&metrics, "slow_down"), Some(1.0));
     assert_never_logged(&tollgate, &[&victim.secret, &own.token(), &other.token()]);
 }
 
@@ -1088,13 +1076,8 @@ async fn default_limits_are_ten_per_client_and_source_and_fifty_per_source() {
 
 #[tokio::test]
 async fn a_throttled_request_is_refused_before_any_argon2_work() {
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         [throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 3\n\
+    let opts = options().argon2_at_default_cost("").toml(
+        "[throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 3\n\
          max_failures_per_source = 100",
     );
     let tollgate = Tollgate::start(opts).await;
@@ -1129,15 +1112,9 @@ async fn concurrent_wrong_secrets_cannot_get_past_the_limit() {
     // The attempt is reserved atomically before argon2: 120 at once for one
     // client from one source get at most the limit's 10 answers with argon2
     // work, every other one is refused with 429.
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_queued = 256",
-    )
-    .toml(TRUSTING_LOCALHOST);
+    let opts = options()
+        .argon2_at_default_cost("max_queued = 256")
+        .toml(TRUSTING_LOCALHOST);
     let tollgate = Tollgate::start(opts).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     fresh_window(60, Duration::from_secs(30)).await;
@@ -1195,15 +1172,12 @@ async fn concurrent_unknown_client_ids_cost_what_known_ones_with_wrong_secrets_d
     // The same secret sent at once for different unknown client ids must not
     // share one dummy verification, or a known id among them stands out.
     const N: usize = 8;
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_concurrent = 1\nmax_queued = 64\n[throttle]\nwindow_seconds = 3600\n\
-         max_failures_per_client_source = 100\nmax_failures_per_source = 1000",
-    );
+    let opts = options()
+        .argon2_at_default_cost("max_concurrent = 1\nmax_queued = 64")
+        .toml(
+            "[throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 100\n\
+             max_failures_per_source = 1000",
+        );
     let tollgate = Tollgate::start(opts).await;
     let mut accounts = Vec::new();
     for _ in 0..N {
@@ -1265,14 +1239,9 @@ fn spawn_token_requests(
 /// argon2 at the default cost, one verification at a time and one more
 /// waiting, with these `[throttle]` settings.
 fn one_hash_at_a_time(throttle: &str) -> TollgateOptions {
-    TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(format!(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         max_concurrent = 1\nmax_queued = 1\n[throttle]\n{throttle}"
-    ))
+    options()
+        .argon2_at_default_cost("max_concurrent = 1\nmax_queued = 1")
+        .toml(format!("[throttle]\n{throttle}"))
 }
 
 /// `n` different wrong secrets for the account, as `Authorization` values.
@@ -1328,14 +1297,7 @@ async fn identical_token_requests_at_once_share_one_argon2_verification() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_bad_secrets_does_not_starve_other_requests() {
     const FLOOD: usize = 60;
-    let opts = TollgateOptions {
-        cheap_hashing: false,
-        ..options()
-    }
-    .toml(
-        "[hashing]\nmemory_kib = 19456\niterations = 2\nparallelism = 1\n\
-         [throttle]\nmax_failures_per_client_source = 1000\nmax_failures_per_source = 1000",
-    );
+    let opts = options().argon2_at_default_cost("").toml(UNTHROTTLED);
     let tollgate = Tollgate::start(opts).await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     let issued = token(&tollgate, Some(&account.basic()), GRANT)
@@ -1383,14 +1345,7 @@ async fn with_the_hashing_queue_full_a_token_request_gets_503_at_once_and_counts
     .await;
     let account = Account::create(&tollgate, &["tools:read"]).await;
     fresh_window(3600, Duration::from_secs(60)).await;
-    let overloaded = |text: &str| {
-        metric_value(
-            text,
-            "tollgate_token_requests_total",
-            &[("outcome", "overloaded")],
-        )
-        .unwrap_or(0.0)
-    };
+    let overloaded = |text: &str| counted_token_requests(text, "overloaded").unwrap_or(0.0);
     let before = overloaded(&tollgate.metrics().await);
 
     // One verification runs, one waits: the rest are answered at once.
@@ -1942,11 +1897,7 @@ async fn an_unreachable_store_answers_503_temporarily_unavailable() {
     assert_eq!(body["error"], "temporarily_unavailable");
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "store_unavailable")]
-        ),
+        counted_token_requests(&metrics, "store_unavailable"),
         Some(1.0)
     );
 }
@@ -2218,11 +2169,7 @@ async fn ten_thousand_tokens_are_unique_and_never_stored_or_logged_in_clear() {
     assert!(!logs.contains(&account.secret), "the secret is in the logs");
     let metrics = tollgate.metrics().await;
     assert_eq!(
-        metric_value(
-            &metrics,
-            "tollgate_token_requests_total",
-            &[("outcome", "issued")]
-        ),
+        counted_token_requests(&metrics, "issued"),
         Some((TOKENS + 1) as f64)
     );
 }
