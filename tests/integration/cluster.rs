@@ -16,7 +16,7 @@ use tollgate::secret::{expose, new_access_token, token_hash};
 use tollgate::store::redis::RedisStore;
 use tollgate::store::Store;
 
-#[path = "store/conformance.rs"]
+#[path = "../store/conformance.rs"]
 mod conformance;
 
 /// How fast an invalidation must reach the other instance (the cache TTL of

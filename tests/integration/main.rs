@@ -24,3 +24,4 @@ mod oauth_client;
 mod openapi;
 mod outage;
 mod reload;
+mod upstream_frameworks;

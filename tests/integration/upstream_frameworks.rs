@@ -6,13 +6,7 @@
 //! `scripts/ensure-deps.sh test` installs `php-cli`; without `php` on the
 //! PATH these tests print why and pass without running.
 
-// The integration suite's harness: the suite uses all of it (and reports
-// dead code in it), this file a few parts.
-#[allow(dead_code, unused_imports)]
-#[path = "integration/common/mod.rs"]
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
