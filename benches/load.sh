@@ -12,6 +12,9 @@
 #   DURATION=30s CONNS=128 SIDE_ROUNDS=9 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
 #   ONLY=heads benches/load.sh # case (h) alone: unfinished request heads
 #   THREADS=2 ...              # worker threads per proxy (default 1)
+#   COMPARE_BIN=path/to/tollgate benches/load.sh
+#                              # only this build's cached tollgate side by
+#                              # side with another build's (before/after)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -43,8 +46,8 @@ cargo build --release --locked --bin tollgate --example passthrough --example fi
 
 start_backends taskset -c "$LOAD_CPU"
 
-start_tollgate() { # config -> sets TG_PID
-  TOLLGATE_ADMIN_KEY=$ADMIN_KEY TOLLGATE_LOG=warn taskset -c "$PROXY_CPU" "$BIN/tollgate" serve --config "$1" \
+start_tollgate() { # config [binary] -> sets TG_PID_LAST
+  TOLLGATE_ADMIN_KEY=$ADMIN_KEY TOLLGATE_LOG=warn taskset -c "$PROXY_CPU" "${2:-$BIN/tollgate}" serve --config "$1" \
     >"$WORK/tollgate.log" 2>&1 &
   TG_PID_LAST=$!
   PIDS+=("$TG_PID_LAST")
@@ -271,6 +274,26 @@ side_c() { side_by_side "$URL_C" "$URL_B"; SCB+=("$SIDE_RATIO"); echo "side by s
 side_d() { side_by_side "$URL_D" "$URL_BD"; SDB+=("$SIDE_RATIO"); echo "side by side, round $r: d/b $SIDE_RATIO" >&2; }
 side_control() { side_by_side "$URL_CONTROL1" "$URL_CONTROL2"; SBB+=("$SIDE_RATIO"); echo "side by side, round $r: b'/b $SIDE_RATIO" >&2; }
 side_nginx() { side_by_side "$URL_CN" "$URL_N"; SCN+=("$SIDE_RATIO"); echo "side by side, round $r: c/nginx $SIDE_RATIO" >&2; }
+# Before/after: this build's cached tollgate (c) side by side with another
+# build's (k) on the same Redis, token and request, and the passthrough
+# control pair; nothing else runs.
+if [ -n "${COMPARE_BIN:-}" ]; then
+  P5=$(free_port); AD5=$(free_port); ME5=$(free_port)
+  write_config compare 500 "$P5" "$AD5" "$ME5"
+  start_tollgate "$WORK/compare.toml" "$COMPARE_BIN"
+  wait_http "http://127.0.0.1:$AD5/healthz"
+  URL_K="http://127.0.0.1:$P5$TARGET"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL_K" "${AUTH[@]}")" = 200 ] \
+    || { echo "set-up failed: the benchmark request is not allowed on $URL_K" >&2; exit 1; }
+  SCK=()
+  for r in $(seq 1 "$SIDE_ROUNDS"); do
+    side_by_side "$URL_C" "$URL_K"; SCK+=("$SIDE_RATIO"); echo "side by side, round $r: c/k $SIDE_RATIO" >&2
+    side_control
+  done
+  echo "c/k (this build over $COMPARE_BIN, cached, side by side): median $(median "${SCK[@]}") of ${SCK[*]}"
+  echo "control b'/b: median $(median "${SBB[@]}") of ${SBB[*]}"
+  exit 0
+fi
 SIDES=(c d control nginx)
 for r in $(seq 1 "$SIDE_ROUNDS"); do
   for i in 0 1 2 3; do
