@@ -51,13 +51,13 @@ pub type EnvironmentAccess<'a> = (&'a Arc<EnvironmentRef>, Option<Role>);
 
 /// Phase 1: decided without the store, or what to load for `decide`.
 #[derive(Debug)]
-pub enum Plan {
+pub(crate) enum Plan {
     Decided(Decision),
     Load(Load),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Load {
+pub(crate) struct Load {
     pub route: Arc<Route>,
     /// The store key of the presented token.
     pub token_hash: String,
@@ -71,7 +71,7 @@ pub struct Load {
 /// as `/admin/y`), since servlet containers dispatch on that, while the
 /// path is forwarded as it is. A `;` reaches here only with
 /// `proxy.allow_semicolon_in_path`; without one nothing is copied.
-pub fn route_path(path: &str) -> Cow<'_, str> {
+pub(crate) fn route_path(path: &str) -> Cow<'_, str> {
     if !path.contains(';') {
         return Cow::Borrowed(path);
     }
@@ -87,7 +87,7 @@ pub fn route_path(path: &str) -> Cow<'_, str> {
 
 /// Phase 1: request safety (step 1), route lookup (step 2), public routes,
 /// and a missing or malformed bearer, none of which need the store.
-pub fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
+pub(crate) fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
     let target = match check_request(facts) {
         Ok(target) => target,
         Err(reason) => return Plan::Decided(Decision::deny(None, reason)),
@@ -119,7 +119,7 @@ pub fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
 /// Phase 2: token (step 3), scope (step 4), workspace (step 5), allow
 /// (step 6), then `mode`. `environment` is `None` when it was not loaded;
 /// a route that needs it then denies.
-pub fn decide(
+pub(crate) fn decide(
     route: &Arc<Route>,
     facts: &RequestFacts,
     token: Lookup<&Arc<TokenRecord>>,
@@ -174,7 +174,7 @@ pub fn authorize(
 }
 
 /// Step 1 (what pathnorm and the header facts found).
-pub fn check_request(facts: &RequestFacts) -> Result<&Target, DenyReason> {
+pub(crate) fn check_request(facts: &RequestFacts) -> Result<&Target, DenyReason> {
     let invalid = |p| Err(DenyReason::InvalidRequest(p));
     let target = match &facts.target {
         Ok(target) => target,
@@ -213,7 +213,7 @@ pub(super) fn check_bearer(bearer: &Bearer) -> Result<&str, DenyReason> {
 }
 
 /// Step 3 with the store: known and not expired.
-pub fn check_token(
+pub(crate) fn check_token(
     token: Lookup<&Arc<TokenRecord>>,
     now_unix: i64,
 ) -> Result<&Arc<TokenRecord>, DenyReason> {
@@ -225,7 +225,7 @@ pub fn check_token(
 }
 
 /// Step 4: write covers read.
-pub fn check_scope(record: &TokenRecord, required: &Scope) -> Result<(), DenyReason> {
+pub(crate) fn check_scope(record: &TokenRecord, required: &Scope) -> Result<(), DenyReason> {
     if record.scopes.covers(required) {
         Ok(())
     } else {
@@ -236,7 +236,7 @@ pub fn check_scope(record: &TokenRecord, required: &Scope) -> Result<(), DenyRea
 /// Step 5. Unknown environment, another organization's environment, no
 /// membership and a role too low are the same denial, so that they cannot
 /// be told apart from outside.
-pub fn check_workspace(
+pub(crate) fn check_workspace(
     required: Role,
     param: &EnvironmentParam,
     record: &TokenRecord,

@@ -14,16 +14,13 @@ mod facts;
 mod outcome;
 pub mod pathnorm;
 
-pub use decide::{
-    authorize, check_request, check_scope, check_token, check_workspace, decide, plan, route_path,
-    EnvironmentAccess, Load, Lookup, Plan,
-};
+pub use decide::{authorize, EnvironmentAccess, Lookup};
+pub(crate) use decide::{check_request, decide, plan, Load, Plan};
 pub use facts::{
     parse_bearer, parse_query, Bearer, EnvironmentParam, HeaderFacts, QueryFacts, RequestFacts,
 };
-pub use outcome::{
-    Decision, Denial, DenyReason, Identity, Outcome, RequestProblem, WorkspaceIdentity,
-};
+pub(crate) use outcome::Denial;
+pub use outcome::{Decision, DenyReason, Identity, Outcome, RequestProblem, WorkspaceIdentity};
 
 #[cfg(test)]
 mod tests;

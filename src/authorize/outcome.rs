@@ -28,7 +28,7 @@ pub enum RequestProblem {
 }
 
 impl RequestProblem {
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             RequestProblem::Target(e) => e.description(),
             RequestProblem::LengthConflict => {
@@ -68,7 +68,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// The metric label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DenyReason::InvalidRequest(_) => "invalid_request",
             DenyReason::NoRoute => "no_route",
@@ -113,7 +113,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The `decision` metric label.
-    pub fn decision(self) -> &'static str {
+    pub(crate) fn decision(self) -> &'static str {
         match self {
             Outcome::Allow | Outcome::Public => "allow",
             Outcome::Deny(_) => "deny",
@@ -122,7 +122,7 @@ impl Outcome {
     }
 
     /// The `reason` metric label.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Outcome::Allow => "ok",
             Outcome::Public => "public",
@@ -179,12 +179,12 @@ impl Decision {
     }
 
     /// The `route` metric label: the route name, or `-`.
-    pub fn route_label(&self) -> &str {
+    pub(crate) fn route_label(&self) -> &str {
         self.route.as_deref().map_or("-", |r| r.name.as_str())
     }
 
     /// The answer to send instead of forwarding, if any.
-    pub fn denial(&self) -> Option<Denial> {
+    pub(crate) fn denial(&self) -> Option<Denial> {
         match self.outcome {
             Outcome::Deny(reason) => Some(Denial::new(reason, self.route.as_deref())),
             _ => None,
@@ -194,7 +194,7 @@ impl Decision {
 
 /// The HTTP answer to a denial (RFC 6750 §3 for token problems).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denial {
+pub(crate) struct Denial {
     pub status: u16,
     pub error: &'static str,
     pub description: String,
@@ -205,7 +205,7 @@ pub struct Denial {
 const REALM: &str = "Bearer realm=\"tollgate\"";
 
 impl Denial {
-    pub fn new(reason: DenyReason, route: Option<&Route>) -> Denial {
+    pub(crate) fn new(reason: DenyReason, route: Option<&Route>) -> Denial {
         let (status, error, description, www_authenticate) = match reason {
             DenyReason::InvalidRequest(p) => (400, "invalid_request", p.description().into(), None),
             DenyReason::NoRoute => (
@@ -263,13 +263,13 @@ impl Denial {
     }
 
     /// `{"error":…,"error_description":…}`
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         serde_json::json!({ "error": self.error, "error_description": self.description })
             .to_string()
     }
 
     /// Every header of the answer besides the length.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![
             ("content-type", "application/json".to_string()),
             ("cache-control", "no-store".to_string()),

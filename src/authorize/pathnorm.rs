@@ -7,7 +7,7 @@ use std::fmt;
 
 /// Longest request-target (path and query, as received) that is accepted.
 /// Longer targets are rejected rather than truncated.
-pub const MAX_TARGET_LEN: usize = 8192;
+pub(crate) const MAX_TARGET_LEN: usize = 8192;
 
 /// An origin-form request-target that passed the safety checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ impl Target {
     }
 
     /// The raw query after `?`, unchanged (`Some("")` for a bare `?`).
-    pub fn query(&self) -> Option<&str> {
+    pub(crate) fn query(&self) -> Option<&str> {
         self.query.as_deref()
     }
 
@@ -72,7 +72,7 @@ pub enum PathError {
 }
 
 impl PathError {
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             PathError::Empty => "the request target is empty",
             PathError::TooLong => {
@@ -143,7 +143,7 @@ pub fn normalize_target(raw: impl AsRef<[u8]>, allow_semicolon: bool) -> Result<
 }
 
 /// Normalises an absolute path (no query) with the same rules.
-pub fn normalize_path(path: &[u8], allow_semicolon: bool) -> Result<String, PathError> {
+pub(crate) fn normalize_path(path: &[u8], allow_semicolon: bool) -> Result<String, PathError> {
     let rest = match path.split_first() {
         Some((b'/', rest)) => rest,
         _ => return Err(PathError::NotOriginForm),
