@@ -27,4 +27,6 @@ pub mod server;
 pub mod store;
 pub mod upstream;
 
+// `tollgate explain` and the request-target rules live in `authorize/`; the
+// short paths stay for policy matching, the CLI, the fuzz targets and benches.
 pub use authorize::{explain, pathnorm};
