@@ -29,7 +29,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin tollgate \
     && install -m 0755 target/release/tollgate /usr/local/bin/tollgate
-# The shipped config and example policy; tests/cli.rs runs the same script
+# The shipped config and example policy; tests/integration/cli.rs runs the same script
 # and `tollgate check` on its result.
 RUN scripts/image-config.sh /src /etc-tollgate
 

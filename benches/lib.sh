@@ -65,7 +65,7 @@ write_config() { # name cache_ttl_ms listen admin metrics
 listen = "127.0.0.1:$3"
 admin_listen = "127.0.0.1:$4"
 metrics_listen = "127.0.0.1:$5"
-threads = 1
+threads = ${THREADS:-1}
 [store]
 url = "redis://127.0.0.1:$REDIS/0"
 key_prefix = "bench"

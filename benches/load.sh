@@ -11,6 +11,7 @@
 #                              # turns, 5 s each
 #   DURATION=30s CONNS=128 SIDE_ROUNDS=9 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
 #   ONLY=heads benches/load.sh # case (h) alone: unfinished request heads
+#   THREADS=2 ...              # worker threads per proxy (default 1)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

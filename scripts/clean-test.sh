@@ -20,7 +20,7 @@ for dir in "$tmp"/tollgate-test-redis.*; do
   rm -rf "$dir"
 done
 
-# Redis Cluster nodes of test.sh's second pass and of tests/cluster.rs.
+# Redis Cluster nodes of test.sh's second pass and of tests/integration/cluster.rs.
 for dir in "$tmp"/tollgate-test-cluster.* "$tmp"/tollgate-cluster.*; do
   for pidfile in "$dir"/*/redis.pid; do
     pid="$(cat "$pidfile")"

@@ -3,7 +3,7 @@
 #
 #   scripts/ensure-deps.sh build   C compiler + cmake (pingora's zlib-ng build needs cmake)
 #   scripts/ensure-deps.sh test    build + redis-server/redis-cli (integration tests)
-#                                  + php-cli (tests/upstream_frameworks.rs runs PHP's
+#                                  + php-cli (tests/integration/upstream_frameworks.rs runs PHP's
 #                                  built-in server as an upstream; skipped without it)
 #
 # Missing Debian/Ubuntu packages are installed with apt-get when we are root or

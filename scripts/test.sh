@@ -208,8 +208,14 @@ if [ "$status" = 0 ] && { [ "$#" = 0 ] || [ "${TOLLGATE_TEST_CLUSTER:-}" = 1 ]; 
   if [ "${CI:-}" = true ]; then
     cluster_flags+=(--locked)
   fi
-  for t in admin_api oauth enforcement forwarding instances; do
-    cluster_flags+=(--test "$t")
+  # Modules of the integration suite (tests/integration/); the forwarding
+  # edge cases below `forwarding::` are not about the store.
+  cluster_flags+=(--test integration --)
+  for m in admin_api oauth enforcement forwarding instances; do
+    cluster_flags+=("$m::")
+  done
+  for m in forwarding::bodies forwarding::edges forwarding::tunnels; do
+    cluster_flags+=(--skip "$m::")
   done
   TOLLGATE_TEST_REDIS_CLUSTER_URLS="$CLUSTER_URLS" \
     run_cargo_test "${cluster_flags[@]}" || status=$?

@@ -18,21 +18,63 @@ pub struct Audit {
 }
 
 /// What happened, before it gets an id and a time.
-pub struct Event<'a> {
-    pub organization_id: Option<&'a str>,
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub target: Option<&'a str>,
-    pub outcome: &'a str,
-    pub details: serde_json::Value,
+pub(crate) struct Event<'a> {
+    pub(crate) organization_id: Option<&'a str>,
+    pub(crate) actor: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) target: Option<&'a str>,
+    pub(crate) outcome: &'a str,
+    pub(crate) details: serde_json::Value,
+}
+
+/// The action of an admin change (docs/contract.md §7), named once: the
+/// registry records it when the change is made, the admin API when it is
+/// refused. The token endpoint names its own actions (`token.issue`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    ServiceAccountCreate,
+    ServiceAccountUpdate,
+    ServiceAccountDelete,
+    CredentialCreate,
+    CredentialUpdate,
+    CredentialDelete,
+    CredentialRotateSecret,
+    TokenRevoke,
+    WorkspacePut,
+    WorkspaceDelete,
+    EnvironmentPut,
+    EnvironmentDelete,
+    MembershipPut,
+    MembershipDelete,
+}
+
+impl Action {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Action::ServiceAccountCreate => "service_account.create",
+            Action::ServiceAccountUpdate => "service_account.update",
+            Action::ServiceAccountDelete => "service_account.delete",
+            Action::CredentialCreate => "credential.create",
+            Action::CredentialUpdate => "credential.update",
+            Action::CredentialDelete => "credential.delete",
+            Action::CredentialRotateSecret => "credential.rotate_secret",
+            Action::TokenRevoke => "token.revoke",
+            Action::WorkspacePut => "workspace.put",
+            Action::WorkspaceDelete => "workspace.delete",
+            Action::EnvironmentPut => "environment.put",
+            Action::EnvironmentDelete => "environment.delete",
+            Action::MembershipPut => "membership.put",
+            Action::MembershipDelete => "membership.delete",
+        }
+    }
 }
 
 impl Audit {
-    pub fn new(store: Arc<dyn Store>, cap: usize) -> Audit {
+    pub(crate) fn new(store: Arc<dyn Store>, cap: usize) -> Audit {
         Audit { store, cap }
     }
 
-    pub async fn record(&self, ev: Event<'_>) {
+    pub(crate) async fn record(&self, ev: Event<'_>) {
         let now = OffsetDateTime::now_utc();
         let millis = (now.unix_timestamp_nanos() / 1_000_000) as i64;
         let event = AuditEvent {

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::cache::{DecisionCache, Invalidation};
 use crate::metrics::Metrics;
+use crate::store::redis::invalidation_channel;
 
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
@@ -41,8 +42,9 @@ impl Bus {
         Bus { cache, redis: None }
     }
 
-    /// A bus over Redis pub/sub on `<key_prefix>:invalidate`, through any of
-    /// `urls` (one server, or the nodes of a cluster).
+    /// A bus over Redis pub/sub on the store's invalidation channel for
+    /// `key_prefix`, through any of `urls` (one server, or the nodes of a
+    /// cluster).
     pub fn redis(
         cache: Arc<DecisionCache>,
         urls: &[String],
@@ -62,7 +64,7 @@ impl Bus {
             redis: Some(RedisBus {
                 clients,
                 next: AtomicUsize::new(0),
-                channel: format!("{key_prefix}:invalidate"),
+                channel: invalidation_channel(key_prefix),
                 timeout,
                 publisher: Mutex::new(None),
             }),

@@ -632,7 +632,7 @@ fn validate(
         }
     }
 
-    let trusted_proxies = crate::netaddr::parse_cidrs(&root.proxy.trusted_proxies)
+    let trusted_proxies = crate::proxy::netaddr::parse_cidrs(&root.proxy.trusted_proxies)
         .map_err(|p| err("proxy.trusted_proxies", p))?;
     let mut pass_override_headers = Vec::new();
     for name in &root.proxy.pass_override_headers {

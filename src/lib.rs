@@ -1,6 +1,5 @@
 //! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
 
-pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authorize;
@@ -8,13 +7,11 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod dev;
-pub mod forward;
 pub mod hashing;
 pub mod ids;
 pub mod listen;
 pub mod metrics;
 pub mod model;
-pub mod netaddr;
 pub mod oauth;
 pub mod openapi;
 pub mod policy;
@@ -25,7 +22,6 @@ pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod store;
-pub mod upstream;
 
 // `tollgate explain` and the request-target rules live in `authorize/`; the
 // short paths stay for policy matching, the CLI, the fuzz targets and benches.

@@ -85,6 +85,11 @@ const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: applica
 /// to the OS when it closes.
 const LARGE_HEAD: usize = 16 * 1024;
 
+/// How long after a large head's connection closed freed memory goes back
+/// to the OS: past mimalloc's purge delay (10 ms, 100 ms for arenas), and
+/// long enough that a flood of such connections closing is tidied once.
+const RELEASE_AFTER: Duration = Duration::from_millis(250);
+
 /// An HTTP/1 application served under [`Limits`].
 pub struct Limited<A> {
     app: Arc<A>,
@@ -162,7 +167,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             result = self.app.process_new_http(session, shutdown).await;
         }
         if large.load(Ordering::Acquire) {
-            release_memory();
+            release_memory_soon();
         }
         None
     }
@@ -172,9 +177,40 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
     }
 }
 
-fn release_memory() {
-    // SAFETY: mi_collect takes no pointers; it only walks this thread's heap.
-    unsafe { libmimalloc_sys::mi_collect(false) }
+/// mimalloc purges freed pages only when the allocator is next called after
+/// its purge delay; once a flood of large heads is over and the process is
+/// idle, nothing calls it, and the memory stayed resident. So a thread that
+/// ends such a connection collects its own heap at once, at most once per
+/// [`RELEASE_AFTER`] (a flood costs a few collections a second, not one per
+/// connection), and one collection [`RELEASE_AFTER`] later, on whichever
+/// thread runs it, purges the tail and the process-wide arenas.
+fn release_memory_soon() {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    static PENDING: AtomicBool = AtomicBool::new(false);
+    let now = std::time::Instant::now();
+    if LAST
+        .get()
+        .is_none_or(|last| now.duration_since(last) >= RELEASE_AFTER)
+    {
+        LAST.set(Some(now));
+        collect();
+    }
+    if PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::spawn(async {
+        tokio::time::sleep(RELEASE_AFTER).await;
+        PENDING.store(false, Ordering::Release);
+        collect();
+    });
+}
+
+fn collect() {
+    // SAFETY: mi_collect takes no pointers; it walks this thread's heap and
+    // the process-wide arenas.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 enum Mode {

@@ -133,8 +133,9 @@ fn init_logging() -> Result<(), String> {
 /// Linux.
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
-/// Arenas committed up front kept about 12 MiB more resident with 1,000
-/// idle connections (benches/load.sh); committed as used, they do not.
+/// Arenas committed up front kept more memory resident with idle
+/// connections (benches/load.sh; the figure is in docs/performance.md);
+/// committed as used, they do not.
 /// This must run before the first allocation reserves the first arena, so
 /// it is a constructor: it runs after mimalloc's own (which reads
 /// `MIMALLOC_*` from the environment; an explicit setting there is kept)

@@ -1,8 +1,9 @@
 //! The admin API's OpenAPI 3.1 document, served at `GET /openapi.json` on
-//! the admin listener without a key. `tests/openapi.rs` checks it against
-//! docs/contract.md §4 and against what the running admin API answers.
+//! the admin listener without a key. `admin::routes` checks it against the
+//! route table; `tests/integration/openapi.rs` against docs/contract.md §4 and against
+//! what the running admin API answers.
 
-pub const DOCUMENT: &str = include_str!("openapi.json");
+pub(crate) const DOCUMENT: &str = include_str!("openapi.json");
 
 #[cfg(test)]
 mod tests {

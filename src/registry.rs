@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::audit::{Audit, Event};
+use crate::audit::{Action, Audit, Event};
 use crate::bus::Bus;
 use crate::cache::Invalidation;
 use crate::config::RevokeOn;
@@ -36,7 +36,7 @@ pub enum RegistryError {
     Internal,
 }
 
-pub type RegistryResult<T> = Result<T, RegistryError>;
+pub(crate) type RegistryResult<T> = Result<T, RegistryError>;
 
 fn invalid(field: &str, problem: impl Into<String>) -> RegistryError {
     RegistryError::Invalid {
@@ -45,38 +45,38 @@ fn invalid(field: &str, problem: impl Into<String>) -> RegistryError {
     }
 }
 
-pub const MAX_GRACE_SECONDS: u64 = 86_400;
+pub(crate) const MAX_GRACE_SECONDS: u64 = 86_400;
 
-pub struct NewServiceAccount {
-    pub name: String,
-    pub description: Option<String>,
-    pub scopes: Vec<String>,
+pub(crate) struct NewServiceAccount {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) scopes: Vec<String>,
 }
 
 #[derive(Default)]
-pub struct ServiceAccountPatch {
-    pub name: Option<String>,
+pub(crate) struct ServiceAccountPatch {
+    pub(crate) name: Option<String>,
     /// `Some(None)` clears the description.
-    pub description: Option<Option<String>>,
-    pub scopes: Option<Vec<String>>,
-    pub status: Option<String>,
+    pub(crate) description: Option<Option<String>>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) status: Option<String>,
 }
 
 #[derive(Default)]
-pub struct CredentialPatch {
-    pub name: Option<String>,
-    pub description: Option<Option<String>>,
+pub(crate) struct CredentialPatch {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<Option<String>>,
 }
 
 /// A credential with the secret shown once.
-pub struct IssuedCredential {
-    pub credential: Credential,
-    pub client_secret: SecretString,
+pub(crate) struct IssuedCredential {
+    pub(crate) credential: Credential,
+    pub(crate) client_secret: SecretString,
 }
 
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 pub struct Registry {
@@ -89,7 +89,7 @@ pub struct Registry {
     bus: Arc<Bus>,
 }
 
-pub fn validate_name(field: &str, name: &str) -> RegistryResult<()> {
+pub(crate) fn validate_name(field: &str, name: &str) -> RegistryResult<()> {
     let n = name.chars().count();
     if n == 0 || n > 128 {
         return Err(invalid(field, "must be 1 to 128 characters"));
@@ -118,7 +118,7 @@ fn validate_description(d: &Option<String>) -> RegistryResult<()> {
     Ok(())
 }
 
-pub fn check_org(org: &str) -> RegistryResult<()> {
+pub(crate) fn check_org(org: &str) -> RegistryResult<()> {
     if is_valid_name_id(org) {
         Ok(())
     } else {
@@ -144,7 +144,7 @@ fn check_generated(field: &str, id: &str) -> RegistryResult<()> {
 }
 
 /// Sorted-by-id pagination over a full list; the cursor is the last id.
-pub fn paginate<T>(
+pub(crate) fn paginate<T>(
     items: Vec<T>,
     id: impl Fn(&T) -> &str,
     limit: usize,
@@ -174,7 +174,7 @@ fn now() -> OffsetDateTime {
 }
 
 impl Registry {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         hasher: Arc<Hasher>,
         resources: Vec<String>,
@@ -192,7 +192,7 @@ impl Registry {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -233,7 +233,7 @@ impl Registry {
         &self,
         org: &str,
         actor: &str,
-        action: &str,
+        action: Action,
         target: &str,
         details: serde_json::Value,
     ) {
@@ -241,7 +241,7 @@ impl Registry {
             .record(Event {
                 organization_id: Some(org),
                 actor,
-                action,
+                action: action.as_str(),
                 target: Some(target),
                 outcome: "success",
                 details,
@@ -252,11 +252,11 @@ impl Registry {
     /// Records an admin mutation that was refused (a 4xx answer), so that
     /// attempts show up next to what was done. An event without a valid
     /// organization id is only logged.
-    pub async fn audit_refused(
+    pub(crate) async fn audit_refused(
         &self,
         org: &str,
         actor: &str,
-        action: &str,
+        action: Action,
         target: Option<&str>,
         error: &str,
         status: u16,
@@ -265,7 +265,7 @@ impl Registry {
             .record(Event {
                 organization_id: Some(org).filter(|o| is_valid_name_id(o)),
                 actor,
-                action,
+                action: action.as_str(),
                 target,
                 outcome: "failure",
                 details: json!({"error": error, "status": status}),
@@ -306,7 +306,7 @@ impl Registry {
             self.audit(
                 org,
                 actor,
-                "token.revoke",
+                Action::TokenRevoke,
                 sa,
                 json!({"reason": why, "revoked": n}),
             )
@@ -315,7 +315,7 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn create_service_account(
+    pub(crate) async fn create_service_account(
         &self,
         org: &str,
         actor: &str,
@@ -355,7 +355,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "service_account.create",
+            Action::ServiceAccountCreate,
             &sa.id,
             json!({"name": sa.name, "scopes": sa.scopes, "client_id": cred.client_id}),
         )
@@ -369,7 +369,7 @@ impl Registry {
         ))
     }
 
-    pub async fn list_service_accounts(
+    pub(crate) async fn list_service_accounts(
         &self,
         org: &str,
         q: Option<&str>,
@@ -385,11 +385,15 @@ impl Registry {
         Ok(paginate(all, |sa| &sa.id, limit, after))
     }
 
-    pub async fn get_service_account(&self, org: &str, sa: &str) -> RegistryResult<ServiceAccount> {
+    pub(crate) async fn get_service_account(
+        &self,
+        org: &str,
+        sa: &str,
+    ) -> RegistryResult<ServiceAccount> {
         self.account(org, sa).await
     }
 
-    pub async fn update_service_account(
+    pub(crate) async fn update_service_account(
         &self,
         org: &str,
         sa_id: &str,
@@ -440,7 +444,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "service_account.update",
+            Action::ServiceAccountUpdate,
             &sa.id,
             json!({"changed": changed, "status": sa.status, "scopes": sa.scopes}),
         )
@@ -464,7 +468,7 @@ impl Registry {
         Ok(sa)
     }
 
-    pub async fn delete_service_account(
+    pub(crate) async fn delete_service_account(
         &self,
         org: &str,
         sa: &str,
@@ -477,13 +481,13 @@ impl Registry {
         }
         // Its memberships are gone: cached roles must go too.
         self.evict_account(org, sa).await;
-        self.audit(org, actor, "service_account.delete", sa, json!({}))
+        self.audit(org, actor, Action::ServiceAccountDelete, sa, json!({}))
             .await;
         self.revoke_if(self.revoke_on.delete, org, sa, actor, "delete")
             .await
     }
 
-    pub async fn revoke_service_account_tokens(
+    pub(crate) async fn revoke_service_account_tokens(
         &self,
         org: &str,
         sa: &str,
@@ -495,7 +499,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "token.revoke",
+            Action::TokenRevoke,
             sa,
             json!({"reason": "admin", "revoked": n}),
         )
@@ -503,7 +507,11 @@ impl Registry {
         Ok(n)
     }
 
-    pub async fn revoke_organization_tokens(&self, org: &str, actor: &str) -> RegistryResult<u64> {
+    pub(crate) async fn revoke_organization_tokens(
+        &self,
+        org: &str,
+        actor: &str,
+    ) -> RegistryResult<u64> {
         check_org(org)?;
         let n = self.store.revoke_organization_tokens(org).await?;
         self.bus
@@ -512,7 +520,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "token.revoke",
+            Action::TokenRevoke,
             org,
             json!({"reason": "organization", "revoked": n}),
         )
@@ -520,7 +528,7 @@ impl Registry {
         Ok(n)
     }
 
-    pub async fn create_credential(
+    pub(crate) async fn create_credential(
         &self,
         org: &str,
         sa: &str,
@@ -553,7 +561,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "credential.create",
+            Action::CredentialCreate,
             &cred.id,
             json!({"service_account_id": sa, "client_id": cred.client_id}),
         )
@@ -564,7 +572,7 @@ impl Registry {
         })
     }
 
-    pub async fn list_credentials(
+    pub(crate) async fn list_credentials(
         &self,
         org: &str,
         sa: &str,
@@ -598,7 +606,7 @@ impl Registry {
             .ok_or(RegistryError::NotFound("credential"))
     }
 
-    pub async fn get_credential(
+    pub(crate) async fn get_credential(
         &self,
         org: &str,
         sa: &str,
@@ -610,7 +618,7 @@ impl Registry {
             .public(OffsetDateTime::now_utc()))
     }
 
-    pub async fn update_credential(
+    pub(crate) async fn update_credential(
         &self,
         org: &str,
         sa: &str,
@@ -637,7 +645,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "credential.update",
+            Action::CredentialUpdate,
             id,
             json!({"service_account_id": sa}),
         )
@@ -645,7 +653,7 @@ impl Registry {
         Ok(cred.public(OffsetDateTime::now_utc()))
     }
 
-    pub async fn delete_credential(
+    pub(crate) async fn delete_credential(
         &self,
         org: &str,
         sa: &str,
@@ -661,7 +669,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "credential.delete",
+            Action::CredentialDelete,
             id,
             json!({"service_account_id": sa}),
         )
@@ -671,7 +679,7 @@ impl Registry {
 
     /// Replaces a credential's secret. With a grace period the old secret
     /// keeps working until it ends; otherwise it stops at once.
-    pub async fn rotate_credential(
+    pub(crate) async fn rotate_credential(
         &self,
         org: &str,
         sa: &str,
@@ -701,7 +709,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "credential.rotate_secret",
+            Action::CredentialRotateSecret,
             id,
             json!({"service_account_id": sa, "grace_seconds": grace_seconds}),
         )
@@ -715,7 +723,7 @@ impl Registry {
     }
 
     /// The account-level rotation: only when the account has one credential.
-    pub async fn rotate_service_account_secret(
+    pub(crate) async fn rotate_service_account_secret(
         &self,
         org: &str,
         sa: &str,
@@ -736,7 +744,7 @@ impl Registry {
         }
     }
 
-    pub async fn put_workspace(
+    pub(crate) async fn put_workspace(
         &self,
         org: &str,
         ws: &str,
@@ -760,7 +768,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "workspace.put",
+            Action::WorkspacePut,
             ws,
             json!({"name": w.name, "created": created}),
         )
@@ -777,11 +785,11 @@ impl Registry {
             .ok_or(RegistryError::NotFound("workspace"))
     }
 
-    pub async fn get_workspace(&self, org: &str, ws: &str) -> RegistryResult<Workspace> {
+    pub(crate) async fn get_workspace(&self, org: &str, ws: &str) -> RegistryResult<Workspace> {
         self.workspace(org, ws).await
     }
 
-    pub async fn list_workspaces(
+    pub(crate) async fn list_workspaces(
         &self,
         org: &str,
         limit: usize,
@@ -792,19 +800,24 @@ impl Registry {
         Ok(paginate(all, |w| &w.id, limit, after))
     }
 
-    pub async fn delete_workspace(&self, org: &str, ws: &str, actor: &str) -> RegistryResult<()> {
+    pub(crate) async fn delete_workspace(
+        &self,
+        org: &str,
+        ws: &str,
+        actor: &str,
+    ) -> RegistryResult<()> {
         check_org(org)?;
         check_name_id("workspace_id", ws)?;
         if !self.store.delete_workspace(org, ws).await? {
             return Err(RegistryError::NotFound("workspace"));
         }
         self.evict_workspace(org, ws).await;
-        self.audit(org, actor, "workspace.delete", ws, json!({}))
+        self.audit(org, actor, Action::WorkspaceDelete, ws, json!({}))
             .await;
         Ok(())
     }
 
-    pub async fn put_environment(
+    pub(crate) async fn put_environment(
         &self,
         org: &str,
         ws: &str,
@@ -842,7 +855,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "environment.put",
+            Action::EnvironmentPut,
             env,
             json!({"workspace_id": ws, "name": e.name, "created": created}),
         )
@@ -850,7 +863,7 @@ impl Registry {
         Ok((e, created))
     }
 
-    pub async fn list_environments(
+    pub(crate) async fn list_environments(
         &self,
         org: &str,
         ws: &str,
@@ -863,7 +876,7 @@ impl Registry {
         Ok(paginate(all, |e| &e.id, limit, after))
     }
 
-    pub async fn delete_environment(
+    pub(crate) async fn delete_environment(
         &self,
         org: &str,
         ws: &str,
@@ -880,7 +893,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "environment.delete",
+            Action::EnvironmentDelete,
             env,
             json!({"workspace_id": ws}),
         )
@@ -888,7 +901,7 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn put_membership(
+    pub(crate) async fn put_membership(
         &self,
         org: &str,
         ws: &str,
@@ -928,7 +941,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "membership.put",
+            Action::MembershipPut,
             sa,
             json!({"workspace_id": ws, "role": role, "created": created}),
         )
@@ -936,7 +949,7 @@ impl Registry {
         Ok(m)
     }
 
-    pub async fn list_memberships(
+    pub(crate) async fn list_memberships(
         &self,
         org: &str,
         ws: &str,
@@ -948,7 +961,7 @@ impl Registry {
         Ok(paginate(all, |m| &m.service_account_id, limit, after))
     }
 
-    pub async fn delete_membership(
+    pub(crate) async fn delete_membership(
         &self,
         org: &str,
         ws: &str,
@@ -965,7 +978,7 @@ impl Registry {
         self.audit(
             org,
             actor,
-            "membership.delete",
+            Action::MembershipDelete,
             sa,
             json!({"workspace_id": ws}),
         )
@@ -973,7 +986,7 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn list_audit(
+    pub(crate) async fn list_audit(
         &self,
         org: &str,
         limit: usize,

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, EnvOverrides};
 use crate::metrics::Metrics;
 use crate::policy::{self, PolicySet};
-use crate::upstream::UpstreamTable;
+use crate::proxy::upstream::UpstreamTable;
 
 pub struct Runtime {
     pub policy: PolicySet,

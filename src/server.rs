@@ -18,11 +18,10 @@ use crate::audit::Audit;
 use crate::bus::Bus;
 use crate::cache::DecisionCache;
 use crate::config::{Backend, Config};
-use crate::forward::Engine;
 use crate::hashing::Hasher;
 use crate::listen::{Limited, Serve};
 use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
-use crate::proxy::Gateway;
+use crate::proxy::{Engine, Gateway};
 use crate::registry::Registry;
 use crate::runtime::{fingerprint, Live, PolicySource, Runtime};
 use crate::store::memory::MemoryStore;
@@ -31,17 +30,16 @@ use crate::store::Store;
 
 /// Everything the services share.
 pub struct App {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub hasher: Arc<Hasher>,
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
     /// Admin key verification's own pool and queue, so that guessing admin
     /// keys cannot hold up the token endpoint's verifications.
-    pub admin_hasher: Arc<Hasher>,
+    pub(crate) admin_hasher: Arc<Hasher>,
     pub registry: Arc<Registry>,
-    pub tokens: Arc<TokenEndpoint>,
-    pub live: Arc<Live>,
-    pub cache: Arc<DecisionCache>,
-    pub bus: Arc<Bus>,
+    pub(crate) tokens: Arc<TokenEndpoint>,
+    pub(crate) live: Arc<Live>,
+    pub(crate) cache: Arc<DecisionCache>,
+    pub(crate) bus: Arc<Bus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +132,6 @@ impl App {
         Ok(App {
             config,
             store,
-            hasher,
             admin_hasher,
             registry,
             tokens,
@@ -145,14 +142,11 @@ impl App {
     }
 }
 
-/// Runs every listener until a signal stops the process.
-/// With `upgrade`, the listening sockets are taken over from a running
-/// process (pingora's graceful upgrade; send that process SIGQUIT).
 /// A TCP listener without pingora's 64 KiB read buffer per connection.
 /// HTTP/1 reads its head and body into buffers of its own, so the extra
 /// buffer only copied bytes, and it was most of the memory an idle
-/// keep-alive connection holds (1,000 idle connections: 126 → 66 MiB).
-pub fn listener(addr: &str) -> ListenerConfig {
+/// keep-alive connection holds (measured in docs/performance.md).
+pub(crate) fn listener(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
 }
 
@@ -163,6 +157,9 @@ pub fn listener(addr: &str) -> ListenerConfig {
 const ADMIN_HASH_THREADS: usize = 1;
 const ADMIN_HASH_QUEUE: usize = 16;
 
+/// Runs every listener until a signal stops the process.
+/// With `upgrade`, the listening sockets are taken over from a running
+/// process (pingora's graceful upgrade; send that process SIGQUIT).
 pub fn run(
     app: App,
     extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
@@ -191,7 +188,14 @@ pub fn run(
     server.bootstrap();
     let app = Arc::new(app);
 
-    let gateway = match Gateway::new(app.clone()) {
+    let gateway = match Gateway::new(
+        app.store.clone(),
+        app.cache.clone(),
+        app.live.clone(),
+        app.tokens.clone(),
+        &cfg.proxy,
+        &cfg.identity_headers,
+    ) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("tollgate: {e}");
@@ -305,7 +309,7 @@ impl BackgroundService for Background {
         let mut last_seen = loaded_fp.clone();
         let mut poll = tokio::time::interval(RELOAD_POLL);
         let mut gauge = tokio::time::interval(crate::metrics::active_tokens_interval());
-        let mut health = tokio::time::interval(crate::upstream::HEALTH_CHECK_EVERY);
+        let mut health = tokio::time::interval(crate::proxy::upstream::HEALTH_CHECK_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => {

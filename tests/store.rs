@@ -1,4 +1,5 @@
-//! The Redis backend against a real Redis: the conformance suite, bounded
+//! The store conformance suite against both backends (the memory store
+//! needs no Redis), then the Redis backend against a real Redis: bounded
 //! failures when Redis is down or silent, recovery, corrupt records, and no
 //! plain token at rest. Needs `TOLLGATE_TEST_REDIS_URL`; every test works
 //! under its own random key prefix, so tests share one server in parallel.
@@ -16,8 +17,12 @@ use tollgate::ids::{new_client_id, new_id};
 use tollgate::model::TokenRecord;
 use tollgate::scope::{default_resources, ScopeSet};
 use tollgate::secret::{expose, new_access_token, token_hash, ACCESS_TOKEN_PREFIX};
+use tollgate::store::memory::MemoryStore;
 use tollgate::store::redis::RedisStore;
-use tollgate::store::{conformance, Store, StoreError};
+use tollgate::store::{Store, StoreError};
+
+#[path = "store/conformance.rs"]
+mod conformance;
 
 fn redis_url() -> String {
     std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| {
@@ -60,6 +65,11 @@ fn record(org: &str, sa: &str) -> TokenRecord {
         expires_at: 1_900_000_000,
         header_values: Default::default(),
     }
+}
+
+#[tokio::test]
+async fn memory_store_passes_the_conformance_suite() {
+    conformance::run_all(&MemoryStore::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@
 use std::net::IpAddr;
 
 use crate::ids::is_valid_client_id;
-use crate::netaddr::throttle_bucket;
+use crate::proxy::netaddr::throttle_bucket;
 
 /// The validated `[throttle]` settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

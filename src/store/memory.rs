@@ -443,21 +443,6 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn record_failure(
-        &self,
-        keys: &[String],
-        window_secs: u64,
-        now_unix: i64,
-    ) -> StoreResult<()> {
-        self.with(|s| {
-            let w = window_index(now_unix, window_secs);
-            s.counters.retain(|(_, win), _| *win >= w - 1);
-            for k in keys {
-                *s.counters.entry((k.clone(), w)).or_insert(0) += 1;
-            }
-        })
-    }
-
     async fn reserve_failure(
         &self,
         keys: &[String],

@@ -1,6 +1,6 @@
 //! Persistence of the registry, tokens, throttle counters and audit events.
 //! One interface, two backends (`memory`, `redis`) that pass the same tests
-//! (`conformance`). Multi-key changes are all-or-nothing in both.
+//! (the conformance suite, `tests/store/conformance.rs`). Multi-key changes are all-or-nothing in both.
 
 use async_trait::async_trait;
 
@@ -10,8 +10,6 @@ use crate::model::{
 };
 use crate::scope::Role;
 
-pub mod conformance;
-mod link;
 pub mod memory;
 pub mod redis;
 
@@ -152,17 +150,11 @@ pub trait Store: Send + Sync + 'static {
         environment: Option<&str>,
     ) -> StoreResult<AccessFacts>;
 
-    /// Adds one failure to each counter (fixed windows of `window_secs`).
-    async fn record_failure(
-        &self,
-        keys: &[String],
-        window_secs: u64,
-        now_unix: i64,
-    ) -> StoreResult<()>;
-    /// Reserves one failure on every counter at once, unless a counter has
-    /// already reached its limit (`limits[i]` for `keys[i]`): then nothing
-    /// is added and the answer is `false`. Atomic, so concurrent attempts
-    /// cannot get past a limit between a read and a write.
+    /// Reserves one failure on every counter at once (fixed windows of
+    /// `window_secs`), unless a counter has already reached its limit
+    /// (`limits[i]` for `keys[i]`): then nothing is added and the answer is
+    /// `false`. Atomic, so concurrent attempts cannot get past a limit
+    /// between a read and a write.
     async fn reserve_failure(
         &self,
         keys: &[String],
@@ -199,6 +191,6 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The window a throttle counter of `now` belongs to.
-pub fn window_index(now_unix: i64, window_secs: u64) -> i64 {
+pub(crate) fn window_index(now_unix: i64, window_secs: u64) -> i64 {
     now_unix.div_euclid(window_secs.max(1) as i64)
 }

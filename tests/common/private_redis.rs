@@ -48,10 +48,6 @@ impl PrivateRedis {
         self.wait_until(true);
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }

@@ -1,0 +1,210 @@
+//! The admin API (docs/contract.md §4) on the admin listener.
+//!
+//! A request goes through, in order:
+//! - [`routes`]: the one route table, method and path → [`routes::Operation`];
+//! - the endpoints that need no key (`/healthz`, `/readyz`, `/openapi.json`);
+//! - [`keys`]: the admin key check behind its per-source throttle;
+//! - one handler per operation, grouped by resource ([`service_accounts`],
+//!   [`credentials`], [`organizations`], [`workspaces`], [`audit_events`]);
+//! - [`error`]: every failure is an [`error::AdminError`], answered in one
+//!   place; a refused change is audited under its operation's action.
+//!
+//! The handler works on a plain [`Request`] so it is testable without
+//! sockets; [`serve::AdminHttp`] adapts it to pingora.
+
+mod audit_events;
+mod credentials;
+mod error;
+mod input;
+mod keys;
+mod organizations;
+mod reply;
+mod routes;
+mod serve;
+mod service_accounts;
+mod workspaces;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::registry::Registry;
+use error::AdminError;
+use reply::Reply;
+use routes::{Operation, PathParams, Routed};
+
+pub(crate) use keys::AdminKeys;
+pub(crate) use serve::AdminHttp;
+
+/// An admin request as the handler sees it.
+pub(crate) struct Request {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) authorization: Vec<Vec<u8>>,
+    pub(crate) body: Vec<u8>,
+    /// The peer's address (no proxy header is trusted on this listener).
+    pub(crate) source: Option<IpAddr>,
+}
+
+pub(crate) struct Admin {
+    registry: Arc<Registry>,
+    keys: AdminKeys,
+    policy_loaded: Arc<AtomicBool>,
+}
+
+/// What a handler gets: the registry, the path's parameters, the caller
+/// and the request's query and body.
+struct Call<'a> {
+    registry: &'a Registry,
+    path: PathParams<'a>,
+    /// `admin:<key name>`.
+    actor: &'a str,
+    query: Option<&'a str>,
+    body: &'a [u8],
+}
+
+/// A handler's answer.
+type Handled = Result<Reply, AdminError>;
+
+impl Admin {
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        keys: AdminKeys,
+        policy_loaded: Arc<AtomicBool>,
+    ) -> Admin {
+        Admin {
+            registry,
+            keys,
+            policy_loaded,
+        }
+    }
+
+    pub(crate) async fn handle(&self, req: Request) -> Reply {
+        let routed = routes::route(&req.method, &req.path);
+        // The endpoints without a key answer, and refuse a method, before
+        // any key is looked at.
+        match &routed {
+            Routed::Found(Operation::Healthz, _) => {
+                return Reply::json(StatusCode::OK, &json!({"status": "ok"}))
+            }
+            Routed::Found(Operation::Readyz, _) => return self.readyz().await,
+            Routed::Found(Operation::OpenApi, _) => {
+                return Reply::raw_json(
+                    StatusCode::OK,
+                    crate::openapi::DOCUMENT.as_bytes().to_vec(),
+                )
+            }
+            Routed::WrongMethod {
+                allow,
+                needs_key: false,
+            } => return AdminError::MethodNotAllowed(allow.clone()).into_reply(),
+            _ => {}
+        }
+        let key_name = match self.keys.authenticate(&req.authorization, req.source).await {
+            Ok(name) => name,
+            Err(e) => return e.into_reply(),
+        };
+        let actor = format!("admin:{key_name}");
+        let (op, path) = match routed {
+            Routed::Found(op, path) => (op, path),
+            Routed::WrongMethod { allow, .. } => {
+                return AdminError::MethodNotAllowed(allow).into_reply()
+            }
+            Routed::NotFound => return AdminError::NoEndpoint.into_reply(),
+        };
+        let call = Call {
+            registry: &self.registry,
+            path,
+            actor: &actor,
+            query: req.query.as_deref(),
+            body: &req.body,
+        };
+        match dispatch(op, &call).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                let (status, code) = (e.status(), e.code());
+                let reply = e.into_reply();
+                if status.is_client_error() {
+                    self.audit_refused(op, &call, code, status).await;
+                }
+                reply
+            }
+        }
+    }
+
+    /// Records a refused change under its operation's action; reads are
+    /// not audited.
+    async fn audit_refused(&self, op: Operation, call: &Call<'_>, code: &str, status: StatusCode) {
+        let Some((action, target)) = op.audit() else {
+            return;
+        };
+        // Path segments are the caller's text: bounded before they are kept.
+        let target: String = call.path.get(target).chars().take(128).collect();
+        self.registry
+            .audit_refused(
+                call.path.org,
+                call.actor,
+                action,
+                Some(&target),
+                code,
+                status.as_u16(),
+            )
+            .await;
+    }
+
+    async fn readyz(&self) -> Reply {
+        let store_ok = self.registry.store().ping().await.is_ok();
+        let policy_ok = self.policy_loaded.load(Ordering::Acquire);
+        let status = if store_ok && policy_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        Reply::json(
+            status,
+            &json!({
+                "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+                "store": if store_ok { "ok" } else { "unavailable" },
+                "policies": if policy_ok { "loaded" } else { "not_loaded" },
+            }),
+        )
+    }
+}
+
+/// The handler of each operation that needs a key.
+async fn dispatch(op: Operation, c: &Call<'_>) -> Handled {
+    use Operation as Op;
+    match op {
+        Op::CreateServiceAccount => service_accounts::create(c).await,
+        Op::ListServiceAccounts => service_accounts::list(c).await,
+        Op::GetServiceAccount => service_accounts::get(c).await,
+        Op::UpdateServiceAccount => service_accounts::update(c).await,
+        Op::DeleteServiceAccount => service_accounts::delete(c).await,
+        Op::RotateServiceAccountSecret => service_accounts::rotate_secret(c).await,
+        Op::RevokeServiceAccountTokens => service_accounts::revoke_tokens(c).await,
+        Op::CreateCredential => credentials::create(c).await,
+        Op::ListCredentials => credentials::list(c).await,
+        Op::GetCredential => credentials::get(c).await,
+        Op::UpdateCredential => credentials::update(c).await,
+        Op::DeleteCredential => credentials::delete(c).await,
+        Op::RotateCredentialSecret => credentials::rotate_secret(c).await,
+        Op::RevokeOrganizationTokens => organizations::revoke_tokens(c).await,
+        Op::ListWorkspaces => workspaces::list(c).await,
+        Op::PutWorkspace => workspaces::put(c).await,
+        Op::GetWorkspace => workspaces::get(c).await,
+        Op::DeleteWorkspace => workspaces::delete(c).await,
+        Op::ListEnvironments => workspaces::list_environments(c).await,
+        Op::PutEnvironment => workspaces::put_environment(c).await,
+        Op::DeleteEnvironment => workspaces::delete_environment(c).await,
+        Op::ListMembers => workspaces::list_members(c).await,
+        Op::PutMember => workspaces::put_member(c).await,
+        Op::DeleteMember => workspaces::delete_member(c).await,
+        Op::ListAuditEvents => audit_events::list(c).await,
+        // Answered before the key check.
+        Op::Healthz | Op::Readyz | Op::OpenApi => Err(AdminError::NoEndpoint),
+    }
+}

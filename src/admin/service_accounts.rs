@@ -1,0 +1,92 @@
+//! `/service-accounts` and `/service-accounts/{sa}` with its account-level
+//! `rotate-secret` and `revoke-tokens` (docs/contract.md §4).
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::credentials::with_secret;
+use super::input::{rotate_body, Fields, ListParams, A_STRING, A_STRING_OR_NULL};
+use super::reply::Reply;
+use super::{Call, Handled};
+use crate::registry::{NewServiceAccount, ServiceAccountPatch};
+
+const SCOPE_LIST: &str = "a list of scope strings";
+
+/// `POST`: the account and its first credential, whose secret is shown once.
+pub(super) async fn create(c: &Call<'_>) -> Handled {
+    let mut f = Fields::parse(c.body, &["name", "description", "scopes"])?;
+    let input = NewServiceAccount {
+        name: f.required("name", A_STRING)?,
+        description: f.nullable("description", A_STRING_OR_NULL)?.flatten(),
+        scopes: f.required("scopes", SCOPE_LIST)?,
+    };
+    let (sa, cred) = c
+        .registry
+        .create_service_account(c.path.org, c.actor, input)
+        .await?;
+    Ok(Reply::json(
+        StatusCode::CREATED,
+        &json!({"service_account": sa, "credential": with_secret(&cred)}),
+    ))
+}
+
+/// `GET ?q=&limit=&after=`.
+pub(super) async fn list(c: &Call<'_>) -> Handled {
+    let p = ListParams::parse(c.query)?;
+    let page = c
+        .registry
+        .list_service_accounts(c.path.org, p.q.as_deref(), p.limit, p.after())
+        .await?;
+    Ok(Reply::page(page))
+}
+
+pub(super) async fn get(c: &Call<'_>) -> Handled {
+    let sa = c
+        .registry
+        .get_service_account(c.path.org, c.path.sa)
+        .await?;
+    Ok(Reply::ok(&sa))
+}
+
+/// `PATCH {name?, description?, scopes?, status?}`.
+pub(super) async fn update(c: &Call<'_>) -> Handled {
+    let mut f = Fields::parse(c.body, &["name", "description", "scopes", "status"])?;
+    let patch = ServiceAccountPatch {
+        name: f.optional("name", A_STRING)?,
+        description: f.nullable("description", A_STRING_OR_NULL)?,
+        scopes: f.optional("scopes", SCOPE_LIST)?,
+        status: f.optional("status", "\"active\" or \"disabled\"")?,
+    };
+    let sa = c
+        .registry
+        .update_service_account(c.path.org, c.path.sa, c.actor, patch)
+        .await?;
+    Ok(Reply::ok(&sa))
+}
+
+pub(super) async fn delete(c: &Call<'_>) -> Handled {
+    c.registry
+        .delete_service_account(c.path.org, c.path.sa, c.actor)
+        .await?;
+    Ok(Reply::no_content())
+}
+
+/// `POST /rotate-secret {grace_seconds?}`: only for an account with one
+/// credential.
+pub(super) async fn rotate_secret(c: &Call<'_>) -> Handled {
+    let grace = rotate_body(c.body)?;
+    let issued = c
+        .registry
+        .rotate_service_account_secret(c.path.org, c.path.sa, c.actor, grace)
+        .await?;
+    Ok(Reply::ok(&with_secret(&issued)))
+}
+
+/// `POST /revoke-tokens`: every live token of the account.
+pub(super) async fn revoke_tokens(c: &Call<'_>) -> Handled {
+    let n = c
+        .registry
+        .revoke_service_account_tokens(c.path.org, c.path.sa, c.actor)
+        .await?;
+    Ok(Reply::ok(&json!({"revoked": n})))
+}

@@ -1,0 +1,27 @@
+//! The integration suite: one test binary that starts the real tollgate
+//! binary, a real Redis and real upstreams on free loopback ports through
+//! one harness (`common`). One binary rather than one per file: each item
+//! of the harness is used here, so dead code in it is reported, and the
+//! suite links once instead of once per file.
+//!
+//! A module a file: `cargo test --test integration oauth::` runs one of them.
+
+mod common;
+
+mod admin_api;
+mod cli;
+mod cluster;
+mod enforcement;
+mod forwarding;
+mod harness;
+mod instances;
+mod lifecycle;
+mod limits;
+mod logs;
+mod metrics;
+mod oauth;
+mod oauth_client;
+mod openapi;
+mod outage;
+mod reload;
+mod upstream_frameworks;
