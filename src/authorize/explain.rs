@@ -1,0 +1,217 @@
+//! `tollgate explain` (docs/contract.md §9): turns CLI arguments into a
+//! hypothetical request and prints how the policy set would decide it, one
+//! line per check, with the same steps as the proxy.
+
+use std::sync::Arc;
+
+use super::decide::{
+    authorize, check_bearer, check_request, check_scope, check_workspace, EnvironmentAccess, Lookup,
+};
+use super::facts::{EnvironmentParam, HeaderFacts, RequestFacts};
+use super::outcome::{Decision, DenyReason, Outcome};
+use crate::config::Config;
+use crate::model::{EnvironmentRef, TokenRecord};
+use crate::policy::{Access, PolicySet};
+use crate::scope::{Role, ScopeSet};
+use crate::secret;
+
+/// What `tollgate explain` prints, and its exit code (0 allow, 3 deny).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub lines: Vec<String>,
+    pub exit_code: i32,
+}
+
+/// The request given to `tollgate explain`, decided under `policy` with
+/// `cfg`'s resources and path rules. `scopes` is space-separated ("" means a
+/// token without scopes); an empty string with no role still means "a token
+/// is presented".
+pub fn explain(
+    policy: &PolicySet,
+    cfg: &Config,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    scopes: &str,
+    role: Option<&str>,
+) -> Result<Explanation, String> {
+    let scopes = ScopeSet::parse_all(scopes.split_whitespace(), &cfg.resources)
+        .map_err(|e| format!("--scopes: {e}"))?;
+    let role = match role {
+        None => None,
+        Some(r) => {
+            Some(Role::parse(r).ok_or_else(|| format!("--role: {r:?} is not member or admin"))?)
+        }
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "--method: {method:?} is not an HTTP method in upper case"
+        ));
+    }
+    Ok(explain_request(
+        policy,
+        &method.to_ascii_uppercase(),
+        path,
+        query,
+        Some(&scopes),
+        role,
+        cfg.proxy.allow_semicolon_in_path,
+    ))
+}
+
+/// Runs the decision for a hypothetical request by a token carrying
+/// `scopes` (`None`: no token at all). With `role`, the requested environment
+/// exists in the token's organization and the account has that role in its
+/// workspace; without, the account has no membership. The store is assumed
+/// reachable.
+fn explain_request(
+    policy: &PolicySet,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    scopes: Option<&ScopeSet>,
+    role: Option<Role>,
+    allow_semicolon: bool,
+) -> Explanation {
+    let raw = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let authorization = format!("Bearer {}{}", secret::ACCESS_TOKEN_PREFIX, "0".repeat(43));
+    let values: Vec<&[u8]> = scopes
+        .map(|_| authorization.as_bytes())
+        .into_iter()
+        .collect();
+    let headers = HeaderFacts {
+        authorization: &values,
+        ..HeaderFacts::default()
+    };
+    let facts = RequestFacts::gather(method, raw.as_bytes(), headers, allow_semicolon);
+    let record = Arc::new(TokenRecord {
+        organization_id: "explain-organization".into(),
+        service_account_id: "explain-service-account".into(),
+        client_id: "sa_explain".into(),
+        scopes: scopes.cloned().unwrap_or_default(),
+        expires_at: i64::MAX,
+        header_values: Default::default(),
+    });
+    let environment = Arc::new(EnvironmentRef {
+        id: match &facts.query.environment_id {
+            EnvironmentParam::One(id) => id.clone(),
+            _ => "explain-environment".into(),
+        },
+        workspace_id: "explain-workspace".into(),
+        organization_id: record.organization_id.clone(),
+        header_values: Default::default(),
+    });
+    let access = || Some(Lookup::Found((&environment, role)));
+    let decision = authorize(&facts, policy, Lookup::Found(&record), access(), 0);
+
+    let mut lines = vec![format!("request: {method} {}", printable(&raw))];
+    lines.extend(explain_checks(&facts, &decision, &record, role, access()));
+    // The last line is exactly `decision: allow` or `decision: deny <reason>`
+    // (the CLI contract, docs/contract.md §9); what report mode does with a denial goes before.
+    let (last, exit_code) = match decision.outcome {
+        Outcome::Allow | Outcome::Public => ("decision: allow".to_string(), 0),
+        Outcome::Deny(r) => (format!("decision: deny {}", r.as_str()), 3),
+        Outcome::ReportDeny(r) => {
+            lines.push("mode report: the request is forwarded and recorded as report_deny".into());
+            (format!("decision: deny {}", r.as_str()), 3)
+        }
+    };
+    lines.push(last);
+    Explanation { lines, exit_code }
+}
+
+/// One line per check, up to the first that fails.
+fn explain_checks(
+    facts: &RequestFacts,
+    decision: &Decision,
+    record: &TokenRecord,
+    role: Option<Role>,
+    environment: Option<Lookup<EnvironmentAccess<'_>>>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let fail = |r: DenyReason| match r {
+        DenyReason::InvalidRequest(p) => format!("fail: invalid_request ({})", p.description()),
+        r => format!("fail: {}", r.as_str()),
+    };
+    match check_request(facts) {
+        Ok(target) => lines.push(format!(
+            "check request: ok (normalised path {})",
+            target.path()
+        )),
+        Err(r) => {
+            lines.push(format!("check request: {}", fail(r)));
+            return lines;
+        }
+    }
+    let Some(route) = &decision.route else {
+        lines.push("route: none (no route matches this method and path)".into());
+        return lines;
+    };
+    let methods: Vec<&str> = route.methods.iter().map(|m| m.as_str()).collect();
+    lines.push(format!(
+        "route: {} ({}: {} {}, mode {})",
+        route.name,
+        route.source,
+        methods.join(" "),
+        route.path,
+        route.mode.as_str()
+    ));
+    let Access::Token {
+        scope,
+        workspace_role,
+    } = &route.access
+    else {
+        lines.push("check auth: none (public route, forwarded without checks)".into());
+        return lines;
+    };
+    match check_bearer(&facts.bearer) {
+        Ok(_) => lines.push(format!("check token: ok (scopes: {})", record.scopes)),
+        Err(r) => {
+            lines.push(format!("check token: {}", fail(r)));
+            return lines;
+        }
+    }
+    match check_scope(record, scope) {
+        Ok(()) => lines.push(format!("check scope {scope}: ok")),
+        Err(r) => {
+            lines.push(format!("check scope {scope}: {}", fail(r)));
+            return lines;
+        }
+    }
+    let Some(required) = workspace_role else {
+        lines.push("check workspace: not required".into());
+        return lines;
+    };
+    let param = &facts.query.environment_id;
+    match check_workspace(*required, param, record, environment) {
+        Ok(w) => lines.push(format!(
+            "check workspace role {}: ok (role {} in environment {})",
+            required.as_str(),
+            w.role.as_str(),
+            w.environment.id
+        )),
+        Err(r) => {
+            let why = match (r, role) {
+                (DenyReason::WorkspaceAccessDenied, None) => " (no role given: no membership)",
+                (DenyReason::WorkspaceAccessDenied, Some(_)) => " (role too low)",
+                _ => "",
+            };
+            lines.push(format!(
+                "check workspace role {}: {}{why}",
+                required.as_str(),
+                fail(r)
+            ));
+        }
+    }
+    lines
+}
+
+fn printable(s: &str) -> String {
+    s.escape_default().to_string()
+}
+
+#[cfg(test)]
+mod tests;
