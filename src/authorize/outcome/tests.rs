@@ -16,7 +16,7 @@ fn every_denial_is_json_with_error_and_description_and_not_cached() {
 }
 
 #[test]
-fn demarkerions_never_echo_request_input() {
+fn denials_never_echo_request_input() {
     let targets = [
         "/api/v1/workflows/%3Cmarker%3E?environmentId=%3Cmarker%3E",
         "/api/v1/<marker>%2F",
