@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::authorize::{self, HeaderFacts, Lookup, RequestFacts};
-use tollgate::model::{EnvironmentRef, TokenRecord};
+use tollgate::model::{EnvironmentRef, EnvironmentRole, TokenRecord};
 use tollgate::pathnorm::normalize_target;
 use tollgate::policy::{load_str, PolicySet};
 use tollgate::scope::{default_resources, Role, ScopeSet};
@@ -55,12 +55,15 @@ fn bench(c: &mut Criterion) {
         expires_at: i64::MAX,
         header_values: Default::default(),
     });
-    let env = Arc::new(EnvironmentRef {
-        id: "prod".into(),
-        workspace_id: "ws".into(),
-        organization_id: "org".into(),
-        header_values: Default::default(),
-    });
+    let env = EnvironmentRole {
+        environment: Some(Arc::new(EnvironmentRef {
+            id: "prod".into(),
+            workspace_id: "ws".into(),
+            organization_id: "org".into(),
+            header_values: Default::default(),
+        })),
+        role: Some(Role::Member),
+    };
     let bearer = format!("Bearer tg_at_{}", "a".repeat(43));
     c.bench_function("decide an allowed request (facts, plan, decide)", |b| {
         b.iter(|| {
@@ -80,7 +83,7 @@ fn bench(c: &mut Criterion) {
                 &facts,
                 &set,
                 Lookup::Found(&record),
-                Some(Lookup::Found((&env, Some(Role::Member)))),
+                Some(Lookup::Found(&env)),
                 1_000,
             )
         })

@@ -10,8 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::model::{EnvironmentRef, TokenRecord};
-use crate::scope::Role;
+use crate::model::{EnvironmentRole, TokenRecord};
 
 /// What changed, as published on the invalidation channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,13 +72,6 @@ impl Invalidation {
     }
 }
 
-/// A cached environment look-up with the account's role in its workspace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnvAccess {
-    pub environment: Option<Arc<EnvironmentRef>>,
-    pub role: Option<Role>,
-}
-
 struct Entry<T> {
     value: T,
     at: Instant,
@@ -138,7 +130,7 @@ struct Maps {
     /// token hash → record (None: known not to exist).
     tokens: HashMap<String, Entry<Option<Arc<TokenRecord>>>>,
     /// (environment id, account id) → environment and role.
-    access: HashMap<(String, String), Entry<Arc<EnvAccess>>>,
+    access: HashMap<(String, String), Entry<Arc<EnvironmentRole>>>,
 }
 
 pub struct DecisionCache {
@@ -199,7 +191,7 @@ impl DecisionCache {
         Self::fresh(e, ttl, now).then(|| e.value.clone())
     }
 
-    pub fn access(&self, env: &str, sa: &str, now: Instant) -> Option<Arc<EnvAccess>> {
+    pub fn access(&self, env: &str, sa: &str, now: Instant) -> Option<Arc<EnvironmentRole>> {
         if !self.enabled() {
             return None;
         }
@@ -233,7 +225,7 @@ impl DecisionCache {
         }
     }
 
-    pub fn put_access(&self, env: &str, sa: &str, value: Arc<EnvAccess>, now: Instant) {
+    pub fn put_access(&self, env: &str, sa: &str, value: Arc<EnvironmentRole>, now: Instant) {
         if !self.enabled() {
             return;
         }
@@ -307,7 +299,8 @@ impl DecisionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::ScopeSet;
+    use crate::model::EnvironmentRef;
+    use crate::scope::{Role, ScopeSet};
 
     fn record(org: &str, sa: &str) -> Arc<TokenRecord> {
         Arc::new(TokenRecord {
@@ -384,7 +377,7 @@ mod tests {
         c.put_access(
             "e",
             "s1",
-            Arc::new(EnvAccess {
+            Arc::new(EnvironmentRole {
                 environment: Some(env("o", "w", "e")),
                 role: Some(Role::Member),
             }),
@@ -417,7 +410,7 @@ mod tests {
         c.put_access(
             "e1",
             "s",
-            Arc::new(EnvAccess {
+            Arc::new(EnvironmentRole {
                 environment: Some(env("o", "w1", "e1")),
                 role: Some(Role::Admin),
             }),
@@ -426,7 +419,7 @@ mod tests {
         c.put_access(
             "e2",
             "s",
-            Arc::new(EnvAccess {
+            Arc::new(EnvironmentRole {
                 environment: Some(env("o", "w2", "e2")),
                 role: Some(Role::Admin),
             }),

@@ -2,7 +2,7 @@
 //! and the access-token record the proxy checks on every request.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
@@ -104,6 +104,26 @@ pub struct Environment {
     pub name: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// One environment as one service account sees it: the environment
+/// (`None`: unknown) and the account's role in its workspace (`None`: no
+/// membership). The store answers it, the decision cache keeps it and the
+/// decision reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvironmentRole {
+    pub environment: Option<Arc<EnvironmentRef>>,
+    pub role: Option<Role>,
+}
+
+/// What one request's decision needs, looked up together: the token record
+/// and, when an environment was asked for and the token found, the
+/// account's [`EnvironmentRole`] there. The one type of the look-up, from the
+/// store through the decision cache to the decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessFacts {
+    pub token: Option<Arc<TokenRecord>>,
+    pub environment: Option<Arc<EnvironmentRole>>,
 }
 
 /// What a decision needs of an environment: where it belongs. The proxy's

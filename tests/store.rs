@@ -687,7 +687,8 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
         .lookup_access(&hash, Some("env-ok"))
         .await
         .expect("a readable environment and membership");
-    let env = facts.environment.expect("the environment");
+    let seen = facts.environment.expect("the environment asked for");
+    let env = seen.environment.as_ref().expect("the environment");
     assert_eq!(
         (
             env.id.as_str(),
@@ -696,7 +697,7 @@ async fn unreadable_environment_or_membership_ids_on_a_look_up_are_corrupt() {
         ),
         ("env-ok", "org", "ws")
     );
-    assert_eq!(facts.role, Some(tollgate::scope::Role::Admin));
+    assert_eq!(seen.role, Some(tollgate::scope::Role::Admin));
 
     let _: () = raw
         .hset(&members, "sa", r#"{"role":"tg_sk_do_not_echo"}"#)
@@ -752,7 +753,8 @@ async fn a_look_up_returns_awkward_ids_intact() {
         ),
         (org, sa)
     );
-    let found = facts.environment.expect("the environment");
+    let seen = facts.environment.expect("the environment asked for");
+    let found = seen.environment.as_ref().expect("the environment");
     assert_eq!(
         (
             found.id.as_str(),
@@ -761,9 +763,9 @@ async fn a_look_up_returns_awkward_ids_intact() {
         ),
         (env, ws, org)
     );
-    assert_eq!(facts.role, Some(tollgate::scope::Role::Member));
+    assert_eq!(seen.role, Some(tollgate::scope::Role::Member));
     let facts = store.lookup_access(&hash, None).await.expect("look-up");
-    assert!(facts.token.is_some() && facts.environment.is_none() && facts.role.is_none());
+    assert!(facts.token.is_some() && facts.environment.is_none());
     let missing = token_hash(expose(&new_access_token()));
     let facts = store
         .lookup_access(&missing, Some(env))

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use super::facts::{Bearer, EnvironmentParam, RequestFacts};
 use super::outcome::{Decision, DenyReason, Identity, Outcome, RequestProblem, WorkspaceIdentity};
 use super::pathnorm::Target;
-use crate::model::{EnvironmentRef, TokenRecord};
+use crate::model::{EnvironmentRole, TokenRecord};
 use crate::policy::{Access, Mode, PolicySet, Route};
 use crate::scope::{Role, Scope};
 use crate::secret;
@@ -44,10 +44,6 @@ impl<T> Lookup<T> {
         }
     }
 }
-
-/// An environment and the account's membership role in its workspace
-/// (`None`: no membership).
-pub type EnvironmentAccess<'a> = (&'a Arc<EnvironmentRef>, Option<Role>);
 
 /// Phase 1: decided without the store, or what to load for `decide`.
 #[derive(Debug)]
@@ -123,7 +119,7 @@ pub(crate) fn decide(
     route: &Arc<Route>,
     facts: &RequestFacts,
     token: Lookup<&Arc<TokenRecord>>,
-    environment: Option<Lookup<EnvironmentAccess<'_>>>,
+    environment: Option<Lookup<&EnvironmentRole>>,
     now_unix: i64,
 ) -> Decision {
     let Access::Token {
@@ -164,7 +160,7 @@ pub fn authorize(
     facts: &RequestFacts,
     policy: &PolicySet,
     token: Lookup<&Arc<TokenRecord>>,
-    environment: Option<Lookup<EnvironmentAccess<'_>>>,
+    environment: Option<Lookup<&EnvironmentRole>>,
     now_unix: i64,
 ) -> Decision {
     match plan(facts, policy) {
@@ -240,7 +236,7 @@ pub(crate) fn check_workspace(
     required: Role,
     param: &EnvironmentParam,
     record: &TokenRecord,
-    environment: Option<Lookup<EnvironmentAccess<'_>>>,
+    environment: Option<Lookup<&EnvironmentRole>>,
 ) -> Result<WorkspaceIdentity, DenyReason> {
     let requested = match param {
         EnvironmentParam::One(id) => id,
@@ -265,9 +261,12 @@ pub(crate) fn check_workspace(
     };
     let denied = Err(DenyReason::WorkspaceAccessDenied);
     let (env, role) = match environment {
-        Some(Lookup::Found(found)) => found,
+        Some(Lookup::Found(EnvironmentRole {
+            environment: Some(env),
+            role,
+        })) => (env, *role),
         Some(Lookup::Unavailable) => return Err(DenyReason::StoreUnavailable),
-        Some(Lookup::NotFound) | None => return denied,
+        Some(Lookup::Found(_) | Lookup::NotFound) | None => return denied,
     };
     if env.id != *requested || env.organization_id != record.organization_id {
         return denied;

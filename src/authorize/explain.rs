@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use super::decide::{
-    authorize, check_bearer, check_request, check_scope, check_workspace, EnvironmentAccess, Lookup,
-};
+use super::decide::{authorize, check_bearer, check_request, check_scope, check_workspace, Lookup};
 use super::facts::{EnvironmentParam, HeaderFacts, RequestFacts};
 use super::outcome::{Decision, DenyReason, Outcome};
 use crate::config::Config;
-use crate::model::{EnvironmentRef, TokenRecord};
+use crate::model::{EnvironmentRef, EnvironmentRole, TokenRecord};
 use crate::policy::{Access, PolicySet};
 use crate::scope::{Role, ScopeSet};
 use crate::secret;
@@ -95,16 +93,19 @@ fn explain_request(
         expires_at: i64::MAX,
         header_values: Default::default(),
     });
-    let environment = Arc::new(EnvironmentRef {
-        id: match &facts.query.environment_id {
-            EnvironmentParam::One(id) => id.clone(),
-            _ => "explain-environment".into(),
-        },
-        workspace_id: "explain-workspace".into(),
-        organization_id: record.organization_id.clone(),
-        header_values: Default::default(),
-    });
-    let access = || Some(Lookup::Found((&environment, role)));
+    let environment = EnvironmentRole {
+        environment: Some(Arc::new(EnvironmentRef {
+            id: match &facts.query.environment_id {
+                EnvironmentParam::One(id) => id.clone(),
+                _ => "explain-environment".into(),
+            },
+            workspace_id: "explain-workspace".into(),
+            organization_id: record.organization_id.clone(),
+            header_values: Default::default(),
+        })),
+        role,
+    };
+    let access = || Some(Lookup::Found(&environment));
     let decision = authorize(&facts, policy, Lookup::Found(&record), access(), 0);
 
     let mut lines = vec![format!("request: {method} {}", printable(&raw))];
@@ -129,7 +130,7 @@ fn explain_checks(
     decision: &Decision,
     record: &TokenRecord,
     role: Option<Role>,
-    environment: Option<Lookup<EnvironmentAccess<'_>>>,
+    environment: Option<Lookup<&EnvironmentRole>>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
     let fail = |r: DenyReason| match r {

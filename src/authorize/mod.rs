@@ -14,7 +14,7 @@ mod facts;
 mod outcome;
 pub mod pathnorm;
 
-pub use decide::{authorize, EnvironmentAccess, Lookup};
+pub use decide::{authorize, Lookup};
 pub(crate) use decide::{check_request, decide, plan, Load, Plan};
 pub use facts::{
     parse_bearer, parse_query, Bearer, EnvironmentParam, HeaderFacts, QueryFacts, RequestFacts,

@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{
-    authorize, Decision, DenyReason, EnvironmentAccess, HeaderFacts, Lookup, Outcome, RequestFacts,
-};
-use crate::model::{EnvironmentRef, TokenRecord};
+use super::{authorize, Decision, DenyReason, HeaderFacts, Lookup, Outcome, RequestFacts};
+use crate::model::{EnvironmentRef, EnvironmentRole, TokenRecord};
 use crate::policy::{load_str, PolicySet};
 use crate::scope::{default_resources, Role, ScopeSet};
 
@@ -89,6 +87,14 @@ pub(super) fn environment(id: &str, organization: &str) -> Arc<EnvironmentRef> {
     })
 }
 
+/// `env` as seen by an account with `role` there.
+pub(super) fn with_role(env: &Arc<EnvironmentRef>, role: Option<Role>) -> EnvironmentRole {
+    EnvironmentRole {
+        environment: Some(env.clone()),
+        role,
+    }
+}
+
 /// A request under construction.
 pub(super) struct Req {
     method: &'static str,
@@ -131,7 +137,7 @@ impl Req {
     pub(super) fn run(
         &self,
         token: Lookup<&Arc<TokenRecord>>,
-        environment: Option<Lookup<EnvironmentAccess<'_>>>,
+        environment: Option<Lookup<&EnvironmentRole>>,
     ) -> Decision {
         authorize(&self.facts(), &policy(), token, environment, NOW)
     }
@@ -142,7 +148,7 @@ impl Req {
         let env = environment("env1", "org1");
         self.run(
             Lookup::Found(&record(scopes)),
-            Some(Lookup::Found((&env, role))),
+            Some(Lookup::Found(&with_role(&env, role))),
         )
     }
 }

@@ -18,15 +18,14 @@ use time::OffsetDateTime;
 use crate::authorize::{
     self, Decision, Denial, DenyReason, HeaderFacts, Lookup, Outcome, Plan, RequestFacts,
 };
-use crate::cache::EnvAccess;
 use crate::metrics::Metrics;
+use crate::model::AccessFacts;
 use crate::runtime::Runtime;
 
 use super::builtin::Builtin;
 use super::ctx::{Ctx, Recheck, TunnelGuard};
 use super::gateway::Gateway;
 use super::headers::X_REQUEST_ID;
-use super::lookup::Access;
 use super::reply;
 
 /// Up to the first two values of a header: enough to tell none, one and
@@ -98,7 +97,7 @@ enum DecideStep {
 fn decide_with(
     load: &authorize::Load,
     facts: &RequestFacts,
-    loaded: std::result::Result<Access, ()>,
+    loaded: std::result::Result<AccessFacts, ()>,
 ) -> Decision {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     match loaded {
@@ -118,11 +117,8 @@ fn decide_with(
                 .environment_id
                 .as_ref()
                 .map(|_| match f.environment.as_deref() {
-                    Some(EnvAccess {
-                        environment: Some(e),
-                        role,
-                    }) => Lookup::Found((e, *role)),
-                    _ => Lookup::NotFound,
+                    Some(found) => Lookup::Found(found),
+                    None => Lookup::NotFound,
                 });
             authorize::decide(&load.route, facts, token, env, now)
         }
@@ -307,7 +303,7 @@ impl Gateway {
     }
 
     /// Phase 2 inputs: from the decision cache, or one store call.
-    async fn load(&self, load: &authorize::Load) -> std::result::Result<Access, ()> {
+    async fn load(&self, load: &authorize::Load) -> std::result::Result<AccessFacts, ()> {
         super::lookup::lookup(
             self.store.as_ref(),
             &self.cache,

@@ -4,40 +4,30 @@
 //! store in one round trip, which then fills the cache. Records are shared
 //! with the cache (`Arc`), not copied.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cache::{DecisionCache, EnvAccess};
-use crate::model::TokenRecord;
+use crate::cache::DecisionCache;
+use crate::model::AccessFacts;
 use crate::store::{Store, StoreResult};
-
-/// What the decision needs from the store or the cache.
-#[derive(Debug, Default)]
-pub(crate) struct Access {
-    pub(crate) token: Option<Arc<TokenRecord>>,
-    /// The environment and the role, when an environment was asked for and
-    /// the token found.
-    pub(crate) environment: Option<Arc<EnvAccess>>,
-}
 
 pub(crate) async fn lookup(
     store: &dyn Store,
     cache: &DecisionCache,
     token_hash: &str,
     environment: Option<&str>,
-) -> StoreResult<Access> {
+) -> StoreResult<AccessFacts> {
     let now = Instant::now();
     if let Some(token) = cache.token(token_hash, now) {
         match (&token, environment) {
             (None, _) | (Some(_), None) => {
-                return Ok(Access {
+                return Ok(AccessFacts {
                     token,
                     environment: None,
                 })
             }
             (Some(record), Some(env)) => {
                 if let Some(access) = cache.access(env, &record.service_account_id, now) {
-                    return Ok(Access {
+                    return Ok(AccessFacts {
                         token,
                         environment: Some(access),
                     });
@@ -46,23 +36,12 @@ pub(crate) async fn lookup(
         }
     }
     let facts = store.lookup_access(token_hash, environment).await?;
-    let token = facts.token.map(Arc::new);
-    cache.put_token(token_hash, token.clone(), now);
-    let access = match (&token, environment) {
-        (Some(record), Some(env)) => {
-            let access = Arc::new(EnvAccess {
-                environment: facts.environment.map(Arc::new),
-                role: facts.role,
-            });
-            cache.put_access(env, &record.service_account_id, access.clone(), now);
-            Some(access)
-        }
-        _ => None,
-    };
-    Ok(Access {
-        token,
-        environment: access,
-    })
+    cache.put_token(token_hash, facts.token.clone(), now);
+    if let (Some(record), Some(env), Some(access)) = (&facts.token, environment, &facts.environment)
+    {
+        cache.put_access(env, &record.service_account_id, access.clone(), now);
+    }
+    Ok(facts)
 }
 
 #[cfg(test)]

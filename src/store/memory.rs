@@ -2,18 +2,18 @@
 //! behaviour as Redis, nothing persists. For `serve --dev` and trials.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 use super::{
-    window_index, AccessFacts, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store,
-    StoreError, StoreResult,
+    window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreError,
+    StoreResult,
 };
 use crate::model::{
-    AuditEvent, Environment, EnvironmentRef, Membership, ServiceAccount, StoredCredential,
-    TokenRecord, Workspace,
+    AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership,
+    ServiceAccount, StoredCredential, TokenRecord, Workspace,
 };
 
 type Key2 = (String, String);
@@ -419,7 +419,7 @@ impl Store for MemoryStore {
     ) -> StoreResult<AccessFacts> {
         self.with(|s| {
             let token = s.live_token(hash, now_unix()).cloned();
-            let (environment, role) = match (&token, environment) {
+            let environment = match (&token, environment) {
                 (Some(tok), Some(env_id)) => {
                     let env = s.environments.get(env_id).map(EnvironmentRef::from);
                     let role = env.as_ref().and_then(|e| {
@@ -431,14 +431,16 @@ impl Store for MemoryStore {
                             ))
                             .map(|m| m.role)
                     });
-                    (env, role)
+                    Some(Arc::new(EnvironmentRole {
+                        environment: env.map(Arc::new),
+                        role,
+                    }))
                 }
-                _ => (None, None),
+                _ => None,
             };
             AccessFacts {
-                token,
+                token: token.map(Arc::new),
                 environment,
-                role,
             }
         })
     }

@@ -5,10 +5,9 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    AuditEvent, Environment, EnvironmentRef, Membership, ServiceAccount, StoredCredential,
+    AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredCredential,
     TokenRecord, Workspace,
 };
-use crate::scope::Role;
 
 pub mod memory;
 pub mod redis;
@@ -52,15 +51,6 @@ pub enum MemberPutOutcome {
     WorkspaceMissing,
     /// The service account does not exist (any more): nothing was written.
     ServiceAccountMissing,
-}
-
-/// What the proxy needs to decide on one request, fetched together.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccessFacts {
-    pub token: Option<TokenRecord>,
-    pub environment: Option<EnvironmentRef>,
-    /// The token's service account's role in the environment's workspace.
-    pub role: Option<Role>,
 }
 
 /// A credential found by its client id, with the account that owns it.

@@ -3,20 +3,42 @@
 //! `tests/cluster.rs`, through the library's public API only. Every run
 //! uses fresh random ids, so runs can share one Redis concurrently.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
 use tollgate::ids::{new_client_id, new_id, new_sortable_id};
 use tollgate::model::{
-    AuditEvent, Environment, EnvironmentRef, Membership, SaStatus, ServiceAccount,
-    StoredCredential, TokenRecord, Workspace,
+    AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership, SaStatus,
+    ServiceAccount, StoredCredential, TokenRecord, Workspace,
 };
 use tollgate::scope::{default_resources, Role, ScopeSet};
 use tollgate::secret::{expose, new_access_token, token_hash};
-use tollgate::store::{
-    AccessFacts, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreResult,
-};
+use tollgate::store::{EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreResult};
+
+/// A look-up that found the token and was not asked for an environment.
+fn token_only(rec: &TokenRecord) -> AccessFacts {
+    AccessFacts {
+        token: Some(Arc::new(rec.clone())),
+        environment: None,
+    }
+}
+
+/// A look-up that found the token and was asked for an environment.
+fn in_environment(
+    rec: &TokenRecord,
+    env: Option<EnvironmentRef>,
+    role: Option<Role>,
+) -> AccessFacts {
+    AccessFacts {
+        token: Some(Arc::new(rec.clone())),
+        environment: Some(Arc::new(EnvironmentRole {
+            environment: env.map(Arc::new),
+            role,
+        })),
+    }
+}
 
 /// Runs every check; panics with the failed expectation.
 pub async fn run_all(store: &dyn Store) {
@@ -941,30 +963,18 @@ async fn lookup_access_combinations(store: &dyn Store) {
     );
     assert_eq!(
         ok(store.lookup_access(&hash, None).await, "lookup"),
-        AccessFacts {
-            token: Some(rec.clone()),
-            environment: None,
-            role: None
-        }
+        token_only(&rec)
     );
     assert_eq!(
         ok(
             store.lookup_access(&hash, Some("env-missing")).await,
             "lookup"
         ),
-        AccessFacts {
-            token: Some(rec.clone()),
-            environment: None,
-            role: None
-        }
+        in_environment(&rec, None, None)
     );
     assert_eq!(
         ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup"),
-        AccessFacts {
-            token: Some(rec.clone()),
-            environment: Some(EnvironmentRef::from(&env)),
-            role: None
-        },
+        in_environment(&rec, Some(EnvironmentRef::from(&env)), None),
         "no membership, no role"
     );
 
@@ -975,7 +985,9 @@ async fn lookup_access_combinations(store: &dyn Store) {
         "put_membership",
     );
     assert_eq!(
-        ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup").role,
+        ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup")
+            .environment
+            .and_then(|e| e.role),
         Some(Role::Member)
     );
     ok(
@@ -985,7 +997,9 @@ async fn lookup_access_combinations(store: &dyn Store) {
         "put_membership",
     );
     assert_eq!(
-        ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup").role,
+        ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup")
+            .environment
+            .and_then(|e| e.role),
         Some(Role::Admin),
         "a role change shows at once"
     );
@@ -1005,11 +1019,7 @@ async fn lookup_access_combinations(store: &dyn Store) {
             store.lookup_access(&hash, Some(&spoofing.id)).await,
             "lookup"
         ),
-        AccessFacts {
-            token: Some(rec.clone()),
-            environment: Some(EnvironmentRef::from(&spoofing)),
-            role: None
-        },
+        in_environment(&rec, Some(EnvironmentRef::from(&spoofing)), None),
         "the environment's own workspace decides, whatever its name says"
     );
 
@@ -1018,11 +1028,7 @@ async fn lookup_access_combinations(store: &dyn Store) {
             store.lookup_access(&hash, Some(&foreign_env.id)).await,
             "lookup"
         ),
-        AccessFacts {
-            token: Some(rec.clone()),
-            environment: Some(EnvironmentRef::from(&foreign_env)),
-            role: None
-        },
+        in_environment(&rec, Some(EnvironmentRef::from(&foreign_env)), None),
         "another organization's environment is returned for the decision layer to deny"
     );
 
@@ -1031,7 +1037,9 @@ async fn lookup_access_combinations(store: &dyn Store) {
         "delete"
     ));
     assert_eq!(
-        ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup").role,
+        ok(store.lookup_access(&hash, Some(&env.id)).await, "lookup")
+            .environment
+            .and_then(|e| e.role),
         None
     );
     assert!(ok(

@@ -1,5 +1,7 @@
 use super::*;
-use crate::authorize::tests::{denied, environment, policy, record, req, status, token, NOW, WF};
+use crate::authorize::tests::{
+    denied, environment, policy, record, req, status, token, with_role, NOW, WF,
+};
 use crate::authorize::HeaderFacts;
 use crate::policy::load_str;
 use crate::scope::{default_resources, ScopeSet};
@@ -472,7 +474,7 @@ fn environment_of_another_organization_is_denied_like_an_unknown_one() {
     let foreign = environment("env1", "org2");
     let d = req("GET", WF).with_token().run(
         Lookup::Found(&rec),
-        Some(Lookup::Found((&foreign, Some(Role::Admin)))),
+        Some(Lookup::Found(&with_role(&foreign, Some(Role::Admin)))),
     );
     let unknown = req("GET", WF)
         .with_token()
@@ -522,7 +524,7 @@ fn an_environment_not_loaded_for_a_workspace_route_is_denied() {
     let other = environment("env2", "org1");
     let d = req("GET", WF).with_token().run(
         Lookup::Found(&record("workflows:read")),
-        Some(Lookup::Found((&other, Some(Role::Admin)))),
+        Some(Lookup::Found(&with_role(&other, Some(Role::Admin)))),
     );
     assert_eq!(
         denied(&d),

@@ -17,8 +17,8 @@ use super::call::redis_error;
 use super::codec::{access_facts, decode};
 use super::link::{Conn, Lane};
 use super::RedisStore;
-use crate::model::TokenRecord;
-use crate::store::{AccessFacts, StoreError, StoreResult};
+use crate::model::{AccessFacts, TokenRecord};
+use crate::store::{StoreError, StoreResult};
 
 /// How many token keys one cluster revocation step deletes.
 const REVOKE_CHUNK: isize = 500;

@@ -4,9 +4,11 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{EnvironmentRef, TokenRecord};
+use std::sync::Arc;
+
+use crate::model::{AccessFacts, EnvironmentRef, EnvironmentRole, TokenRecord};
 use crate::scope::Role;
-use crate::store::{AccessFacts, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 pub(super) fn encode<T: Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
     serde_json::to_string(value)
@@ -73,9 +75,14 @@ pub(super) fn access_facts(
         .map(|r| Role::parse(&r).ok_or_else(|| unreadable("membership")))
         .transpose()?;
     Ok(AccessFacts {
-        token,
-        environment,
-        role,
+        environment: match (&token, environment_id) {
+            (Some(_), Some(_)) => Some(Arc::new(EnvironmentRole {
+                environment: environment.map(Arc::new),
+                role,
+            })),
+            _ => None,
+        },
+        token: token.map(Arc::new),
     })
 }
 

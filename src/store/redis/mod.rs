@@ -21,11 +21,12 @@ use self::keys::{client_ref, client_ref_prefix, Keys};
 use self::link::{Lane, Link};
 use self::scripts::Scripts;
 use super::{
-    window_index, AccessFacts, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store,
-    StoreError, StoreResult,
+    window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreError,
+    StoreResult,
 };
 use crate::model::{
-    AuditEvent, Environment, Membership, ServiceAccount, StoredCredential, TokenRecord, Workspace,
+    AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredCredential,
+    TokenRecord, Workspace,
 };
 
 mod call;
