@@ -1,22 +1,22 @@
 //! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
 
-pub mod admin;
-pub mod audit;
+pub(crate) mod admin;
+pub(crate) mod audit;
 pub mod authorize;
-pub mod bus;
-pub mod cache;
+pub(crate) mod bus;
+pub(crate) mod cache;
 pub mod config;
 pub mod dev;
-pub mod hashing;
+pub(crate) mod hashing;
 pub mod ids;
-pub mod listen;
-pub mod metrics;
+pub(crate) mod listen;
+pub(crate) mod metrics;
 pub mod model;
 pub mod oauth;
-pub mod openapi;
+pub(crate) mod openapi;
 pub mod policy;
-pub mod proxy;
-pub mod registry;
+pub(crate) mod proxy;
+pub(crate) mod registry;
 pub mod runtime;
 pub mod scope;
 pub mod secret;
