@@ -10,8 +10,6 @@ use prometheus::{
     IntCounterVec, IntGauge,
 };
 
-use crate::policy::Route;
-
 pub struct Metrics {
     pub authz_decisions: IntCounterVec,
     pub authz_duration: Histogram,
@@ -78,7 +76,7 @@ const ACTIVE_TOKENS_MIN_INTERVAL: Duration = Duration::from_millis(100);
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// The series most of a route's requests count in: allowed, then a 2xx
-/// answer from upstream. Kept with the route ([`Route::counters`]) so that
+/// answer from upstream. Kept with the route (`policy::Route`) so that
 /// those requests skip the label look-up (hashing three label values under
 /// a lock) that `with_label_values` costs.
 pub struct RouteCounters {
@@ -87,17 +85,22 @@ pub struct RouteCounters {
 }
 
 impl RouteCounters {
-    fn of(route: &Route) -> RouteCounters {
+    /// The series of the route named `route`.
+    pub fn new(route: &str) -> RouteCounters {
         let m = Metrics::get();
         RouteCounters {
-            allowed: m
-                .authz_decisions
-                .with_label_values(&[route.name.as_str(), "allow", "ok"]),
-            upstream_2xx: m
-                .upstream_responses
-                .with_label_values(&[route.name.as_str(), "2xx"]),
+            allowed: m.authz_decisions.with_label_values(&[route, "allow", "ok"]),
+            upstream_2xx: m.upstream_responses.with_label_values(&[route, "2xx"]),
         }
     }
+}
+
+/// A matched route as the metrics see it: its name (the `route` label) and
+/// its own counters. Metrics know routes by name only.
+#[derive(Clone, Copy)]
+pub struct RouteLabel<'a> {
+    pub name: &'a str,
+    pub counters: &'a RouteCounters,
 }
 
 impl Metrics {
@@ -130,11 +133,11 @@ impl Metrics {
     }
 
     /// Counts one authorization decision (`route` `-` when none matched).
-    pub fn count_decision(&self, route: Option<&Route>, decision: &str, reason: &str) {
+    pub fn count_decision(&self, route: Option<RouteLabel<'_>>, decision: &str, reason: &str) {
         match route {
-            Some(r) if (decision, reason) == ("allow", "ok") => counters(r).allowed.inc(),
+            Some(r) if (decision, reason) == ("allow", "ok") => r.counters.allowed.inc(),
             _ => {
-                let route = route.map_or("-", |r| r.name.as_str());
+                let route = route.map_or("-", |r| r.name);
                 self.authz_decisions
                     .with_label_values(&[route, decision, reason])
                     .inc();
@@ -143,12 +146,12 @@ impl Metrics {
     }
 
     /// Counts one upstream answer to a request on `route`.
-    pub fn count_upstream_response(&self, route: Option<&Route>, status: u16) {
+    pub fn count_upstream_response(&self, route: Option<RouteLabel<'_>>, status: u16) {
         let class = status_class(status);
         match route {
-            Some(r) if class == "2xx" => counters(r).upstream_2xx.inc(),
+            Some(r) if class == "2xx" => r.counters.upstream_2xx.inc(),
             _ => {
-                let route = route.map_or("-", |r| r.name.as_str());
+                let route = route.map_or("-", |r| r.name);
                 self.upstream_responses
                     .with_label_values(&[route, class])
                     .inc();
@@ -255,11 +258,6 @@ pub async fn sample_active_tokens(store: &dyn crate::store::Store) {
     }
 }
 
-/// The route's counters, resolved on its first request.
-fn counters(route: &Route) -> &RouteCounters {
-    route.counters.get_or_init(|| RouteCounters::of(route))
-}
-
 /// `2xx`, `4xx`, … for a status code.
 pub fn status_class(status: u16) -> &'static str {
     match status {
@@ -311,22 +309,11 @@ mod tests {
 
     #[test]
     fn a_route_counts_in_the_same_series_as_its_labels_say() {
-        let policy = r#"
-[[route]]
-name = "metrics-test-route"
-methods = ["GET"]
-path = "/metrics-test"
-upstream = "backend"
-scope = "workflows:read"
-"#;
-        let set = crate::policy::load_str(
-            "test.toml",
-            policy,
-            &crate::scope::default_resources(),
-            |_| true,
-        )
-        .expect("valid policy");
-        let route = set.routes()[0].as_ref();
+        let counters = RouteCounters::new("metrics-test-route");
+        let route = RouteLabel {
+            name: "metrics-test-route",
+            counters: &counters,
+        };
         let m = Metrics::get();
         let decisions = |d: &str, r: &str| {
             m.authz_decisions

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use crate::metrics::RouteCounters;
+use crate::metrics::{RouteCounters, RouteLabel};
 use crate::model::Derived;
 use crate::pathnorm;
 use crate::scope::{Role, Scope};
@@ -243,7 +243,7 @@ impl fmt::Display for PathPattern {
 
 /// What a route demands of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Access {
+pub enum Auth {
     /// `auth = "none"`: forwarded without any check.
     Public,
     /// `auth = "token"`: a valid token covering `scope`, and when
@@ -279,7 +279,7 @@ pub struct Route {
     pub methods: MethodSet,
     pub path: PathPattern,
     pub upstream: String,
-    pub access: Access,
+    pub auth: Auth,
     pub mode: Mode,
     /// A literal prefix of `path` ending on a segment boundary, no trailing `/`.
     pub strip_prefix: Option<String>,
@@ -288,17 +288,25 @@ pub struct Route {
 }
 
 impl Route {
+    /// The route's name and metric series, resolved on its first request.
+    pub fn metric_label(&self) -> RouteLabel<'_> {
+        RouteLabel {
+            name: &self.name,
+            counters: self.counters.get_or_init(|| RouteCounters::new(&self.name)),
+        }
+    }
+
     pub fn required_scope(&self) -> Option<&Scope> {
-        match &self.access {
-            Access::Public => None,
-            Access::Token { scope, .. } => Some(scope),
+        match &self.auth {
+            Auth::Public => None,
+            Auth::Token { scope, .. } => Some(scope),
         }
     }
 
     pub fn workspace_role(&self) -> Option<Role> {
-        match &self.access {
-            Access::Public => None,
-            Access::Token { workspace_role, .. } => *workspace_role,
+        match &self.auth {
+            Auth::Public => None,
+            Auth::Token { workspace_role, .. } => *workspace_role,
         }
     }
 

@@ -13,7 +13,7 @@ use super::facts::{Bearer, EnvironmentParam, RequestFacts};
 use super::outcome::{Decision, DenyReason, Identity, Outcome, RequestProblem, WorkspaceIdentity};
 use super::pathnorm::Target;
 use crate::model::{EnvironmentRole, TokenRecord};
-use crate::policy::{Access, Mode, PolicySet, Route};
+use crate::policy::{Auth, Mode, PolicySet, Route};
 use crate::scope::{Role, Scope};
 use crate::secret;
 
@@ -91,7 +91,7 @@ pub(crate) fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
     let Some(route) = policy.lookup(&facts.method, &route_path(target.path())) else {
         return Plan::Decided(Decision::deny(None, DenyReason::NoRoute));
     };
-    if route.access == Access::Public {
+    if route.auth == Auth::Public {
         return Plan::Decided(Decision {
             route: Some(route.clone()),
             outcome: Outcome::Public,
@@ -122,10 +122,10 @@ pub(crate) fn decide(
     environment: Option<Lookup<&EnvironmentRole>>,
     now_unix: i64,
 ) -> Decision {
-    let Access::Token {
+    let Auth::Token {
         scope,
         workspace_role,
-    } = &route.access
+    } = &route.auth
     else {
         return Decision {
             route: Some(route.clone()),

@@ -9,7 +9,7 @@ use super::facts::{EnvironmentParam, HeaderFacts, RequestFacts};
 use super::outcome::{Decision, DenyReason, Outcome};
 use crate::config::Config;
 use crate::model::{EnvironmentRef, EnvironmentRole, TokenRecord};
-use crate::policy::{Access, PolicySet};
+use crate::policy::{Auth, PolicySet};
 use crate::scope::{Role, ScopeSet};
 use crate::secret;
 
@@ -160,10 +160,10 @@ fn explain_checks(
         route.path,
         route.mode.as_str()
     ));
-    let Access::Token {
+    let Auth::Token {
         scope,
         workspace_role,
-    } = &route.access
+    } = &route.auth
     else {
         lines.push("check auth: none (public route, forwarded without checks)".into());
         return lines;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Access, Method, MethodSet, Mode, PathPattern, PatternSegment, PolicySet, Route};
+use super::{Auth, Method, MethodSet, Mode, PathPattern, PatternSegment, PolicySet, Route};
 use crate::scope::{Role, Scope};
 
 /// A policy load failure: `policies/x.toml: route "workflows-write": field scope: …`.
@@ -273,14 +273,14 @@ fn validate(
             )
         })?),
     };
-    let access = match file.auth.as_deref() {
+    let auth = match file.auth.as_deref() {
         None | Some("token") => {
             let scope = file.scope.as_deref().ok_or((
                 "scope",
                 "missing (required unless auth = \"none\")".to_string(),
             ))?;
             let scope = Scope::parse(scope, resources).map_err(|e| ("scope", e.to_string()))?;
-            Access::Token {
+            Auth::Token {
                 scope,
                 workspace_role,
             }
@@ -295,7 +295,7 @@ fn validate(
                     "must be \"none\" with auth = \"none\"".into(),
                 ));
             }
-            Access::Public
+            Auth::Public
         }
         Some(s) => {
             return Err((
@@ -324,7 +324,7 @@ fn validate(
         methods,
         path,
         upstream: file.upstream,
-        access,
+        auth,
         mode,
         strip_prefix,
         counters: Default::default(),
@@ -443,8 +443,8 @@ mod tests {
         );
         assert_eq!(name("HEAD", "/api/v1/status").as_deref(), Some("status"));
         assert_eq!(
-            set.route("status").map(|r| r.access.clone()),
-            Some(Access::Public)
+            set.route("status").map(|r| r.auth.clone()),
+            Some(Auth::Public)
         );
         let admin = set.route("tools-admin").expect("route");
         assert_eq!(admin.workspace_role(), Some(Role::Admin));

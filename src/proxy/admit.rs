@@ -20,6 +20,7 @@ use crate::authorize::{
 };
 use crate::metrics::Metrics;
 use crate::model::AccessFacts;
+use crate::policy::Route;
 use crate::runtime::Runtime;
 
 use super::builtin::Builtin;
@@ -206,7 +207,7 @@ impl Gateway {
         };
         m.authz_duration.observe(started.elapsed().as_secs_f64());
         m.count_decision(
-            decision.route.as_deref(),
+            decision.route.as_deref().map(Route::metric_label),
             decision.outcome.decision(),
             decision.outcome.reason(),
         );

@@ -19,6 +19,7 @@ use crate::cache::DecisionCache;
 use crate::config::{IdentityHeaders, ProxyConfig};
 use crate::metrics::Metrics;
 use crate::oauth::endpoint::TokenEndpoint;
+use crate::policy::Route;
 use crate::runtime::Live;
 use crate::store::Store;
 
@@ -174,8 +175,12 @@ impl Gate for Gateway {
         let decision = ctx.decision.as_ref();
         let route = decision.map_or("-", |d| d.route_label());
         if ctx.upstream.is_some() && ctx.local_status.is_none() && status > 0 {
-            Metrics::get()
-                .count_upstream_response(decision.and_then(|d| d.route.as_deref()), status);
+            Metrics::get().count_upstream_response(
+                decision
+                    .and_then(|d| d.route.as_deref())
+                    .map(Route::metric_label),
+                status,
+            );
         }
         let caller = decision.and_then(|d| d.caller.as_deref());
         // Microsecond resolution is plenty and keeps the line short.
