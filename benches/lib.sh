@@ -2,7 +2,7 @@
 # from the repository root after the release build. Every process started
 # goes into PIDS and is killed on exit, with the work dir.
 
-BIN=target/release
+BIN=${BIN:-target/release}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
