@@ -68,7 +68,7 @@ pub(crate) struct Load {
 /// path is forwarded as it is. A `;` reaches here only with
 /// `proxy.allow_semicolon_in_path`; without one nothing is copied.
 pub(crate) fn route_path(path: &str) -> Cow<'_, str> {
-    if !path.contains(';') {
+    if memchr::memchr(b';', path.as_bytes()).is_none() {
         return Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());

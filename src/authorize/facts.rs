@@ -69,7 +69,7 @@ pub fn parse_query(query: Option<&str>) -> QueryFacts {
     // A raw `;` separates pairs for some frameworks and not others, so a
     // route that checks a workspace cannot know what the upstream reads.
     // An encoded `%3B` inside a value is data to all of them.
-    if query.contains(';') {
+    if memchr::memchr(b';', query.as_bytes()).is_some() {
         facts.environment_id = EnvironmentParam::Semicolon;
     }
     facts
