@@ -7,6 +7,7 @@ pub(crate) mod bus;
 pub(crate) mod cache;
 pub mod config;
 pub mod dev;
+pub(crate) mod errors;
 pub(crate) mod hashing;
 pub mod ids;
 pub(crate) mod listen;

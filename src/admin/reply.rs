@@ -62,9 +62,6 @@ impl Reply {
 
     /// The one shape of an error answer: `{"error","error_description"}`.
     pub(crate) fn error(status: StatusCode, code: &str, description: &str) -> Reply {
-        Reply::json(
-            status,
-            &json!({"error": code, "error_description": description}),
-        )
+        Reply::raw_json(status, crate::errors::error_body(code, description))
     }
 }

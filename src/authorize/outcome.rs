@@ -263,9 +263,8 @@ impl Denial {
     }
 
     /// `{"error":…,"error_description":…}`
-    pub(crate) fn body(&self) -> String {
-        serde_json::json!({ "error": self.error, "error_description": self.description })
-            .to_string()
+    pub(crate) fn body(&self) -> Vec<u8> {
+        crate::errors::error_body(self.error, &self.description)
     }
 
     /// Every header of the answer besides the length.

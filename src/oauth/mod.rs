@@ -218,20 +218,10 @@ fn json_headers(body_len: usize) -> Vec<(&'static str, String)> {
     ]
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    error_description: &'a str,
-}
-
 /// The one mapping of an [`OAuthError`] to its HTTP answer.
 pub fn error_response(err: &OAuthError) -> OAuthResponse {
     let description = err.description();
-    let body = serde_json::to_vec(&ErrorBody {
-        error: err.code(),
-        error_description: &description,
-    })
-    .unwrap_or_default();
+    let body = crate::errors::error_body(err.code(), &description);
     let mut headers = json_headers(body.len());
     match err {
         OAuthError::InvalidClient => {

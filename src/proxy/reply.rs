@@ -54,14 +54,7 @@ pub(super) async fn error(
     if let Some(allow) = allow {
         headers.push(("allow", allow.into()));
     }
-    write(
-        session,
-        ctx,
-        denial.status,
-        headers,
-        denial.body().into_bytes(),
-    )
-    .await
+    write(session, ctx, denial.status, headers, denial.body()).await
 }
 
 /// An error answer that is not a decision's denial: no challenge, no

@@ -5,7 +5,7 @@ use crate::authorize::Lookup;
 fn every_denial_is_json_with_error_and_description_and_not_cached() {
     let d = req("GET", WF).with_token().run(Lookup::NotFound, None);
     let denial = d.denial().expect("denial");
-    let body: serde_json::Value = serde_json::from_str(&denial.body()).expect("json");
+    let body: serde_json::Value = serde_json::from_slice(&denial.body()).expect("json");
     assert_eq!(body["error"], "invalid_token");
     assert!(body["error_description"]
         .as_str()
@@ -30,7 +30,7 @@ fn denials_never_echo_request_input() {
             req("GET", target).with_token().run(Lookup::NotFound, None),
         ] {
             if let Some(denial) = d.denial() {
-                let body = denial.body().to_lowercase();
+                let body = String::from_utf8_lossy(&denial.body()).to_lowercase();
                 assert!(
                     !denial.description.to_lowercase().contains("marker"),
                     "{target}"
