@@ -232,3 +232,24 @@ pub struct AuditEvent {
     pub outcome: String,
     pub details: serde_json::Value,
 }
+
+/// An admin key made through the admin API (docs/contract.md §4.1): scoped
+/// to one organization, or to one workspace of it. The key is shown once;
+/// the store keeps its argon2id hash, never the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAdminKey {
+    pub id: String,
+    pub organization_id: String,
+    /// `Some`: the key may manage only this workspace's environments and
+    /// members.
+    pub workspace_id: Option<String>,
+    pub name: String,
+    pub secret_hash: String,
+    /// The audit actor of whoever made it.
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Kept apart from the record by the store (it changes on use).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub last_used_at: Option<OffsetDateTime>,
+}

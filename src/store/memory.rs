@@ -13,7 +13,7 @@ use super::{
 };
 use crate::model::{
     AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership,
-    ServiceAccount, StoredCredential, TokenRecord, Workspace,
+    ServiceAccount, StoredAdminKey, StoredCredential, TokenRecord, Workspace,
 };
 
 type Key2 = (String, String);
@@ -32,6 +32,7 @@ struct State {
     puts_since_sweep: u32,
     counters: HashMap<(String, i64), u64>,
     audit: HashMap<String, BTreeMap<String, AuditEvent>>,
+    admin_keys: BTreeMap<String, StoredAdminKey>,
 }
 
 #[derive(Default)]
@@ -526,6 +527,44 @@ impl Store for MemoryStore {
             let items: Vec<AuditEvent> = iter.by_ref().take(limit).cloned().collect();
             let more = iter.next().is_some();
             (items, more)
+        })
+    }
+
+    async fn put_admin_key(&self, key: &StoredAdminKey) -> StoreResult<()> {
+        self.with(|s| {
+            let last_used_at = s.admin_keys.get(&key.id).and_then(|k| k.last_used_at);
+            let mut key = key.clone();
+            key.last_used_at = last_used_at;
+            s.admin_keys.insert(key.id.clone(), key);
+        })
+    }
+
+    async fn get_admin_key(&self, id: &str) -> StoreResult<Option<StoredAdminKey>> {
+        self.with(|s| s.admin_keys.get(id).cloned())
+    }
+
+    async fn list_admin_keys(&self, org: &str) -> StoreResult<Vec<StoredAdminKey>> {
+        self.with(|s| {
+            s.admin_keys
+                .values()
+                .filter(|k| k.organization_id == org)
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn delete_admin_key(&self, org: &str, id: &str) -> StoreResult<bool> {
+        self.with(|s| match s.admin_keys.get(id) {
+            Some(k) if k.organization_id == org => s.admin_keys.remove(id).is_some(),
+            _ => false,
+        })
+    }
+
+    async fn touch_admin_key(&self, id: &str, at_unix: i64) -> StoreResult<()> {
+        self.with(|s| {
+            if let Some(k) = s.admin_keys.get_mut(id) {
+                k.last_used_at = time::OffsetDateTime::from_unix_timestamp(at_unix).ok();
+            }
         })
     }
 }

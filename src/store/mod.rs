@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredCredential,
-    TokenRecord, Workspace,
+    AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredAdminKey,
+    StoredCredential, TokenRecord, Workspace,
 };
 
 pub mod memory;
@@ -178,6 +178,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         after: Option<&str>,
     ) -> StoreResult<(Vec<AuditEvent>, bool)>;
+
+    /// Inserts or replaces an admin key made through the admin API (its
+    /// `last_used_at` is not written here).
+    async fn put_admin_key(&self, key: &StoredAdminKey) -> StoreResult<()>;
+    /// A key by its id (ids are global), with its `last_used_at`.
+    async fn get_admin_key(&self, id: &str) -> StoreResult<Option<StoredAdminKey>>;
+    /// Every key of the organization, workspace keys included, sorted by id.
+    async fn list_admin_keys(&self, org: &str) -> StoreResult<Vec<StoredAdminKey>>;
+    /// Deletes the key if it belongs to the organization.
+    async fn delete_admin_key(&self, org: &str, id: &str) -> StoreResult<bool>;
+    /// Sets `last_used_at` (unix seconds) of a key that still exists.
+    async fn touch_admin_key(&self, id: &str, at_unix: i64) -> StoreResult<()>;
 }
 
 /// The window a throttle counter of `now` belongs to.

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tollgate::ids::{new_client_id, new_id, new_sortable_id};
 use tollgate::model::{
     AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership, SaStatus,
-    ServiceAccount, StoredCredential, TokenRecord, Workspace,
+    ServiceAccount, StoredAdminKey, StoredCredential, TokenRecord, Workspace,
 };
 use tollgate::scope::{default_resources, Role, ScopeSet};
 use tollgate::secret::{expose, new_access_token, token_hash};
@@ -57,6 +57,7 @@ pub async fn run_all(store: &dyn Store) {
     lookup_access_combinations(store).await;
     throttle_counters_are_per_window(store).await;
     audit_log_is_capped_and_paginated(store).await;
+    admin_keys_are_kept_per_organization(store).await;
     expiring.check(store).await;
 }
 
@@ -1305,4 +1306,69 @@ impl ExpiringTokens {
             1
         );
     }
+}
+
+fn admin_key(org: &str, ws: Option<&str>, name: &str) -> StoredAdminKey {
+    StoredAdminKey {
+        id: new_id(),
+        organization_id: org.to_string(),
+        workspace_id: ws.map(str::to_string),
+        name: name.to_string(),
+        secret_hash: format!("$argon2id$v=19$m=64,t=1,p=1$c2FsdA${}", new_id()),
+        created_by: "admin:ops".to_string(),
+        created_at: at(5),
+        last_used_at: None,
+    }
+}
+
+async fn admin_keys_are_kept_per_organization(store: &dyn Store) {
+    let (org, other) = (new_org(), new_org());
+    let a = admin_key(&org, None, "org key");
+    let b = admin_key(&org, Some("ws-1"), "workspace key");
+    let c = admin_key(&other, None, "other org key");
+    for k in [&a, &b, &c] {
+        ok(store.put_admin_key(k).await, "put_admin_key");
+    }
+    assert_eq!(
+        ok(store.get_admin_key(&b.id).await, "get_admin_key"),
+        Some(b.clone())
+    );
+    assert_eq!(
+        ok(store.get_admin_key(&new_id()).await, "get_admin_key"),
+        None
+    );
+    assert_eq!(
+        ok(store.list_admin_keys(&org).await, "list_admin_keys"),
+        sorted_by_id(&[&a, &b], |k| &k.id)
+    );
+    assert_eq!(
+        ok(store.list_admin_keys(&other).await, "list_admin_keys"),
+        vec![c.clone()]
+    );
+
+    // last_used_at is kept apart: a later put does not clear it.
+    let used = now_unix();
+    ok(store.touch_admin_key(&a.id, used).await, "touch_admin_key");
+    ok(store.put_admin_key(&a).await, "put_admin_key again");
+    let got = ok(store.get_admin_key(&a.id).await, "get_admin_key").expect("the key");
+    assert_eq!(got.last_used_at.map(|t| t.unix_timestamp()), Some(used));
+    let listed = ok(store.list_admin_keys(&org).await, "list_admin_keys");
+    assert_eq!(
+        listed.iter().find(|k| k.id == a.id).and_then(|k| k.last_used_at),
+        got.last_used_at
+    );
+
+    // Another organization cannot delete a key; its own can, once.
+    assert!(!ok(store.delete_admin_key(&other, &a.id).await, "delete"));
+    assert!(ok(store.get_admin_key(&a.id).await, "get").is_some());
+    assert!(ok(store.delete_admin_key(&org, &a.id).await, "delete"));
+    assert!(!ok(store.delete_admin_key(&org, &a.id).await, "delete again"));
+    assert_eq!(ok(store.get_admin_key(&a.id).await, "get"), None);
+    // A deleted key is not brought back by a late touch.
+    ok(store.touch_admin_key(&a.id, used).await, "touch deleted");
+    assert_eq!(ok(store.get_admin_key(&a.id).await, "get"), None);
+    assert_eq!(
+        ok(store.list_admin_keys(&org).await, "list_admin_keys"),
+        vec![b.clone()]
+    );
 }

@@ -19,6 +19,8 @@
 //! | `P:{reg}:tokorg` | set | organizations that may have live tokens |
 //! | `P:{reg}:audit:<org>` | zset | event ids, score 0 (lexical = time order) |
 //! | `P:{reg}:auditd:<org>` | hash | event id → AuditEvent JSON |
+//! | `P:{reg}:akey` | hash | admin key id → StoredAdminKey JSON (ids are global) |
+//! | `P:{reg}:akeyused` | hash | admin key id → `last_used_at` (unix seconds) |
 //! | `P:tok:<hash>` | string | TokenRecord JSON, `EX` = token TTL |
 //! | `P:{thr:<window>}:<key>` | string | failure counter, expires after two windows |
 //!
@@ -150,5 +152,12 @@ impl Keys {
     /// counters) is one script on a Redis Cluster too.
     pub(super) fn thr(&self, window: i64, key: &str) -> String {
         format!("{}:{{thr:{window}}}:{key}", self.prefix)
+    }
+    /// Admin keys made through the admin API.
+    pub(super) fn akey(&self) -> String {
+        format!("{}akey", self.reg)
+    }
+    pub(super) fn akey_used(&self) -> String {
+        format!("{}akeyused", self.reg)
     }
 }

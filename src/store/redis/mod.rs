@@ -25,10 +25,11 @@ use super::{
     StoreResult,
 };
 use crate::model::{
-    AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredCredential,
-    TokenRecord, Workspace,
+    AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredAdminKey,
+    StoredCredential, TokenRecord, Workspace,
 };
 
+mod admin_keys;
 mod call;
 mod cluster;
 mod codec;
@@ -760,5 +761,25 @@ impl Store for RedisStore {
             .map(|r| decode::<AuditEvent>("audit event", &r))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok((events, more))
+    }
+
+    async fn put_admin_key(&self, key: &StoredAdminKey) -> StoreResult<()> {
+        self.admin_key_put(key).await
+    }
+
+    async fn get_admin_key(&self, id: &str) -> StoreResult<Option<StoredAdminKey>> {
+        self.admin_key_get(id).await
+    }
+
+    async fn list_admin_keys(&self, org: &str) -> StoreResult<Vec<StoredAdminKey>> {
+        self.admin_key_list(org).await
+    }
+
+    async fn delete_admin_key(&self, org: &str, id: &str) -> StoreResult<bool> {
+        self.admin_key_delete(org, id).await
+    }
+
+    async fn touch_admin_key(&self, id: &str, at_unix: i64) -> StoreResult<()> {
+        self.admin_key_touch(id, at_unix).await
     }
 }

@@ -43,6 +43,8 @@ pub(super) struct Scripts {
     pub(super) list_audit: Script,
     pub(super) reserve_failure: Script,
     pub(super) forgive_failure: Script,
+    pub(super) delete_akey: Script,
+    pub(super) touch_akey: Script,
 }
 
 impl Scripts {
@@ -73,6 +75,8 @@ impl Scripts {
             list_audit: lua!("list_audit"),
             reserve_failure: lua!("reserve_failure"),
             forgive_failure: lua!("forgive_failure"),
+            delete_akey: lua!("delete_akey"),
+            touch_akey: lua!("touch_akey"),
         }
     }
 }
