@@ -46,6 +46,8 @@ pub(crate) enum Action {
     EnvironmentDelete,
     MembershipPut,
     MembershipDelete,
+    AdminKeyCreate,
+    AdminKeyRevoke,
 }
 
 impl Action {
@@ -65,6 +67,8 @@ impl Action {
             Action::EnvironmentDelete => "environment.delete",
             Action::MembershipPut => "membership.put",
             Action::MembershipDelete => "membership.delete",
+            Action::AdminKeyCreate => "admin_key.create",
+            Action::AdminKeyRevoke => "admin_key.revoke",
         }
     }
 }

@@ -253,3 +253,31 @@ pub struct StoredAdminKey {
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub last_used_at: Option<OffsetDateTime>,
 }
+
+/// An admin key as the admin API shows it: never the key or its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AdminKeyView {
+    pub id: String,
+    pub organization_id: String,
+    pub workspace_id: Option<String>,
+    pub name: String,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl StoredAdminKey {
+    pub fn public(&self) -> AdminKeyView {
+        AdminKeyView {
+            id: self.id.clone(),
+            organization_id: self.organization_id.clone(),
+            workspace_id: self.workspace_id.clone(),
+            name: self.name.clone(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+        }
+    }
+}

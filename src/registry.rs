@@ -185,7 +185,7 @@ impl Registry {
         Registry {
             store,
             hasher,
-            resources,
+            resources: crate::scope::grantable_resources(&resources),
             revoke_on,
             audit,
             bus,
@@ -1000,5 +1000,93 @@ impl Registry {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+}
+
+/// Admin keys made through the admin API (docs/contract.md §4.1). Who may
+/// make or revoke one is the admin API's check; this validates, hashes,
+/// stores and audits.
+impl Registry {
+    pub(crate) async fn create_admin_key(
+        &self,
+        org: &str,
+        ws: Option<&str>,
+        name: String,
+        actor: &str,
+    ) -> RegistryResult<(crate::model::AdminKeyView, SecretString)> {
+        check_org(org)?;
+        validate_name("name", &name)?;
+        if let Some(ws) = ws {
+            self.workspace(org, ws).await?;
+        }
+        let id = new_id();
+        let key = crate::secret::new_admin_key(&id);
+        let secret_hash = self
+            .hasher
+            .hash(&key)
+            .await
+            .map_err(|_| RegistryError::Internal)?;
+        let stored = crate::model::StoredAdminKey {
+            id: id.clone(),
+            organization_id: org.to_string(),
+            workspace_id: ws.map(str::to_string),
+            name,
+            secret_hash,
+            created_by: actor.to_string(),
+            created_at: now(),
+            last_used_at: None,
+        };
+        self.store.put_admin_key(&stored).await?;
+        self.audit(
+            org,
+            actor,
+            Action::AdminKeyCreate,
+            &id,
+            json!({"name": stored.name, "workspace_id": stored.workspace_id}),
+        )
+        .await;
+        Ok((stored.public(), key))
+    }
+
+    pub(crate) async fn list_admin_keys(
+        &self,
+        org: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> RegistryResult<Page<crate::model::AdminKeyView>> {
+        check_org(org)?;
+        let keys = self.store.list_admin_keys(org).await?;
+        let views = keys.iter().map(|k| k.public()).collect();
+        Ok(paginate(views, |k| &k.id, limit, after))
+    }
+
+    pub(crate) async fn get_admin_key(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> RegistryResult<crate::model::StoredAdminKey> {
+        check_org(org)?;
+        check_generated("admin_key_id", id)?;
+        self.store
+            .get_admin_key(id)
+            .await?
+            .filter(|k| k.organization_id == org)
+            .ok_or(RegistryError::NotFound("admin key"))
+    }
+
+    pub(crate) async fn revoke_admin_key(
+        &self,
+        org: &str,
+        id: &str,
+        actor: &str,
+    ) -> RegistryResult<()> {
+        check_org(org)?;
+        check_generated("admin_key_id", id)?;
+        if !self.store.delete_admin_key(org, id).await? {
+            return Err(RegistryError::NotFound("admin key"));
+        }
+        self.audit(org, actor, Action::AdminKeyRevoke, id, json!({}))
+            .await;
+        Ok(())
     }
 }

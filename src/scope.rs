@@ -238,6 +238,23 @@ impl Role {
     }
 }
 
+/// The resource of the route-independent management scopes `admin:read`
+/// and `admin:write`: an organization may grant them to its own service
+/// accounts, whose tokens may then call the admin API for that
+/// organization. Never a configured resource, never a route's scope, and
+/// never in a token unless asked for by name.
+pub const ADMIN_RESOURCE: &str = "admin";
+
+/// The configured resources and [`ADMIN_RESOURCE`]: what an account may be
+/// granted and a token request may name.
+pub fn grantable_resources(configured: &[String]) -> Vec<String> {
+    let mut all = configured.to_vec();
+    if !all.iter().any(|r| r == ADMIN_RESOURCE) {
+        all.push(ADMIN_RESOURCE.to_string());
+    }
+    all
+}
+
 pub fn default_resources() -> Vec<String> {
     [
         "chat",

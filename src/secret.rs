@@ -30,6 +30,12 @@ pub fn new_access_token() -> SecretString {
     SecretString::from(format!("{ACCESS_TOKEN_PREFIX}{}", random_part()))
 }
 
+/// A new admin key for the stored key `id`: `tg_ak_<id>_` + 256 bits from
+/// the OS CSPRNG. The id lets the key be found without trying every hash.
+pub fn new_admin_key(id: &str) -> SecretString {
+    SecretString::from(format!("tg_ak_{id}_{}", random_part()))
+}
+
 /// Whether a presented bearer value has the shape of one of our tokens;
 /// anything else is refused without a store look-up.
 pub fn looks_like_access_token(token: &str) -> bool {

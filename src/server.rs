@@ -212,7 +212,8 @@ pub fn run(
         cfg.admin_keys.clone(),
         cfg.env_admin_key.as_ref(),
         app.admin_hasher.clone(),
-    );
+    )
+    .with_store(app.store.clone());
     let admin = Arc::new(Admin::new(
         app.registry.clone(),
         keys,

@@ -38,6 +38,11 @@ pub(crate) enum AdminError {
     BodyTooLarge,
     /// 400: the body could not be read off the connection.
     BodyUnreadable,
+    /// 403: the caller is known but its scope does not allow this (a
+    /// workspace key outside members and environments, a management token
+    /// changing admin keys or its own account). Another organization's
+    /// objects are never a 403: they are `NotFound`, like unknown ones.
+    Forbidden(&'static str),
 }
 
 impl AdminError {
@@ -117,6 +122,7 @@ impl AdminError {
                 "invalid_request",
                 "body: could not be read".into(),
             ),
+            E::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", (*why).into()),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The admin key check (docs/contract.md §4): configured argon2id hashes
-//! and the plain `TOLLGATE_ADMIN_KEY`, behind a per-source throttle of
-//! failed attempts.
+//! and the plain `TOLLGATE_ADMIN_KEY`, keys made through the API (§4.1,
+//! `tg_ak_<id>_<secret>`, argon2id-hashed in the store) and service-account
+//! tokens holding `admin:*`, behind a per-source throttle of failed
+//! attempts. The answer is the caller as a [`Principal`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,10 +14,22 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use super::error::AdminError;
+use super::principal::{Principal, Reach, Via};
 use crate::config::AdminKey;
 use crate::hashing::{HashError, Hasher};
+use crate::ids::is_valid_generated_id;
+use crate::model::SaStatus;
 use crate::proxy::netaddr::throttle_bucket;
-use crate::secret::sha256;
+use crate::scope::{Action, Scope, ADMIN_RESOURCE};
+use crate::secret::{looks_like_access_token, sha256, token_hash, ACCESS_TOKEN_PREFIX};
+use crate::store::Store;
+
+/// What a key made through the admin API starts with; then its 26-character
+/// id, `_`, and 43 random characters.
+pub(crate) const ADMIN_KEY_PREFIX: &str = "tg_ak_";
+
+/// `last_used_at` of a stored key is written at most this often.
+const TOUCH_EVERY_SECS: i64 = 60;
 
 /// Failed admin authentications allowed per source address (IPv6 by /64)
 /// in a fixed window; further attempts get 429 `slow_down` with
@@ -33,6 +47,14 @@ pub(crate) struct AdminKeys {
     hasher: Arc<Hasher>,
     /// (window, source bucket) → failed or pending verifications.
     failures: Mutex<HashMap<(i64, IpNet), u32>>,
+    /// Keys made through the API and management tokens; `None` in tests
+    /// of the configured keys alone.
+    store: Option<Arc<dyn Store>>,
+    /// SHA-256 of a presented stored key → the hash it verified against;
+    /// the record is read on every call, so a revoked key stops at once.
+    verified_stored: RwLock<HashMap<[u8; 32], String>>,
+    /// Stored key id → the last `last_used_at` written by this process.
+    touched: Mutex<HashMap<String, i64>>,
 }
 
 impl AdminKeys {
@@ -47,15 +69,31 @@ impl AdminKeys {
             verified: RwLock::new(HashMap::new()),
             hasher,
             failures: Mutex::new(HashMap::new()),
+            store: None,
+            verified_stored: RwLock::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Accepts keys made through the API and management tokens too.
+    pub(crate) fn with_store(mut self, store: Arc<dyn Store>) -> AdminKeys {
+        self.store = Some(store);
+        self
     }
 
     /// Reserves one attempt for the source, counted as a failure until it
     /// succeeds: `Err(retry_after)` once `ADMIN_MAX_FAILURES` are counted in
     /// the current window, before any verification. Fails closed.
-    fn reserve(&self, source: Option<IpAddr>, now: i64) -> Result<Option<(i64, IpNet)>, u64> {
-        // Without hashed keys no attempt costs argon2 work to throttle.
-        let Some(source) = source.filter(|_| !self.keys.is_empty()) else {
+    fn reserve(
+        &self,
+        source: Option<IpAddr>,
+        now: i64,
+        stored: bool,
+    ) -> Result<Option<(i64, IpNet)>, u64> {
+        // Without hashed keys no attempt costs argon2 work to throttle; a
+        // stored key or token is always throttled (it costs a store read
+        // and argon2 work).
+        let Some(source) = source.filter(|_| stored || !self.keys.is_empty()) else {
             return Ok(None);
         };
         let window = now.div_euclid(ADMIN_WINDOW_SECS);
@@ -122,19 +160,110 @@ impl AdminKeys {
         &self,
         authorization: &[Vec<u8>],
         source: Option<IpAddr>,
-    ) -> Result<String, AdminError> {
+    ) -> Result<Principal, AdminError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let presented = bearer(authorization);
+        let stored = self.store.is_some()
+            && presented.is_some_and(|k| {
+                k.starts_with(ADMIN_KEY_PREFIX) || k.starts_with(ACCESS_TOKEN_PREFIX)
+            });
         let slot = self
-            .reserve(source, now)
+            .reserve(source, now, stored)
             .map_err(|retry_after| AdminError::Throttled { retry_after })?;
-        let outcome = match bearer(authorization) {
-            Some(key) => self.verify(key).await,
+        let outcome = match presented {
+            Some(key) => self.identify(key, now).await,
             None => Ok(None),
         };
         if !matches!(outcome, Ok(None)) {
             self.forgive(slot);
         }
         outcome?.ok_or(AdminError::Unauthorized)
+    }
+
+    /// A stored key, a management token, or else a configured key.
+    async fn identify(&self, presented: &str, now: i64) -> Result<Option<Principal>, AdminError> {
+        if let Some(store) = &self.store {
+            if presented.starts_with(ADMIN_KEY_PREFIX) {
+                if let Some(p) = self.stored_key(store.as_ref(), presented, now).await? {
+                    return Ok(Some(p));
+                }
+            } else if looks_like_access_token(presented) {
+                if let Some(p) = management_token(store.as_ref(), presented, now).await? {
+                    return Ok(Some(p));
+                }
+            }
+        }
+        Ok(self
+            .verify(presented)
+            .await?
+            .map(|name| Principal::operator(&name)))
+    }
+
+    /// The caller holding a key made through the API, read from the store
+    /// on every call so that a revocation anywhere applies at once.
+    async fn stored_key(
+        &self,
+        store: &dyn Store,
+        presented: &str,
+        now: i64,
+    ) -> Result<Option<Principal>, AdminError> {
+        let Some(id) = stored_key_id(presented) else {
+            return Ok(None);
+        };
+        let Some(key) = store.get_admin_key(id).await.map_err(AdminError::Store)? else {
+            return Ok(None);
+        };
+        let digest = sha256(&[b"stored admin key", presented.as_bytes()]);
+        let known = self
+            .verified_stored
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(&digest).cloned())
+            .is_some_and(|hash| hash == key.secret_hash);
+        if !known {
+            if !self
+                .hasher
+                .verify_any(presented, vec![key.secret_hash.clone()])
+                .await?
+            {
+                return Ok(None);
+            }
+            if let Ok(mut cache) = self.verified_stored.write() {
+                cache.insert(digest, key.secret_hash.clone());
+            }
+        }
+        if self.due_for_touch(&key.id, now) {
+            if let Err(e) = store.touch_admin_key(&key.id, now).await {
+                tracing::warn!(error = %e, "admin key last_used_at not written");
+            }
+        }
+        let reach = match &key.workspace_id {
+            Some(ws) => Reach::Workspace {
+                org: key.organization_id.clone(),
+                ws: ws.clone(),
+            },
+            None => Reach::Organization(key.organization_id.clone()),
+        };
+        Ok(Some(Principal {
+            actor: format!("admin:{}#{}", key.name, key.id),
+            reach,
+            via: Via::Key {
+                stored: Some(key.id),
+            },
+        }))
+    }
+
+    fn due_for_touch(&self, id: &str, now: i64) -> bool {
+        let Ok(mut touched) = self.touched.lock() else {
+            return false;
+        };
+        match touched.get(id) {
+            Some(last) if now - *last < TOUCH_EVERY_SECS => false,
+            _ => {
+                touched.insert(id.to_string(), now);
+                true
+            }
+        }
     }
 }
 
@@ -145,4 +274,60 @@ fn bearer(authorization: &[Vec<u8>]) -> Option<&str> {
     };
     let (scheme, key) = std::str::from_utf8(value).ok()?.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
+}
+
+/// The id part of `tg_ak_<id>_<secret>`.
+fn stored_key_id(presented: &str) -> Option<&str> {
+    let rest = presented.strip_prefix(ADMIN_KEY_PREFIX)?;
+    let id = rest.get(..26)?;
+    (is_valid_generated_id(id) && rest[26..].starts_with('_')).then_some(id)
+}
+
+/// The caller holding a live access token that carries `admin:read` or
+/// `admin:write`, of an account that still exists, is active and is still
+/// granted that scope (a management power ends with its grant, not only
+/// with the token). A token without it is a 403, not a failed attempt.
+async fn management_token(
+    store: &dyn Store,
+    presented: &str,
+    now: i64,
+) -> Result<Option<Principal>, AdminError> {
+    let Some(token) = store
+        .get_token(&token_hash(presented))
+        .await
+        .map_err(AdminError::Store)?
+    else {
+        return Ok(None);
+    };
+    if token.expires_at <= now {
+        return Ok(None);
+    }
+    let scope = |action| Scope {
+        resource: ADMIN_RESOURCE.to_string(),
+        action,
+    };
+    let (write, read) = (scope(Action::Write), scope(Action::Read));
+    let Some(sa) = store
+        .get_service_account(&token.organization_id, &token.service_account_id)
+        .await
+        .map_err(AdminError::Store)?
+        .filter(|sa| sa.status == SaStatus::Active)
+    else {
+        return Ok(None);
+    };
+    let write = token.scopes.covers(&write) && sa.scopes.covers(&write);
+    let read = token.scopes.covers(&read) && sa.scopes.covers(&read);
+    if !read {
+        return Err(AdminError::Forbidden(
+            "this token carries neither admin:read nor admin:write",
+        ));
+    }
+    Ok(Some(Principal {
+        actor: token.client_id.clone(),
+        reach: Reach::Organization(token.organization_id.clone()),
+        via: Via::Token {
+            service_account_id: token.service_account_id.clone(),
+            write,
+        },
+    }))
 }

@@ -12,16 +12,20 @@
 //! The handler works on a plain [`Request`] so it is testable without
 //! sockets; [`serve::AdminHttp`] adapts it to pingora.
 
+mod admin_keys;
 mod audit_events;
 mod credentials;
 mod error;
+mod html;
 mod input;
 mod keys;
 mod organizations;
+mod principal;
 mod reply;
 mod routes;
 mod serve;
 mod service_accounts;
+mod swagger;
 mod workspaces;
 
 use std::net::IpAddr;
@@ -33,6 +37,7 @@ use serde_json::json;
 
 use crate::registry::Registry;
 use error::AdminError;
+use principal::Principal;
 use reply::Reply;
 use routes::{Operation, PathParams, Routed};
 
@@ -61,7 +66,9 @@ pub(crate) struct Admin {
 struct Call<'a> {
     registry: &'a Registry,
     path: PathParams<'a>,
-    /// `admin:<key name>`.
+    /// Who calls, and what they may reach.
+    principal: &'a Principal,
+    /// `principal.actor`: `admin:<key name>`, or a token's client id.
     actor: &'a str,
     query: Option<&'a str>,
     body: &'a [u8],
@@ -92,6 +99,7 @@ impl Admin {
                 return Reply::json(StatusCode::OK, &json!({"status": "ok"}))
             }
             Routed::Found(Operation::Readyz, _) => return self.readyz().await,
+            Routed::Found(Operation::Swagger, _) => return swagger::reply(),
             Routed::Found(Operation::OpenApi, _) => {
                 return Reply::raw_json(
                     StatusCode::OK,
@@ -104,11 +112,10 @@ impl Admin {
             } => return AdminError::MethodNotAllowed(allow.clone()).into_reply(),
             _ => {}
         }
-        let key_name = match self.keys.authenticate(&req.authorization, req.source).await {
-            Ok(name) => name,
+        let principal = match self.keys.authenticate(&req.authorization, req.source).await {
+            Ok(p) => p,
             Err(e) => return e.into_reply(),
         };
-        let actor = format!("admin:{key_name}");
         let (op, path) = match routed {
             Routed::Found(op, path) => (op, path),
             Routed::WrongMethod { allow, .. } => {
@@ -119,11 +126,16 @@ impl Admin {
         let call = Call {
             registry: &self.registry,
             path,
-            actor: &actor,
+            principal: &principal,
+            actor: &principal.actor,
             query: req.query.as_deref(),
             body: &req.body,
         };
-        match dispatch(op, &call).await {
+        let result = match principal::authorize(&principal, op, &call.path) {
+            Ok(()) => dispatch(op, &call).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(reply) => reply,
             Err(e) => {
                 let (status, code) = (e.status(), e.code());
@@ -144,9 +156,12 @@ impl Admin {
         };
         // Path segments are the caller's text: bounded before they are kept.
         let target: String = call.path.get(target).chars().take(128).collect();
+        // A scoped caller's refusals are kept in its own organization's
+        // trail, never written into another's.
+        let org = call.principal.organization().unwrap_or(call.path.org);
         self.registry
             .audit_refused(
-                call.path.org,
+                org,
                 call.actor,
                 action,
                 Some(&target),
@@ -204,7 +219,11 @@ async fn dispatch(op: Operation, c: &Call<'_>) -> Handled {
         Op::PutMember => workspaces::put_member(c).await,
         Op::DeleteMember => workspaces::delete_member(c).await,
         Op::ListAuditEvents => audit_events::list(c).await,
+        Op::CreateAdminKey => admin_keys::create(c).await,
+        Op::ListAdminKeys => admin_keys::list(c).await,
+        Op::GetAdminKey => admin_keys::get(c).await,
+        Op::DeleteAdminKey => admin_keys::delete(c).await,
         // Answered before the key check.
-        Op::Healthz | Op::Readyz | Op::OpenApi => Err(AdminError::NoEndpoint),
+        Op::Healthz | Op::Readyz | Op::OpenApi | Op::Swagger => Err(AdminError::NoEndpoint),
     }
 }

@@ -15,6 +15,11 @@ pub(crate) struct Reply {
     pub(crate) allow: Option<String>,
     /// `Retry-After` seconds (a throttled admin request).
     pub(crate) retry_after: Option<u64>,
+    /// `Content-Type` of a non-empty body.
+    pub(crate) content_type: &'static str,
+    /// Further fields (the console's and the Swagger page's security
+    /// headers, cookies, redirects).
+    pub(crate) headers: Vec<(http::header::HeaderName, String)>,
 }
 
 impl Reply {
@@ -25,7 +30,26 @@ impl Reply {
             body,
             allow: None,
             retry_after: None,
+            content_type: "application/json",
+            headers: Vec::new(),
         }
+    }
+
+    /// A page of HTML with the given security headers.
+    pub(crate) fn html(status: StatusCode, body: String) -> Reply {
+        Reply {
+            content_type: "text/html; charset=utf-8",
+            ..Reply::raw_json(status, body.into_bytes())
+        }
+    }
+
+    pub(crate) fn with_header(
+        mut self,
+        name: http::header::HeaderName,
+        value: impl Into<String>,
+    ) -> Reply {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Reply {

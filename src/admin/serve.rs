@@ -82,7 +82,10 @@ fn to_response(reply: Reply) -> Response<Vec<u8>> {
         .header(http::header::CACHE_CONTROL, "no-store")
         .header(http::header::CONTENT_LENGTH, reply.body.len());
     if !reply.body.is_empty() {
-        b = b.header(http::header::CONTENT_TYPE, "application/json");
+        b = b.header(http::header::CONTENT_TYPE, reply.content_type);
+    }
+    for (name, value) in reply.headers {
+        b = b.header(name, value);
     }
     if let Some(allow) = reply.allow {
         b = b.header(http::header::ALLOW, allow);

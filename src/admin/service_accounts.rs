@@ -5,12 +5,26 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::credentials::with_secret;
+use super::error::AdminError;
 use super::input::{rotate_body, Fields, ListParams, A_STRING, A_STRING_OR_NULL};
 use super::reply::Reply;
 use super::{Call, Handled};
 use crate::registry::{NewServiceAccount, ServiceAccountPatch};
+use crate::scope::ADMIN_RESOURCE;
 
 const SCOPE_LIST: &str = "a list of scope strings";
+
+/// `admin:read`/`admin:write` are granted only with an admin key of the
+/// organization (or an operator's), never by a management token.
+fn check_admin_grant(c: &Call<'_>, scopes: &[String]) -> Result<(), AdminError> {
+    let admin = format!("{ADMIN_RESOURCE}:");
+    if !c.principal.may_grant_admin_scopes() && scopes.iter().any(|s| s.starts_with(&admin)) {
+        return Err(AdminError::Forbidden(
+            "admin:read and admin:write are granted only with an admin key",
+        ));
+    }
+    Ok(())
+}
 
 /// `POST`: the account and its first credential, whose secret is shown once.
 pub(super) async fn create(c: &Call<'_>) -> Handled {
@@ -20,6 +34,7 @@ pub(super) async fn create(c: &Call<'_>) -> Handled {
         description: f.nullable("description", A_STRING_OR_NULL)?.flatten(),
         scopes: f.required("scopes", SCOPE_LIST)?,
     };
+    check_admin_grant(c, &input.scopes)?;
     let (sa, cred) = c
         .registry
         .create_service_account(c.path.org, c.actor, input)
@@ -57,6 +72,9 @@ pub(super) async fn update(c: &Call<'_>) -> Handled {
         scopes: f.optional("scopes", SCOPE_LIST)?,
         status: f.optional("status", "\"active\" or \"disabled\"")?,
     };
+    if let Some(scopes) = &patch.scopes {
+        check_admin_grant(c, scopes)?;
+    }
     let sa = c
         .registry
         .update_service_account(c.path.org, c.path.sa, c.actor, patch)

@@ -443,6 +443,12 @@ impl TryFrom<&file::Scopes> for ScopesConfig {
                     format!("{r:?} must be 1-64 of [a-z0-9_-]"),
                 ));
             }
+            if r == crate::scope::ADMIN_RESOURCE {
+                return Err(invalid(
+                    "scopes.resources",
+                    "\"admin\" is reserved for admin:read and admin:write",
+                ));
+            }
             debug_assert!(Scope::parse(&format!("{r}:read"), &resources).is_ok());
         }
         let mut dedup = resources.clone();

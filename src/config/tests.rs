@@ -112,6 +112,7 @@ fn bad_values_name_their_key() {
             .contains("identity_headers")
     );
     assert!(problem("[scopes]\nresources = []").contains("scopes.resources"));
+    assert!(problem("[scopes]\nresources = [\"chat\", \"admin\"]").contains("reserved"));
     assert!(problem("[server]\nthreads = 0").contains("server.threads"));
     assert!(problem("[server]\nthreads = \"two\"").contains("test.toml"));
 }

@@ -79,6 +79,8 @@ pub struct TokenEndpoint {
     /// Revocations evict cached decisions in every instance.
     bus: Arc<Bus>,
     resources: Vec<String>,
+    /// `resources` and `admin`: what a token request may name.
+    grantable: Vec<String>,
     ttl_seconds: u64,
     throttle: ThrottleConfig,
     public_url: String,
@@ -123,6 +125,7 @@ impl TokenEndpoint {
             hasher,
             audit,
             bus,
+            grantable: crate::scope::grantable_resources(&settings.resources),
             resources: settings.resources,
             ttl_seconds: settings.ttl_seconds,
             throttle: settings.throttle,
@@ -164,7 +167,13 @@ impl TokenEndpoint {
             .await?;
         let sa = &client.service_account;
         let cred = &client.credential;
-        let scopes = match resolve_scopes(req.scope.as_deref(), &sa.scopes, &self.resources) {
+        // `admin:*` only when asked for by name: a token asked for without
+        // `scope` never carries the management capability.
+        let known = match req.scope {
+            Some(_) => &self.grantable,
+            None => &self.resources,
+        };
+        let scopes = match resolve_scopes(req.scope.as_deref(), &sa.scopes, known) {
             Ok(s) => s,
             Err(e) => {
                 self.audit_failure(ISSUE_FAILED, &client, &e, None).await;

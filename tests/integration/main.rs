@@ -24,4 +24,5 @@ mod oauth_client;
 mod openapi;
 mod outage;
 mod reload;
+mod tenant_admin;
 mod upstream_frameworks;

@@ -1354,7 +1354,10 @@ async fn admin_keys_are_kept_per_organization(store: &dyn Store) {
     assert_eq!(got.last_used_at.map(|t| t.unix_timestamp()), Some(used));
     let listed = ok(store.list_admin_keys(&org).await, "list_admin_keys");
     assert_eq!(
-        listed.iter().find(|k| k.id == a.id).and_then(|k| k.last_used_at),
+        listed
+            .iter()
+            .find(|k| k.id == a.id)
+            .and_then(|k| k.last_used_at),
         got.last_used_at
     );
 
@@ -1362,7 +1365,10 @@ async fn admin_keys_are_kept_per_organization(store: &dyn Store) {
     assert!(!ok(store.delete_admin_key(&other, &a.id).await, "delete"));
     assert!(ok(store.get_admin_key(&a.id).await, "get").is_some());
     assert!(ok(store.delete_admin_key(&org, &a.id).await, "delete"));
-    assert!(!ok(store.delete_admin_key(&org, &a.id).await, "delete again"));
+    assert!(!ok(
+        store.delete_admin_key(&org, &a.id).await,
+        "delete again"
+    ));
     assert_eq!(ok(store.get_admin_key(&a.id).await, "get"), None);
     // A deleted key is not brought back by a late touch.
     ok(store.touch_admin_key(&a.id, used).await, "touch deleted");
