@@ -101,6 +101,8 @@ pub fn banner(cfg: &Config, demo: &Demo, admin_key: &str) -> String {
     let secret = demo.client_secret.expose_secret();
     format!(
         r#"tollgate dev server (memory store; nothing persists)
+console: {admin}/console (sign in with the admin_key below)
+swagger: {admin}/swagger
 client_id: {client}
 client_secret: {secret}
 environment_id: {env}

@@ -6,6 +6,7 @@ pub mod authorize;
 pub(crate) mod bus;
 pub(crate) mod cache;
 pub mod config;
+pub(crate) mod console;
 pub mod dev;
 pub(crate) mod errors;
 pub(crate) mod hashing;

@@ -192,6 +192,11 @@ impl Registry {
         }
     }
 
+    /// What an account may be granted: the configured resources and `admin`.
+    pub(crate) fn resources(&self) -> &[String] {
+        &self.resources
+    }
+
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

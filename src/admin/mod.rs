@@ -37,9 +37,12 @@ use serde_json::json;
 
 use crate::registry::Registry;
 use error::AdminError;
-use principal::Principal;
+pub(crate) use html::{esc, page as html_page};
+pub(crate) use principal::{Principal, Reach, Via};
 use reply::Reply;
-use routes::{Operation, PathParams, Routed};
+pub(crate) use reply::Reply as AdminReply;
+pub(crate) use routes::{route, Routed};
+use routes::{Operation, PathParams};
 
 pub(crate) use keys::AdminKeys;
 pub(crate) use serve::AdminHttp;
@@ -53,12 +56,20 @@ pub(crate) struct Request {
     pub(crate) body: Vec<u8>,
     /// The peer's address (no proxy header is trusted on this listener).
     pub(crate) source: Option<IpAddr>,
+    /// The `Cookie` fields, joined (the console's session).
+    pub(crate) cookie: Option<String>,
+    /// `Content-Type` (the console's forms).
+    pub(crate) content_type: Option<String>,
+    /// Whether the connection is TLS (the console's cookie is then `Secure`).
+    pub(crate) tls: bool,
 }
 
 pub(crate) struct Admin {
     registry: Arc<Registry>,
     keys: AdminKeys,
     policy_loaded: Arc<AtomicBool>,
+    /// The web console's sessions (`/console`).
+    console: crate::console::Console,
 }
 
 /// What a handler gets: the registry, the path's parameters, the caller
@@ -87,6 +98,38 @@ impl Admin {
             registry,
             keys,
             policy_loaded,
+            console: crate::console::Console::default(),
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn console(&self) -> &crate::console::Console {
+        &self.console
+    }
+
+    /// The caller presenting `key`, checked like an `Authorization: Bearer`
+    /// key (throttle included).
+    pub(crate) async fn sign_in(
+        &self,
+        key: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Principal, Reply> {
+        let header = format!("Bearer {key}").into_bytes();
+        self.keys
+            .authenticate(&[header], source)
+            .await
+            .map_err(AdminError::into_reply)
+    }
+
+    /// Whether a signed-in caller's key still holds: a stored key must
+    /// still exist (a revocation ends the console session too).
+    pub(crate) async fn still_valid(&self, principal: &Principal) -> bool {
+        match principal.stored_key() {
+            Some(id) => matches!(self.registry.store().get_admin_key(id).await, Ok(Some(_))),
+            None => true,
         }
     }
 
@@ -112,10 +155,26 @@ impl Admin {
             } => return AdminError::MethodNotAllowed(allow.clone()).into_reply(),
             _ => {}
         }
+        if req.path == "/console" || req.path.starts_with("/console/") {
+            return crate::console::handle(self, req).await;
+        }
         let principal = match self.keys.authenticate(&req.authorization, req.source).await {
             Ok(p) => p,
             Err(e) => return e.into_reply(),
         };
+        self.call_as(&principal, routed, req.query.as_deref(), &req.body)
+            .await
+    }
+
+    /// One admin API call by a caller already known (the API after its key
+    /// check, and the console): scope check, handler, refusal audit.
+    pub(crate) async fn call_as(
+        &self,
+        principal: &Principal,
+        routed: Routed<'_>,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
         let (op, path) = match routed {
             Routed::Found(op, path) => (op, path),
             Routed::WrongMethod { allow, .. } => {
@@ -126,12 +185,12 @@ impl Admin {
         let call = Call {
             registry: &self.registry,
             path,
-            principal: &principal,
+            principal,
             actor: &principal.actor,
-            query: req.query.as_deref(),
-            body: &req.body,
+            query,
+            body,
         };
-        let result = match principal::authorize(&principal, op, &call.path) {
+        let result = match principal::authorize(principal, op, &call.path) {
             Ok(()) => dispatch(op, &call).await,
             Err(e) => Err(e),
         };

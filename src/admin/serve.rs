@@ -33,6 +33,18 @@ impl ServeHttp for AdminHttp {
             .iter()
             .map(|v| v.as_bytes().to_vec())
             .collect();
+        let joined = |name: http::header::HeaderName| {
+            let values: Vec<&str> = header
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            (!values.is_empty()).then(|| values.join("; "))
+        };
+        let cookie = joined(http::header::COOKIE);
+        let content_type = joined(http::header::CONTENT_TYPE);
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let reply = match read_body(session, BODY_LIMIT).await {
             Ok(body) => {
                 self.admin
@@ -46,6 +58,9 @@ impl ServeHttp for AdminHttp {
                             .client_addr()
                             .and_then(|a| a.as_inet())
                             .map(|a| a.ip()),
+                        cookie,
+                        content_type,
+                        tls,
                     })
                     .await
             }

@@ -11,6 +11,7 @@ mod common;
 mod admin_api;
 mod cli;
 mod cluster;
+mod console;
 mod enforcement;
 mod forwarding;
 mod harness;
