@@ -5,6 +5,8 @@
 #   scripts/ensure-deps.sh test    build + redis-server/redis-cli (integration tests)
 #                                  + php-cli (tests/integration/upstream_frameworks.rs runs PHP's
 #                                  built-in server as an upstream; skipped without it)
+#                                  + chromium/chromedriver (tests/integration/browser.rs drives
+#                                  the console in headless Chromium over WebDriver)
 #
 # Missing Debian/Ubuntu packages are installed with apt-get when we are root or
 # have passwordless sudo; otherwise the exact command is printed and we fail.
@@ -40,6 +42,8 @@ if [ "$want" = test ]; then
   need redis-server redis-server
   need redis-cli redis-server
   need php php-cli
+  need chromium chromium
+  need chromedriver chromium-driver
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -31,6 +31,7 @@ pub(crate) const STYLE: &str = "\
 body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}\
 header{background:#20324a;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;gap:1rem;align-items:center}\
 header a{color:#fff}\
+header nav{display:flex;flex-wrap:wrap;gap:.25rem 1rem}\
 main{max-width:72rem;margin:0 auto;padding:1rem}\
 a{color:#0b57d0}\
 a:focus,button:focus,input:focus,select:focus,summary:focus{outline:3px solid #f5a623;outline-offset:2px}\
@@ -50,6 +51,11 @@ button.danger{background:#b3261e;color:#fff;border:0}\
 .method{font-weight:bold;display:inline-block;min-width:4.5rem}\
 nav.crumbs{margin:.5rem 0}\
 @media (max-width:40rem){th,td{padding:.3rem}main{padding:.5rem}}";
+
+/// The console's icon (browsers ask for one; without it every page would
+/// log a failed request).
+pub(crate) const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#20324a\"/><path d=\"M4 5h8M8 5v7\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
 
 /// `sha256-…` of [`STYLE`] for the CSP.
 pub(crate) fn style_hash() -> String {
@@ -85,7 +91,7 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str, script: Option<&
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>{body}{script_tag}</body></html>",
+         <title>{}</title><link rel=\"icon\" href=\"/console/favicon.svg\"><style>{STYLE}</style></head><body>{body}{script_tag}</body></html>",
         esc(title)
     );
     let hash = script.map(csp_hash);

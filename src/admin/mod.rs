@@ -37,7 +37,7 @@ use serde_json::json;
 
 use crate::registry::Registry;
 use error::AdminError;
-pub(crate) use html::{esc, page as html_page};
+pub(crate) use html::{esc, page as html_page, FAVICON};
 pub(crate) use principal::{Principal, Reach, Via};
 use reply::Reply;
 pub(crate) use reply::Reply as AdminReply;

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::admin::{html_page, route, Admin, AdminReply, Principal, Request};
+use crate::admin::{html_page, route, Admin, AdminReply, Principal, Request, FAVICON};
 pub(crate) use session::Console;
 use session::SessionView;
 
@@ -47,6 +47,10 @@ pub(crate) async fn handle(admin: &Admin, req: Request) -> AdminReply {
         None => None,
     };
     match (&req.method, segments.as_slice(), session) {
+        (&Method::GET | &Method::HEAD, ["favicon.svg"], _) => AdminReply {
+            content_type: "image/svg+xml",
+            ..AdminReply::raw_json(StatusCode::OK, FAVICON.as_bytes().to_vec())
+        },
         (&Method::GET, [], None) => session::sign_in_page(req.tls, None),
         (&Method::POST, ["sign-in"], None) | (&Method::POST, ["sign-in"], Some(_)) => {
             session::sign_in(admin, &req).await

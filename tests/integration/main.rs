@@ -9,6 +9,7 @@
 mod common;
 
 mod admin_api;
+mod browser;
 mod cli;
 mod cluster;
 mod console;
