@@ -11,7 +11,7 @@ use super::overview::WINDOW;
 use super::session::{sign_out, SessionView};
 use super::{html, Ctx, Form};
 use crate::admin::{esc, AdminReply, Reach};
-use crate::ids::is_valid_name_id;
+use crate::ids::{is_valid_generated_id, is_valid_name_id};
 
 /// The copy button's script: the only script of the console, pinned by
 /// hash in the CSP. Without JavaScript the button stays hidden and the
@@ -200,6 +200,11 @@ pub(super) async fn route(
             .await
         }
         ("POST", ["o", org, "ws", ws, "members"], Some(f)) => {
+            // The id goes into an API path: only an id's characters.
+            if !is_valid_generated_id(f.get("sa")) {
+                let v = json!({"error_description": "service_account_id: must be 26 characters from [A-Za-z0-9_-]"});
+                return failed(ctx, Some(org), StatusCode::BAD_REQUEST, &v);
+            }
             let path = format!(
                 "/v1/organizations/{org}/workspaces/{ws}/members/{}",
                 f.get("sa")
