@@ -111,7 +111,8 @@ fn layout(
             _ => nav.push_str(&format!(
                 "<a href=\"/console/o/{o}\">Service accounts</a>\
                  <a href=\"/console/o/{o}/ws\">Workspaces</a>\
-                 <a href=\"/console/o/{o}/audit\">Audit</a>"
+                 <a href=\"/console/o/{o}/audit\">Audit</a>\
+                 <a href=\"/console/o/{o}/keys\">Admin keys</a>"
             )),
         }
     }
@@ -233,6 +234,20 @@ pub(super) async fn route(
             .await
         }
         ("GET" | "HEAD", ["o", org, "audit"], _) => audit(ctx, org).await,
+        ("GET" | "HEAD", ["o", org, "keys"], _) => keys(ctx, org).await,
+        ("POST", ["o", org, "keys"], Some(f)) => key_create(ctx, org, f).await,
+        ("POST", ["o", org, "keys", id, "delete"], Some(_)) => {
+            let path = format!("/v1/organizations/{org}/admin-keys/{id}");
+            change(
+                ctx,
+                org,
+                Method::DELETE,
+                &path,
+                None,
+                &format!("/console/o/{org}/keys?done=removed"),
+            )
+            .await
+        }
         _ => layout(
             ctx,
             StatusCode::NOT_FOUND,
@@ -1003,5 +1018,106 @@ fn authz(ctx: &Ctx<'_>) -> AdminReply {
         None,
         &body,
         None,
+    )
+}
+
+/// Admin keys of the organization: operators and organization keys list
+/// them, make workspace keys (operators organization keys too), revoke.
+async fn keys(ctx: &Ctx<'_>, org: &str) -> AdminReply {
+    let (status, v) = ctx
+        .api(
+            Method::GET,
+            &format!("/v1/organizations/{org}/admin-keys"),
+            Some("limit=200"),
+            None,
+        )
+        .await;
+    if !status.is_success() {
+        return failed(ctx, Some(org), status, &v);
+    }
+    let o = esc(org);
+    let cs = ctx.session;
+    let mut rows = String::new();
+    for k in v["data"].as_array().into_iter().flatten() {
+        let id = k["id"].as_str().unwrap_or("");
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s(k, "name"),
+            match k["workspace_id"].as_str() {
+                Some(ws) => format!("workspace <code>{}</code>", esc(ws)),
+                None => "organization".to_string(),
+            },
+            s(k, "created_by"),
+            s(k, "created_at"),
+            time_or_never(k, "last_used_at"),
+            button_form(cs, &format!("/console/o/{org}/keys/{id}/delete"), "Revoke", &[], true)
+        ));
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=\"6\">No admin keys.</td></tr>");
+    }
+    let org_option = if matches!(cs.principal.reach, Reach::Operator) {
+        "<option value=\"\">the whole organization</option>"
+    } else {
+        ""
+    };
+    let body = format!(
+        "<table><tr><th scope=\"col\">name</th><th scope=\"col\">reaches</th><th scope=\"col\">made by</th><th scope=\"col\">created</th><th scope=\"col\">last used</th><th scope=\"col\"></th></tr>{rows}</table>\
+         <h2>Make a key</h2><form method=\"post\" action=\"/console/o/{o}/keys\">{}\
+         <label for=\"key-name\">Name</label> <input type=\"text\" id=\"key-name\" name=\"name\" required maxlength=\"128\"> \
+         <label for=\"key-ws\">Reaches</label> <select id=\"key-ws\" name=\"workspace\">{org_option}{}</select> \
+         <button type=\"submit\">Make the key</button></form>",
+        csrf_input(cs),
+        workspace_options(ctx, org).await,
+    );
+    layout(ctx, StatusCode::OK, "Admin keys", Some(org), &body, None)
+}
+
+async fn workspace_options(ctx: &Ctx<'_>, org: &str) -> String {
+    let (_, v) = ctx
+        .api(
+            Method::GET,
+            &format!("/v1/organizations/{org}/workspaces"),
+            Some("limit=200"),
+            None,
+        )
+        .await;
+    v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| format!("<option value=\"{0}\">workspace {0}</option>", s(w, "id")))
+        .collect()
+}
+
+async fn key_create(ctx: &Ctx<'_>, org: &str, f: &Form) -> AdminReply {
+    let ws = f.get("workspace");
+    let body = json!({"name": f.get("name"), "workspace_id": if ws.is_empty() { Value::Null } else { json!(ws) }});
+    let (status, v) = ctx
+        .api(
+            Method::POST,
+            &format!("/v1/organizations/{org}/admin-keys"),
+            None,
+            Some(body),
+        )
+        .await;
+    if status != StatusCode::CREATED {
+        return failed(ctx, Some(org), status, &v);
+    }
+    let body = format!(
+        "<div class=\"secret\" role=\"alert\"><p><strong>Copy the key now.</strong> It is shown only this once.</p>\
+         <p><label for=\"admin-key\">admin key</label><br><input type=\"text\" id=\"admin-key\" readonly size=\"80\" value=\"{}\"> \
+         <button type=\"button\" data-copy=\"admin-key\" hidden>Copy</button></p></div>\
+         <p><a href=\"/console/o/{}/keys\">Back to the admin keys</a></p>",
+        s(&v, "key"),
+        esc(org)
+    );
+    layout(
+        ctx,
+        StatusCode::OK,
+        "Admin key made",
+        Some(org),
+        &body,
+        Some(COPY_SCRIPT),
     )
 }

@@ -117,6 +117,19 @@ impl Run {
         }
     }
 
+    /// Waits for the navigation a click started to land on `expected`.
+    async fn lands_on(&self, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.path().await;
+            if now == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "at {now}, not {expected}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn source(&self) -> String {
         self.c.source().await.expect("source")
     }
@@ -139,6 +152,34 @@ impl Run {
             .click()
             .await
             .expect("click");
+    }
+
+    /// Clicks something that loads a new page, and waits until the new
+    /// document has loaded (the old one is marked first).
+    async fn submit(&self, css: &str) {
+        self.c
+            .execute("window.__tgOld = true;", vec![])
+            .await
+            .expect("mark the page");
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let done = self
+                .c
+                .execute(
+                    "return window.__tgOld !== true && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if done {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{css}: no new page");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
     }
 
     async fn value(&self, id: &str) -> String {
@@ -222,19 +263,20 @@ async fn the_console_in_headless_chromium() {
         .send_keys("\u{E007}")
         .await
         .expect("enter");
-    assert_eq!(r.path().await, "/console/orgs");
+    r.lands_on("/console/orgs").await;
     r.check("organizations", false).await;
     r.fill("org", &org).await;
-    r.click("form[action='/console/orgs'] button").await;
+    r.submit("form[action='/console/orgs'] button").await;
     assert_eq!(r.path().await, format!("/console/o/{org}"));
     r.check("service-accounts-empty", false).await;
 
     // Create an account with a scope from the grid; the secret, once.
-    r.click(&format!("a[href='/console/o/{org}/sa/new']")).await;
+    r.submit(&format!("a[href='/console/o/{org}/sa/new']"))
+        .await;
     r.check("create-form", false).await;
     r.fill("name", "billing-sync").await;
     r.click("#scope-tools-read").await;
-    r.click("form[action$='/sa'] button[type=submit]").await;
+    r.submit("form[action$='/sa'] button[type=submit]").await;
     let client_id = r.value("client-id").await;
     let secret = r.value("client-secret").await;
     assert!(secret.starts_with("tg_sk_"), "{secret}");
@@ -243,7 +285,7 @@ async fn the_console_in_headless_chromium() {
     let (status, issued) = tg.issue_token(&client_id, &secret, None).await;
     assert_eq!(status, StatusCode::OK, "{issued}");
     let token = issued["access_token"].as_str().expect("token").to_string();
-    r.click("a[href*='/sa/']").await;
+    r.submit("a[href*='/sa/']").await;
     let sa_path = r.path().await;
     let sa_id = sa_path.rsplit('/').next().expect("id").to_string();
     let detail = r.source().await;
@@ -254,18 +296,18 @@ async fn the_console_in_headless_chromium() {
     r.goto(&format!("/console/o/{org}/ws")).await;
     r.fill("ws-id", "payments").await;
     r.fill("ws-name", "Payments").await;
-    r.click("form[action$='/ws'] button").await;
+    r.submit("form[action$='/ws'] button").await;
     assert_eq!(
         r.path().await,
         format!("/console/o/{org}/ws/payments?done=saved")
     );
     r.fill("env-id", &env).await;
     r.fill("env-name", "prod").await;
-    r.click("form[action$='/env'] button").await;
+    r.submit("form[action$='/env'] button").await;
     r.fill("pick", "billing").await;
-    r.click("form[role=search] button").await;
+    r.submit("form[role=search] button").await;
     r.check("member-picker", false).await;
-    r.click("form[action$='/members'] button").await;
+    r.submit("form[action$='/members'] button").await;
     assert!(r.source().await.contains(&sa_id), "not a member");
     r.check("workspace", false).await;
     let (status, _, _) = tg
@@ -280,28 +322,28 @@ async fn the_console_in_headless_chromium() {
     // Rotate with a grace period, then disable, then delete.
     r.goto(&sa_path).await;
     r.fill("grace", "60").await;
-    r.click("form[action$='/rotate'] button").await;
+    r.submit("form[action$='/rotate'] button").await;
     let rotated = r.value("client-secret").await;
     assert_ne!(rotated, secret);
     r.check("rotated", false).await;
     r.goto(&sa_path).await;
     assert!(r.source().await.contains("old secret valid until"));
-    r.click("form[action$='/status'] button").await;
+    r.submit("form[action$='/status'] button").await;
     assert!(r.source().await.contains("disabled"));
     r.check("disabled", false).await;
     assert_eq!(
         tg.issue_token(&client_id, &rotated, None).await.0,
         StatusCode::UNAUTHORIZED
     );
-    r.click("a[href$='/delete']").await;
+    r.submit("a[href$='/delete']").await;
     r.check("confirm-delete", false).await;
-    r.click("button.danger").await;
+    r.submit("button.danger").await;
     assert_eq!(r.path().await, format!("/console/o/{org}?done=deleted"));
 
     // The audit trail, filtered to the account.
     r.goto(&format!("/console/o/{org}/audit")).await;
     r.fill("sa", &sa_id).await;
-    r.click("form[role=search] button").await;
+    r.submit("form[role=search] button").await;
     let trail = r.source().await;
     for action in [
         "service_account.create",
@@ -360,8 +402,8 @@ async fn the_console_in_headless_chromium() {
 
     // Sign out: back to the sign-in form, the session gone.
     r.goto(&format!("/console/o/{org}")).await;
-    r.click("form[action='/console/sign-out'] button").await;
-    assert_eq!(r.path().await, "/console");
+    r.submit("form[action='/console/sign-out'] button").await;
+    r.lands_on("/console").await;
     r.goto(&format!("/console/o/{org}")).await;
     assert_eq!(r.path().await, "/console");
     r.check("signed-out", false).await;
@@ -379,7 +421,7 @@ async fn the_console_in_headless_chromium() {
         )
         .await;
     r.fill("key", made["key"].as_str().expect("key")).await;
-    r.click("button[type=submit]").await;
+    r.submit("button[type=submit]").await;
     assert_eq!(r.path().await, format!("/console/o/{org}"));
     r.goto(&format!("/console/o/{other}")).await;
     let page = r.source().await;

@@ -477,3 +477,72 @@ async fn a_service_account_s_whole_life_through_the_console() {
     let out = b.post("/console/sign-out", &[("csrf", &csrf)]).await;
     assert_eq!(out.header("location"), "/console");
 }
+
+#[tokio::test]
+async fn an_organization_admin_makes_and_revokes_a_workspace_key_in_the_console() {
+    let tg = Tollgate::start(options(&dead_addr())).await;
+    let org = unique_id("org");
+    tg.admin().put_workspace(&org, "team").await;
+    let (_, made) = tg
+        .admin()
+        .post(
+            &format!("/v1/organizations/{org}/admin-keys"),
+            json!({"name": "org admins"}),
+        )
+        .await;
+    let mut b = Browser::new(&tg);
+    b.sign_in(made["key"].as_str().expect("key")).await;
+    let page = b.get(&format!("/console/o/{org}/keys")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("org admins") && !page.body.contains("the whole organization"));
+    let csrf = page.input("csrf");
+    let shown = b
+        .post(
+            &format!("/console/o/{org}/keys"),
+            &[
+                ("csrf", &csrf),
+                ("name", "team admins"),
+                ("workspace", "team"),
+            ],
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let key = shown.input_by_id("admin-key");
+    assert!(key.starts_with("tg_ak_"));
+    let (status, _) = tg
+        .admin()
+        .with_key(&key)
+        .get(&format!("/v1/organizations/{org}/workspaces/team/members"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = b.get(&format!("/console/o/{org}/keys")).await;
+    assert!(listed.body.contains("team admins") && !listed.body.contains(&key));
+    let (_, keys) = tg
+        .admin()
+        .get(&format!("/v1/organizations/{org}/admin-keys"))
+        .await;
+    let id = keys["data"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["name"] == json!("team admins"))
+        .and_then(|k| k["id"].as_str())
+        .expect("listed")
+        .to_string();
+    let revoked = b
+        .post(
+            &format!("/console/o/{org}/keys/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        revoked.header("location"),
+        format!("/console/o/{org}/keys?done=removed")
+    );
+    let (status, _) = tg
+        .admin()
+        .with_key(&key)
+        .get(&format!("/v1/organizations/{org}/workspaces/team/members"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
