@@ -60,7 +60,9 @@ pub(crate) struct Request {
     pub(crate) cookie: Option<String>,
     /// `Content-Type` (the console's forms).
     pub(crate) content_type: Option<String>,
-    /// Whether the connection is TLS (the console's cookie is then `Secure`).
+    /// Whether the browser reached us over TLS: this connection, or one
+    /// ended in front of tollgate (`X-Forwarded-Proto: https`). The
+    /// console's cookie is then `Secure`.
     pub(crate) tls: bool,
 }
 

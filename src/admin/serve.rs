@@ -44,7 +44,14 @@ impl ServeHttp for AdminHttp {
         };
         let cookie = joined(http::header::COOKIE);
         let content_type = joined(http::header::CONTENT_TYPE);
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        // TLS here, or ended by a proxy in front that says so. The header
+        // only ever adds `Secure` to the console's cookie (a browser on
+        // plain HTTP then drops it), so believing it cannot weaken anything.
+        let forwarded_https = header
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+        let tls = forwarded_https || session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let reply = match read_body(session, BODY_LIMIT).await {
             Ok(body) => {
                 self.admin

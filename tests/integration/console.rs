@@ -193,6 +193,55 @@ async fn sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_it() {
     let after = b.get("/console/orgs").await;
     assert_eq!(after.header("location"), "/console");
 
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let form = tg
+        .http()
+        .get(tg.admin_url("/console"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("sign-in form");
+    let pre = form
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(pre.ends_with("; Secure"), "{pre}");
+    let pre_value = pre.split(';').next().unwrap_or("").to_string();
+    let csrf = pre_value
+        .split_once('=')
+        .map(|(_, v)| v)
+        .unwrap_or("")
+        .to_string();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("key", tg.admin_key())
+        .append_pair("csrf", &csrf)
+        .finish();
+    let signed = tg
+        .http()
+        .post(tg.admin_url("/console/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .header("cookie", pre_value)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let session = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("tg_console="))
+        .expect("a session cookie")
+        .to_string();
+    assert!(
+        session.contains("HttpOnly") && session.ends_with("; Secure"),
+        "{session}"
+    );
+
     // A wrong key is refused on the form, without a session.
     let mut other = Browser::new(&tg);
     let refused = other.sign_in("not-a-key").await;
