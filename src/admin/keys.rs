@@ -331,3 +331,32 @@ async fn management_token(
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_key_names_its_id_before_an_underscore() {
+        let id = "A".repeat(26);
+        assert_eq!(
+            stored_key_id(&format!("tg_ak_{id}_secret")),
+            Some(id.as_str())
+        );
+        // Ids may hold `_` and `-`: the id is the first 26 characters.
+        let awkward = "a_b-c".repeat(5) + "z";
+        assert_eq!(
+            stored_key_id(&format!("tg_ak_{awkward}_x")),
+            Some(awkward.as_str())
+        );
+        for bad in [
+            format!("tg_ak_{id}"),
+            format!("tg_ak_{id}x"),
+            format!("tg_sk_{id}_x"),
+            "tg_ak_short_x".to_string(),
+            format!("tg_ak_{}_x", "é".repeat(13)),
+        ] {
+            assert_eq!(stored_key_id(&bad), None, "{bad}");
+        }
+    }
+}

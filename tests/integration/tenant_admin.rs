@@ -677,3 +677,16 @@ async fn guessing_stored_keys_is_throttled_per_source() {
     let (status, _) = tg.admin().get(&path).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn guessing_management_tokens_is_throttled_per_source() {
+    let tg = Tollgate::start(options()).await;
+    let path = format!("{}/service-accounts", org_path(&unique_id("org")));
+    let mut statuses = Vec::new();
+    for i in 0..11 {
+        let guess = format!("tg_at_{:0>43}", i);
+        statuses.push(tg.admin().with_key(&guess).get(&path).await.0);
+    }
+    assert_eq!(&statuses[..10], &[StatusCode::UNAUTHORIZED; 10]);
+    assert_eq!(statuses[10], StatusCode::TOO_MANY_REQUESTS);
+}
