@@ -438,6 +438,29 @@ async fn dev_mode_does_what_the_quick_start_prints() {
     let base = format!("http://{proxy}");
     dev.wait_until_serving(admin, proxy).await;
 
+    // The console link comes first, and signs in with the printed key.
+    let console = dev.printed("console");
+    assert!(
+        console.starts_with(&format!("http://{admin}/console")),
+        "{banner}"
+    );
+    let first = dev.banner.iter().position(|l| l.starts_with("console: "));
+    assert_eq!(first, Some(1), "{banner}");
+    let form = http
+        .get(format!("http://{admin}/console"))
+        .send()
+        .await
+        .expect("the console");
+    assert_eq!(form.status(), StatusCode::OK);
+    let page = form.text().await.expect("the sign-in page");
+    assert!(page.contains("name=\"key\""), "{page}");
+    let swagger = http
+        .get(dev.printed("swagger"))
+        .send()
+        .await
+        .expect("swagger");
+    assert_eq!(swagger.status(), StatusCode::OK);
+
     // curl -u 'ID:SECRET' -d grant_type=client_credentials -d 'scope=…' …/token
     let response = http
         .post(format!("{base}/api/auth/oauth2/token"))
