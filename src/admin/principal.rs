@@ -191,6 +191,8 @@ pub(crate) fn authorize(
             }
             // The member picker searches the organization's accounts.
             Op::ListServiceAccounts | Op::GetServiceAccount => {}
+            // Any key may revoke itself.
+            Op::DeleteAdminKey if p.stored_key() == Some(path.key) => {}
             _ => {
                 return Err(AdminError::Forbidden(
                     "a workspace key manages only its workspace's environments and members",
@@ -352,6 +354,15 @@ mod tests {
                 "{path}"
             );
         }
+        // Its own key (id "2") it may revoke.
+        assert_eq!(
+            check(
+                &p,
+                Operation::DeleteAdminKey,
+                "/v1/organizations/acme/admin-keys/2"
+            ),
+            Ok(())
+        );
     }
 
     #[test]

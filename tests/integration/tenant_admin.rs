@@ -401,7 +401,7 @@ async fn a_workspace_key_manages_its_workspace_s_members_and_environments_only()
         .create_service_account(&org, "worker", &["tools:read"])
         .await;
     let sa_id = str_of(&sa, "id");
-    let (_, key) = make_key(&operator, &org, Some("team"), "team admins").await;
+    let (made, key) = make_key(&operator, &org, Some("team"), "team admins").await;
     let ws_admin = operator.with_key(&key);
     let base = org_path(&org);
     let env = unique_id("env");
@@ -473,6 +473,15 @@ async fn a_workspace_key_manages_its_workspace_s_members_and_environments_only()
         .get(&format!("{base}/service-accounts/{sa_id}"))
         .await;
     assert_eq!(status, StatusCode::OK);
+    // It may revoke itself, and is then no key.
+    let (status, _) = ws_admin
+        .delete(&format!("{base}/admin-keys/{}", str_of(&made, "id")))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = ws_admin
+        .get(&format!("{base}/workspaces/team/members"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
