@@ -190,12 +190,10 @@ pub(super) async fn route(
         ("POST", ["o", org, "ws", ws, "env"], Some(f)) => env_put(ctx, org, ws, f).await,
         ("POST", ["o", org, "ws", ws, "env", env, "delete"], Some(_)) => {
             let path = format!("/v1/organizations/{org}/workspaces/{ws}/environments/{env}");
-            change(
+            remove(
                 ctx,
                 org,
-                Method::DELETE,
                 &path,
-                None,
                 &format!("/console/o/{org}/ws/{ws}?done=removed"),
             )
             .await
@@ -223,12 +221,10 @@ pub(super) async fn route(
         }
         ("POST", ["o", org, "ws", ws, "members", sa, "delete"], Some(_)) => {
             let path = format!("/v1/organizations/{org}/workspaces/{ws}/members/{sa}");
-            change(
+            remove(
                 ctx,
                 org,
-                Method::DELETE,
                 &path,
-                None,
                 &format!("/console/o/{org}/ws/{ws}?done=removed"),
             )
             .await
@@ -238,12 +234,10 @@ pub(super) async fn route(
         ("POST", ["o", org, "keys"], Some(f)) => key_create(ctx, org, f).await,
         ("POST", ["o", org, "keys", id, "delete"], Some(_)) => {
             let path = format!("/v1/organizations/{org}/admin-keys/{id}");
-            change(
+            remove(
                 ctx,
                 org,
-                Method::DELETE,
                 &path,
-                None,
                 &format!("/console/o/{org}/keys?done=removed"),
             )
             .await
@@ -257,6 +251,23 @@ pub(super) async fn route(
             None,
         ),
     }
+}
+
+/// A page of up to 200 objects from the API's list endpoint at `path`.
+async fn list(ctx: &Ctx<'_>, path: &str) -> (StatusCode, Value) {
+    ctx.api(Method::GET, path, Some("limit=200"), None).await
+}
+
+/// The one row a table of `columns` shows when `rows` has none.
+fn empty_row(rows: &mut String, columns: usize, text: &str) {
+    if rows.is_empty() {
+        rows.push_str(&format!("<tr><td colspan=\"{columns}\">{text}</td></tr>"));
+    }
+}
+
+/// Deletes the object at `path`, then back to `to` (or the refusal).
+async fn remove(ctx: &Ctx<'_>, org: &str, path: &str, to: &str) -> AdminReply {
+    change(ctx, org, Method::DELETE, path, None, to).await
 }
 
 /// One change through the API, then back to `to` (or the refusal).
@@ -355,9 +366,7 @@ async fn sa_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
             created = s(sa, "created_at"),
         ));
     }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"4\">No service accounts.</td></tr>");
-    }
+    empty_row(&mut rows, 4, "No service accounts.");
     let selected = |v: &str| if status_filter == v { " selected" } else { "" };
     let more = v["next_cursor"]
         .as_str()
@@ -490,14 +499,7 @@ async fn sa_detail(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
     if !status.is_success() {
         return failed(ctx, Some(org), status, &v);
     }
-    let (cstatus, creds) = ctx
-        .api(
-            Method::GET,
-            &format!("{base}/credentials"),
-            Some("limit=200"),
-            None,
-        )
-        .await;
+    let (cstatus, creds) = list(ctx, &format!("{base}/credentials")).await;
     if !cstatus.is_success() {
         return failed(ctx, Some(org), cstatus, &creds);
     }
@@ -650,26 +652,11 @@ async fn sa_confirm_delete(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
 
 async fn sa_delete(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
     let path = format!("/v1/organizations/{org}/service-accounts/{sa}");
-    change(
-        ctx,
-        org,
-        Method::DELETE,
-        &path,
-        None,
-        &format!("/console/o/{org}?done=deleted"),
-    )
-    .await
+    remove(ctx, org, &path, &format!("/console/o/{org}?done=deleted")).await
 }
 
 async fn ws_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
-    let (status, v) = ctx
-        .api(
-            Method::GET,
-            &format!("/v1/organizations/{org}/workspaces"),
-            Some("limit=200"),
-            None,
-        )
-        .await;
+    let (status, v) = list(ctx, &format!("/v1/organizations/{org}/workspaces")).await;
     if !status.is_success() {
         return failed(ctx, Some(org), status, &v);
     }
@@ -683,9 +670,7 @@ async fn ws_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
             name = s(ws, "name"),
         ));
     }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"3\">No workspaces.</td></tr>");
-    }
+    empty_row(&mut rows, 3, "No workspaces.");
     let body = format!(
         "<table><tr><th scope=\"col\">name</th><th scope=\"col\">id</th><th scope=\"col\">created</th></tr>{rows}</table>\
          <h2>Add a workspace</h2><form method=\"post\" action=\"/console/o/{o}/ws\">{}\
@@ -699,46 +684,39 @@ async fn ws_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
 
 async fn ws_create(ctx: &Ctx<'_>, org: &str, f: &Form) -> AdminReply {
     let id = f.get("id");
-    if !is_valid_name_id(id) {
-        return failed(
-            ctx,
-            Some(org),
-            StatusCode::BAD_REQUEST,
-            &json!({"error_description": "workspace_id: must match [A-Za-z0-9_-]{1,64}"}),
-        );
-    }
     let path = format!("/v1/organizations/{org}/workspaces/{id}");
-    change(
-        ctx,
-        org,
-        Method::PUT,
-        &path,
-        Some(json!({"name": f.get("name")})),
-        &format!("/console/o/{org}/ws/{id}?done=saved"),
-    )
-    .await
+    let to = format!("/console/o/{org}/ws/{id}?done=saved");
+    put_named(ctx, org, "workspace_id", f, &path, &to).await
 }
 
 async fn env_put(ctx: &Ctx<'_>, org: &str, ws: &str, f: &Form) -> AdminReply {
     let id = f.get("id");
-    if !is_valid_name_id(id) {
+    let path = format!("/v1/organizations/{org}/workspaces/{ws}/environments/{id}");
+    let to = format!("/console/o/{org}/ws/{ws}?done=saved");
+    put_named(ctx, org, "environment_id", f, &path, &to).await
+}
+
+/// Creates or renames the object at `path` from a form of `id` and `name`,
+/// refusing an id the API would refuse before asking it.
+async fn put_named(
+    ctx: &Ctx<'_>,
+    org: &str,
+    field: &str,
+    f: &Form,
+    path: &str,
+    to: &str,
+) -> AdminReply {
+    if !is_valid_name_id(f.get("id")) {
+        let description = format!("{field}: must match [A-Za-z0-9_-]{{1,64}}");
         return failed(
             ctx,
             Some(org),
             StatusCode::BAD_REQUEST,
-            &json!({"error_description": "environment_id: must match [A-Za-z0-9_-]{1,64}"}),
+            &json!({ "error_description": description }),
         );
     }
-    let path = format!("/v1/organizations/{org}/workspaces/{ws}/environments/{id}");
-    change(
-        ctx,
-        org,
-        Method::PUT,
-        &path,
-        Some(json!({"name": f.get("name")})),
-        &format!("/console/o/{org}/ws/{ws}?done=saved"),
-    )
-    .await
+    let body = json!({"name": f.get("name")});
+    change(ctx, org, Method::PUT, path, Some(body), to).await
 }
 
 async fn ws_detail(ctx: &Ctx<'_>, org: &str, ws: &str) -> AdminReply {
@@ -747,22 +725,8 @@ async fn ws_detail(ctx: &Ctx<'_>, org: &str, ws: &str) -> AdminReply {
     if !status.is_success() {
         return failed(ctx, Some(org), status, &w);
     }
-    let (es, envs) = ctx
-        .api(
-            Method::GET,
-            &format!("{base}/environments"),
-            Some("limit=200"),
-            None,
-        )
-        .await;
-    let (ms, members) = ctx
-        .api(
-            Method::GET,
-            &format!("{base}/members"),
-            Some("limit=200"),
-            None,
-        )
-        .await;
+    let (es, envs) = list(ctx, &format!("{base}/environments")).await;
+    let (ms, members) = list(ctx, &format!("{base}/members")).await;
     for (st, v) in [(es, &envs), (ms, &members)] {
         if !st.is_success() {
             return failed(ctx, Some(org), st, v);
@@ -780,9 +744,7 @@ async fn ws_detail(ctx: &Ctx<'_>, org: &str, ws: &str) -> AdminReply {
             button_form(cs, &format!("{here}/env/{id}/delete"), "Remove", &[], true)
         ));
     }
-    if env_rows.is_empty() {
-        env_rows.push_str("<tr><td colspan=\"3\">No environments.</td></tr>");
-    }
+    empty_row(&mut env_rows, 3, "No environments.");
     let mut member_rows = String::new();
     for m in members["data"].as_array().into_iter().flatten() {
         let sa = m["service_account_id"].as_str().unwrap_or("");
@@ -799,9 +761,7 @@ async fn ws_detail(ctx: &Ctx<'_>, org: &str, ws: &str) -> AdminReply {
             )
         ));
     }
-    if member_rows.is_empty() {
-        member_rows.push_str("<tr><td colspan=\"3\">No members.</td></tr>");
-    }
+    empty_row(&mut member_rows, 3, "No members.");
     // The member picker: service accounts found by name, each with a role.
     let q = ctx.q("q");
     let mut picks = String::new();
@@ -941,9 +901,7 @@ async fn audit(ctx: &Ctx<'_>, org: &str) -> AdminReply {
             esc(&e["details"].to_string())
         ));
     }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"6\">No events match.</td></tr>");
-    }
+    empty_row(&mut rows, 6, "No events match.");
     let o = esc(org);
     let more = cursor
         .map(|c| {
@@ -1001,9 +959,7 @@ fn authz(ctx: &Ctx<'_>) -> AdminReply {
             esc(reason)
         ));
     }
-    if table.is_empty() {
-        table.push_str("<tr><td colspan=\"5\">No decisions yet.</td></tr>");
-    }
+    empty_row(&mut table, 5, "No decisions yet.");
     let body = format!(
         "<p>Decisions of this process on the proxy listener, by route and reason. \
          \"Recent\" counts the last {} s (at most {} s: the console samples the counters while it is used).</p>\
@@ -1024,14 +980,7 @@ fn authz(ctx: &Ctx<'_>) -> AdminReply {
 /// Admin keys of the organization: operators and organization keys list
 /// them, make workspace keys (operators organization keys too), revoke.
 async fn keys(ctx: &Ctx<'_>, org: &str) -> AdminReply {
-    let (status, v) = ctx
-        .api(
-            Method::GET,
-            &format!("/v1/organizations/{org}/admin-keys"),
-            Some("limit=200"),
-            None,
-        )
-        .await;
+    let (status, v) = list(ctx, &format!("/v1/organizations/{org}/admin-keys")).await;
     if !status.is_success() {
         return failed(ctx, Some(org), status, &v);
     }
@@ -1053,9 +1002,7 @@ async fn keys(ctx: &Ctx<'_>, org: &str) -> AdminReply {
             button_form(cs, &format!("/console/o/{org}/keys/{id}/delete"), "Revoke", &[], true)
         ));
     }
-    if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"6\">No admin keys.</td></tr>");
-    }
+    empty_row(&mut rows, 6, "No admin keys.");
     let org_option = if matches!(cs.principal.reach, Reach::Operator) {
         "<option value=\"\">the whole organization</option>"
     } else {
@@ -1074,14 +1021,7 @@ async fn keys(ctx: &Ctx<'_>, org: &str) -> AdminReply {
 }
 
 async fn workspace_options(ctx: &Ctx<'_>, org: &str) -> String {
-    let (_, v) = ctx
-        .api(
-            Method::GET,
-            &format!("/v1/organizations/{org}/workspaces"),
-            Some("limit=200"),
-            None,
-        )
-        .await;
+    let (_, v) = list(ctx, &format!("/v1/organizations/{org}/workspaces")).await;
     v["data"]
         .as_array()
         .into_iter()
