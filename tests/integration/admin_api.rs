@@ -50,25 +50,9 @@ const AUDIT_FIELDS: &[&str] = &[
     "details",
 ];
 
-/// tollgate refuses to start without routes: one that these tests never call.
-const POLICY: &str = r#"
-[[route]]
-name = "tools-read"
-methods = ["GET"]
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
-"#;
-
-/// A Redis-backed instance with that policy and an upstream nothing listens on.
+/// An instance whose one route's upstream nothing listens on.
 fn options() -> TollgateOptions {
-    TollgateOptions::new()
-        .upstream("backend", &[dead_addr()])
-        .policy("admin-tests.toml", POLICY)
-}
-
-fn org_path(org: &str) -> String {
-    format!("/v1/organizations/{org}")
+    tools_read_options(&dead_addr(), None)
 }
 
 fn sa_path(org: &str, sa: &str) -> String {

@@ -18,16 +18,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::common::*;
 
-const POLICY: &str = r#"
-[[route]]
-name = "tools-read"
-methods = ["GET"]
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
-workspace_role = "member"
-"#;
-
 /// `chromedriver` on a free loopback port, killed on drop.
 struct Driver {
     child: Child,
@@ -234,12 +224,7 @@ async fn the_console_in_headless_chromium() {
         return;
     };
     let echo = EchoUpstream::start();
-    let tg = Tollgate::start(
-        TollgateOptions::new()
-            .upstream("backend", &[echo.addr_string()])
-            .policy("browser.toml", POLICY),
-    )
-    .await;
+    let tg = Tollgate::start(tools_read_options(&echo.addr_string(), Some("member"))).await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("console-screenshots")
         .join(unique_id("run"));

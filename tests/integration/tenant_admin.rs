@@ -6,23 +6,9 @@
 
 use crate::common::*;
 
-const POLICY: &str = r#"
-[[route]]
-name = "tools-read"
-methods = ["GET"]
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
-"#;
-
+/// An instance whose one route's upstream nothing listens on.
 fn options() -> TollgateOptions {
-    TollgateOptions::new()
-        .upstream("backend", &[dead_addr()])
-        .policy("tenant-tests.toml", POLICY)
-}
-
-fn org_path(org: &str) -> String {
-    format!("/v1/organizations/{org}")
+    tools_read_options(&dead_addr(), None)
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -34,6 +34,33 @@ pub use shared::{free_port, PrivateRedis, IO_TIMEOUT};
 pub use tollgate::{metric_samples, metric_value, StoreKind, Tollgate, TollgateOptions};
 pub use world::World;
 
+/// One `GET /api/v1/tools/**` route (`tools-read`, scope `tools:read`, on the
+/// upstream `backend`), needing the workspace role `role` when given: the
+/// policy of the admin and console suites, whose tests seldom call it
+/// (tollgate refuses to start without routes).
+pub fn tools_read_policy(role: Option<&str>) -> String {
+    let mut policy = String::from(
+        "[[route]]\nname = \"tools-read\"\nmethods = [\"GET\"]\npath = \"/api/v1/tools/**\"\n\
+         upstream = \"backend\"\nscope = \"tools:read\"\n",
+    );
+    if let Some(role) = role {
+        policy.push_str(&format!("workspace_role = \"{role}\"\n"));
+    }
+    policy
+}
+
+/// A Redis-backed instance with [`tools_read_policy`] and `backend` at `upstream`.
+pub fn tools_read_options(upstream: &str, role: Option<&str>) -> TollgateOptions {
+    TollgateOptions::new()
+        .upstream("backend", &[upstream])
+        .policy("tools-read.toml", tools_read_policy(role))
+}
+
+/// The admin API's path of organization `org`.
+pub fn org_path(org: &str) -> String {
+    format!("/v1/organizations/{org}")
+}
+
 /// The Redis the tests share, from `TOLLGATE_TEST_REDIS_URL`.
 pub fn redis_url() -> String {
     match std::env::var("TOLLGATE_TEST_REDIS_URL") {
