@@ -11,6 +11,7 @@ pub mod dev;
 pub(crate) mod errors;
 pub(crate) mod hashing;
 pub mod ids;
+pub mod limits;
 pub(crate) mod listen;
 pub(crate) mod metrics;
 pub mod model;

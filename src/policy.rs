@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
+use crate::limits::RateLimit;
 use crate::metrics::{RouteCounters, RouteLabel};
 use crate::model::Derived;
 use crate::pathnorm;
@@ -285,6 +286,8 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// This route's most frequent metric series, resolved on first use.
     pub counters: Derived<RouteCounters>,
+    /// `rate_limit = { … }`: none costs the request nothing.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Route {

@@ -196,7 +196,10 @@ pub fn run(
         &cfg.proxy,
         &cfg.identity_headers,
     ) {
-        Ok(g) => g,
+        Ok(g) => g.with_limiter(Arc::new(crate::limits::Limiter::new(
+            app.store.clone(),
+            cfg.limits.clone(),
+        ))),
         Err(e) => {
             eprintln!("tollgate: {e}");
             std::process::exit(1);

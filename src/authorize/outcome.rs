@@ -64,6 +64,10 @@ pub enum DenyReason {
     InsufficientScope,
     WorkspaceAccessDenied,
     StoreUnavailable,
+    /// Over the route's rate limit (`crate::limits`).
+    RateLimited,
+    /// The account's daily or monthly quota is used up.
+    QuotaExceeded,
 }
 
 impl DenyReason {
@@ -77,6 +81,8 @@ impl DenyReason {
             DenyReason::InsufficientScope => "insufficient_scope",
             DenyReason::WorkspaceAccessDenied => "workspace_access_denied",
             DenyReason::StoreUnavailable => "store_unavailable",
+            DenyReason::RateLimited => "rate_limited",
+            DenyReason::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -95,7 +101,11 @@ impl DenyReason {
             | DenyReason::InvalidToken
             | DenyReason::InsufficientScope
             | DenyReason::WorkspaceAccessDenied => true,
-            DenyReason::NoRoute | DenyReason::StoreUnavailable => false,
+            // A limit's own `mode` says whether it refuses.
+            DenyReason::NoRoute
+            | DenyReason::StoreUnavailable
+            | DenyReason::RateLimited
+            | DenyReason::QuotaExceeded => false,
         }
     }
 }
@@ -250,6 +260,18 @@ impl Denial {
                 503,
                 "temporarily_unavailable",
                 "authorization is temporarily unavailable; retry later".into(),
+                None,
+            ),
+            DenyReason::RateLimited => (
+                429,
+                "rate_limited",
+                "the rate limit of this route is exceeded; retry later".into(),
+                None,
+            ),
+            DenyReason::QuotaExceeded => (
+                429,
+                "quota_exceeded",
+                "the service account's request quota is used up".into(),
                 None,
             ),
         };

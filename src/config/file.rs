@@ -20,6 +20,7 @@ pub struct Root {
     pub identity_headers: IdentityHeaders,
     pub hashing: Hashing,
     pub audit: Audit,
+    pub limits: crate::limits::LimitsFile,
 }
 
 #[derive(Deserialize)]

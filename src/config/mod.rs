@@ -53,6 +53,8 @@ pub struct Config {
     /// requests and admin keys get 503 at once.
     pub hashing_max_queued: usize,
     pub audit_max_events_per_org: usize,
+    /// `[limits]`: rate limits' and quotas' behaviour.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// Environment overrides, passed in so tests don't touch the process env.
@@ -137,6 +139,8 @@ fn validate(mut root: file::Root, base: &Path, env: &EnvOverrides) -> Result<Con
     let identity_headers = IdentityHeaders::try_from(&root.identity_headers)?;
     let hashing = HashingConfig::try_from(&root.hashing)?;
     let audit = AuditConfig::try_from(&root.audit)?;
+    let limits = crate::limits::LimitsConfig::try_from(&root.limits)
+        .map_err(|(key, problem)| Invalid { key, problem })?;
     Ok(Config {
         source: None,
         server,
@@ -155,6 +159,7 @@ fn validate(mut root: file::Root, base: &Path, env: &EnvOverrides) -> Result<Con
         hashing_max_concurrent: hashing.max_concurrent,
         hashing_max_queued: hashing.max_queued,
         audit_max_events_per_org: audit.max_events_per_org,
+        limits,
     })
 }
 

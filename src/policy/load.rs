@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Auth, Method, MethodSet, Mode, PathPattern, PatternSegment, PolicySet, Route};
+use crate::limits::RateLimit;
 use crate::scope::{Role, Scope};
 
 /// A policy load failure: `policies/x.toml: route "workflows-write": field scope: …`.
@@ -76,9 +77,10 @@ struct RouteFile {
     auth: Option<String>,
     mode: Option<String>,
     strip_prefix: Option<String>,
+    rate_limit: Option<toml::Value>,
 }
 
-const ROUTE_KEYS: [&str; 9] = [
+const ROUTE_KEYS: [&str; 10] = [
     "name",
     "methods",
     "path",
@@ -88,6 +90,7 @@ const ROUTE_KEYS: [&str; 9] = [
     "auth",
     "mode",
     "strip_prefix",
+    "rate_limit",
 ];
 const REQUIRED_KEYS: [&str; 3] = ["name", "path", "upstream"];
 
@@ -227,6 +230,8 @@ fn diagnose(table: &toml::Table) -> Option<(String, String)> {
             (_, None) => true,
             ("methods", Some(toml::Value::Array(items))) => items.iter().all(toml::Value::is_str),
             ("methods", Some(_)) => false,
+            // A table, checked with its keys by `RateLimit::parse`.
+            ("rate_limit", Some(_)) => true,
             (_, Some(value)) => value.is_str(),
         };
         if !ok {
@@ -318,6 +323,12 @@ fn validate(
         None | Some("") => None,
         Some(prefix) => Some(check_strip_prefix(prefix, &path).map_err(|m| ("strip_prefix", m))?),
     };
+    let rate_limit = file
+        .rate_limit
+        .as_ref()
+        .map(|v| RateLimit::parse(v, mode, auth == Auth::Public))
+        .transpose()
+        .map_err(|m| ("rate_limit", m))?;
     Ok(Route {
         name: file.name,
         source: label.to_string(),
@@ -328,6 +339,7 @@ fn validate(
         mode,
         strip_prefix,
         counters: Default::default(),
+        rate_limit,
     })
 }
 
@@ -537,10 +549,46 @@ mod tests {
                 "scope = \"logs:read\"\nstrip_prefix = \"a\"",
                 "strip_prefix",
             ),
+            (
+                "scope = \"logs:read\"\nrate_limit = \"100/m\"",
+                "rate_limit",
+            ),
+            (
+                "scope = \"logs:read\"\nrate_limit = { requests = 0, per = \"1s\", by = \"client\" }",
+                "rate_limit",
+            ),
+            (
+                "auth = \"none\"\nrate_limit = { requests = 5, per = \"1s\", by = \"client\" }",
+                "rate_limit",
+            ),
         ];
         for (extra, field) in cases {
             assert_eq!(field_of(extra).as_deref(), Some(field), "{extra}");
         }
+    }
+
+    #[test]
+    fn a_rate_limit_loads_and_its_errors_name_the_key_inside() {
+        let set = load(&format!(
+            "[[route]]\n{BASE}scope = \"logs:read\"\nmode = \"report\"\nrate_limit = {{ requests = 10, per = \"1m\", by = \"service_account\" }}\n"
+        ))
+        .expect("valid");
+        let rl = set.routes()[0].rate_limit.clone().expect("a limit");
+        assert_eq!(rl.describe(), "10 per 1m by service_account, mode report");
+        let e = error_of(
+            "scope = \"logs:read\"\nrate_limit = { requests = 10, per = \"5m\", by = \"client\" }",
+        );
+        assert_eq!(
+            e.to_string(),
+            "policies/x.toml: route \"r\": field rate_limit: per: \"5m\" is not one of 1s, 1m, 1h"
+        );
+        assert_eq!(
+            load(&format!("[[route]]\n{BASE}scope = \"logs:read\"\n"))
+                .expect("valid")
+                .routes()[0]
+                .rate_limit,
+            None
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use crate::authorize::{
     self, Decision, Denial, DenyReason, HeaderFacts, Lookup, Outcome, Plan, RequestFacts,
 };
+use crate::limits::{By, Exceeded, Refusal, Verdict};
 use crate::metrics::Metrics;
 use crate::model::AccessFacts;
 use crate::policy::Route;
@@ -126,6 +127,28 @@ fn decide_with(
     }
 }
 
+/// What the limit check does to the decision: a refusal denies (429, or
+/// 503 when the store could not answer and limits fail closed); over a
+/// report-mode limit an allowed request is recorded as `report_deny`.
+fn apply_limit(decision: &mut Decision, verdict: Verdict) {
+    let reason = match verdict {
+        Verdict::Limited(Refusal {
+            exceeded: Exceeded::Rate,
+            ..
+        }) => DenyReason::RateLimited,
+        Verdict::Limited(_) => DenyReason::QuotaExceeded,
+        Verdict::Unavailable => DenyReason::StoreUnavailable,
+        Verdict::ReportLimited(_) => {
+            if decision.outcome == Outcome::Allow {
+                decision.outcome = Outcome::ReportDeny(DenyReason::RateLimited);
+            }
+            return;
+        }
+        Verdict::Unlimited | Verdict::Ok | Verdict::FailedOpen => return,
+    };
+    decision.outcome = Outcome::Deny(reason);
+}
+
 impl Gateway {
     /// Gathers the request facts, serves the built-in endpoints and decides.
     /// Answers are written from boxed futures: inline, the largest of them
@@ -196,7 +219,7 @@ impl Gateway {
 
         let started = Instant::now();
         let mut loaded_with = None;
-        let decision = match self.decide(&facts, &rt) {
+        let mut decision = match self.decide(&facts, &rt) {
             DecideStep::Done(d) => d,
             DecideStep::Load(load) => {
                 let loaded = self.load(&load).await;
@@ -205,6 +228,8 @@ impl Gateway {
                 decision
             }
         };
+        let verdict = self.limit(session, ctx, &decision).await;
+        apply_limit(&mut decision, verdict);
         m.authz_duration.observe(started.elapsed().as_secs_f64());
         m.count_decision(
             decision.route.as_deref().map(Route::metric_label),
@@ -228,6 +253,9 @@ impl Gateway {
         }
         if let Some(denial) = decision.denial() {
             ctx.decision = Some(decision);
+            if let Verdict::Limited(refusal) = verdict {
+                return Box::pin(reply::limited(session, ctx, &denial, &refusal)).await;
+            }
             return Box::pin(reply::error(session, ctx, &denial, None)).await;
         }
         let Some(route) = decision.route.clone() else {
@@ -301,6 +329,32 @@ impl Gateway {
         let Recheck { load, facts } = guard.recheck.as_ref();
         let loaded = self.load(load).await;
         decide_with(load, facts, loaded).denial().is_none()
+    }
+
+    /// The limit check of a request the decision forwards: from memory
+    /// when it can be, else (boxed: it may wait for the store) with a lease.
+    async fn limit(&self, session: &Session, ctx: &mut Ctx, decision: &Decision) -> Verdict {
+        let route = match decision.route.as_deref() {
+            Some(route) if decision.forwards() => route,
+            _ => return Verdict::Unlimited,
+        };
+        let caller = decision.caller.as_deref();
+        if route.rate_limit.is_none() && caller.is_none() {
+            return Verdict::Unlimited;
+        }
+        let source = match (&route.rate_limit, ctx.peer) {
+            (Some(rl), Some(peer)) if rl.by == By::Source => {
+                Some(self.source_address(session, peer))
+            }
+            _ => None,
+        };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let verdict = match self.limiter.check_now(route, caller, source, now) {
+            Some(v) => v,
+            None => Box::pin(self.limiter.check(route, caller, source, now)).await,
+        };
+        ctx.limit = Some(verdict);
+        verdict
     }
 
     /// Phase 2 inputs: from the decision cache, or one store call.

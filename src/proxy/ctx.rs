@@ -32,6 +32,8 @@ pub(crate) struct Ctx {
     /// For a WebSocket upgrade allowed by a token: what the decision
     /// needs to be made again while the tunnel is open.
     pub(super) recheck: Option<Box<Recheck>>,
+    /// The rate limit and quota check's outcome (access log `limit`).
+    pub(super) limit: Option<crate::limits::Verdict>,
 }
 
 /// A decision kept to be made again: its look-up and the request's facts.

@@ -17,6 +17,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::cache::DecisionCache;
 use crate::config::{IdentityHeaders, ProxyConfig};
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::oauth::endpoint::TokenEndpoint;
 use crate::policy::Route;
@@ -37,6 +38,8 @@ pub(crate) struct Gateway {
     pub(super) tokens: Arc<TokenEndpoint>,
     pub(super) proxy: ProxyConfig,
     pub(super) headers: HeaderRules,
+    /// Rate limits and quotas (`crate::limits`).
+    pub(super) limiter: Arc<Limiter>,
 }
 
 impl Gateway {
@@ -51,6 +54,7 @@ impl Gateway {
         identity_headers: &IdentityHeaders,
     ) -> std::result::Result<Gateway, String> {
         Ok(Gateway {
+            limiter: Arc::new(Limiter::new(store.clone(), Default::default())),
             store,
             cache,
             live,
@@ -58,6 +62,13 @@ impl Gateway {
             proxy: proxy.clone(),
             headers: HeaderRules::new(identity_headers, proxy)?,
         })
+    }
+
+    /// The limiter the admin API shares (it forgets an account's settings
+    /// when they change).
+    pub(crate) fn with_limiter(mut self, limiter: Arc<Limiter>) -> Gateway {
+        self.limiter = limiter;
+        self
     }
 }
 
@@ -200,6 +211,7 @@ impl Gate for Gateway {
             organization_id = %caller.map_or("-", |c| c.organization_id.as_str()),
             client_id = %caller.map_or("-", |c| c.client_id.as_str()),
             upstream = %ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()),
+            limit = %ctx.limit.map_or("-", |v| v.log_label()),
             latency_ms,
             "request"
         );

@@ -57,6 +57,20 @@ pub(super) async fn error(
     write(session, ctx, denial.status, headers, denial.body()).await
 }
 
+/// The 429 of a limit: the denial's body with `Retry-After`,
+/// `RateLimit-Policy` and `RateLimit` (`crate::limits::refusal_headers`).
+pub(super) async fn limited(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    denial: &Denial,
+    refusal: &crate::limits::Refusal,
+) -> Result<bool> {
+    let mut headers = denial.headers();
+    headers.retain(|(name, _)| *name != "retry-after");
+    headers.extend(crate::limits::refusal_headers(refusal));
+    write(session, ctx, denial.status, headers, denial.body()).await
+}
+
 /// An error answer that is not a decision's denial: no challenge, no
 /// retry hint.
 pub(super) fn problem(status: u16, error: &'static str, description: String) -> Denial {

@@ -8,9 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{
-    window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreError,
-    StoreResult,
+    quota_fit, window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, QuotaGrant,
+    QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult,
 };
+use crate::limits::{AccountLimits, Period};
 use crate::model::{
     AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership,
     ServiceAccount, StoredAdminKey, StoredCredential, TokenRecord, Workspace,
@@ -33,6 +34,11 @@ struct State {
     counters: HashMap<(String, i64), u64>,
     audit: HashMap<String, BTreeMap<String, AuditEvent>>,
     admin_keys: BTreeMap<String, StoredAdminKey>,
+    /// Rate-limit counters: bucket → (window index, count).
+    rate: HashMap<String, (i64, u64)>,
+    /// Quota counters: (org, sa, period label) → count.
+    quota: HashMap<Key3, u64>,
+    account_limits: BTreeMap<Key2, AccountLimits>,
 }
 
 #[derive(Default)]
@@ -42,11 +48,15 @@ pub struct MemoryStore {
 
 // The one wall-clock read of this store (clippy.toml's team rule).
 #[allow(clippy::disallowed_methods)]
-fn now_unix() -> i64 {
+fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+fn now_unix() -> i64 {
+    now_ms() / 1000
 }
 
 fn k2(a: &str, b: &str) -> Key2 {
@@ -170,6 +180,7 @@ impl Store for MemoryStore {
                 }
             }
             s.remove_memberships_where(|(o, _, a)| o == org && a == id);
+            s.account_limits.remove(&k2(org, id));
             true
         })
     }
@@ -567,4 +578,107 @@ impl Store for MemoryStore {
             }
         })
     }
+
+    async fn take_rate(
+        &self,
+        bucket: &str,
+        want: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> StoreResult<RateGrant> {
+        let now = now_ms();
+        let window = window_ms.max(1) as i64;
+        let index = now.div_euclid(window);
+        self.with(|s| {
+            if s.rate.len() >= MAX_COUNTERS {
+                // Counters of past windows are worth nothing.
+                s.rate.retain(|_, (w, _)| *w >= index);
+            }
+            let entry = s.rate.entry(bucket.to_string()).or_insert((index, 0));
+            if entry.0 != index {
+                *entry = (index, 0);
+            }
+            let granted = want.min(limit.saturating_sub(entry.1));
+            entry.1 += granted;
+            RateGrant {
+                granted,
+                used: entry.1,
+                reset_ms: ((index + 1) * window - now) as u64,
+            }
+        })
+    }
+
+    async fn take_quota(
+        &self,
+        org: &str,
+        sa: &str,
+        want: u64,
+        limits: QuotaLimits,
+        now_unix: i64,
+    ) -> StoreResult<QuotaGrant> {
+        self.with(|s| {
+            let keys = Period::ALL.map(|p| k3(org, sa, &p.label(now_unix)));
+            if s.quota.len() >= MAX_COUNTERS {
+                s.quota.retain(|k, _| keys.iter().any(|c| c.2 == k.2));
+            }
+            let used = QuotaUsed {
+                daily: s.quota.get(&keys[0]).copied().unwrap_or(0),
+                monthly: s.quota.get(&keys[1]).copied().unwrap_or(0),
+            };
+            let granted = quota_fit(want, limits, used);
+            // Both periods count whichever has a limit, so that a quota set
+            // later in the month starts from what was used.
+            let after = QuotaUsed {
+                daily: used.daily + granted,
+                monthly: used.monthly + granted,
+            };
+            s.quota.insert(keys[0].clone(), after.daily);
+            s.quota.insert(keys[1].clone(), after.monthly);
+            QuotaGrant {
+                granted,
+                used: after,
+            }
+        })
+    }
+
+    async fn quota_usage(&self, org: &str, sa: &str, now_unix: i64) -> StoreResult<QuotaUsed> {
+        self.with(|s| {
+            let count = |p: Period| {
+                s.quota
+                    .get(&k3(org, sa, &p.label(now_unix)))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            QuotaUsed {
+                daily: count(Period::Daily),
+                monthly: count(Period::Monthly),
+            }
+        })
+    }
+
+    async fn put_account_limits(
+        &self,
+        org: &str,
+        sa: &str,
+        limits: &AccountLimits,
+    ) -> StoreResult<bool> {
+        self.with(|s| {
+            if !s.accounts.contains_key(&k2(org, sa)) {
+                return false;
+            }
+            s.account_limits.insert(k2(org, sa), limits.clone());
+            true
+        })
+    }
+
+    async fn get_account_limits(&self, org: &str, sa: &str) -> StoreResult<Option<AccountLimits>> {
+        self.with(|s| s.account_limits.get(&k2(org, sa)).cloned())
+    }
+
+    async fn delete_account_limits(&self, org: &str, sa: &str) -> StoreResult<bool> {
+        self.with(|s| s.account_limits.remove(&k2(org, sa)).is_some())
+    }
 }
+
+/// Past this many rate or quota counters, those of past windows are dropped.
+const MAX_COUNTERS: usize = 100_000;

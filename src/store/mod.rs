@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use crate::limits::AccountLimits;
 use crate::model::{
     AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredAdminKey,
     StoredCredential, TokenRecord, Workspace,
@@ -190,6 +191,83 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_admin_key(&self, org: &str, id: &str) -> StoreResult<bool>;
     /// Sets `last_used_at` (unix seconds) of a key that still exists.
     async fn touch_admin_key(&self, id: &str, at_unix: i64) -> StoreResult<()>;
+
+    // Rate limits and quotas (`crate::limits`).
+
+    /// Takes up to `want` units of the current fixed window (of
+    /// `window_ms`, on the store's clock) of the counter `bucket`, never
+    /// more than `limit` in one window over all callers. Atomic.
+    async fn take_rate(
+        &self,
+        bucket: &str,
+        want: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> StoreResult<RateGrant>;
+    /// Takes up to `want` requests of the account's daily and monthly
+    /// quotas at once (periods of `now_unix`, UTC): both counters grow by
+    /// what is granted, which fits under every limit given (`None`: no
+    /// limit). Atomic.
+    async fn take_quota(
+        &self,
+        org: &str,
+        sa: &str,
+        want: u64,
+        limits: QuotaLimits,
+        now_unix: i64,
+    ) -> StoreResult<QuotaGrant>;
+    /// What the account's quota counters of `now_unix`'s periods hold.
+    async fn quota_usage(&self, org: &str, sa: &str, now_unix: i64) -> StoreResult<QuotaUsed>;
+    /// Sets the account's limits; false when the account does not exist.
+    async fn put_account_limits(
+        &self,
+        org: &str,
+        sa: &str,
+        limits: &AccountLimits,
+    ) -> StoreResult<bool>;
+    async fn get_account_limits(&self, org: &str, sa: &str) -> StoreResult<Option<AccountLimits>>;
+    async fn delete_account_limits(&self, org: &str, sa: &str) -> StoreResult<bool>;
+}
+
+/// The answer of [`Store::take_rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateGrant {
+    /// Units granted, `0..=want`.
+    pub granted: u64,
+    /// The window's count after the grant.
+    pub used: u64,
+    /// Milliseconds until the window ends.
+    pub reset_ms: u64,
+}
+
+/// The limits [`Store::take_quota`] counts against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaLimits {
+    pub daily: Option<u64>,
+    pub monthly: Option<u64>,
+}
+
+/// The counts of an account's current day and month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaUsed {
+    pub daily: u64,
+    pub monthly: u64,
+}
+
+/// The answer of [`Store::take_quota`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaGrant {
+    pub granted: u64,
+    /// The counts after the grant.
+    pub used: QuotaUsed,
+}
+
+/// How many of `want` fit under every limit given `used` — the one rule of
+/// both backends.
+pub(crate) fn quota_fit(want: u64, limits: QuotaLimits, used: QuotaUsed) -> u64 {
+    let left = |limit: Option<u64>, used: u64| limit.map_or(u64::MAX, |l| l.saturating_sub(used));
+    want.min(left(limits.daily, used.daily))
+        .min(left(limits.monthly, used.monthly))
 }
 
 /// The window a throttle counter of `now` belongs to.

@@ -25,6 +25,7 @@ mod oauth;
 mod oauth_client;
 mod openapi;
 mod outage;
+mod rate_limits;
 mod reload;
 mod tenant_admin;
 mod upstream_frameworks;

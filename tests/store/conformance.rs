@@ -58,6 +58,7 @@ pub async fn run_all(store: &dyn Store) {
     throttle_counters_are_per_window(store).await;
     audit_log_is_capped_and_paginated(store).await;
     admin_keys_are_kept_per_organization(store).await;
+    rate_and_quota_counters_and_account_limits(store).await;
     expiring.check(store).await;
 }
 
@@ -1376,5 +1377,162 @@ async fn admin_keys_are_kept_per_organization(store: &dyn Store) {
     assert_eq!(
         ok(store.list_admin_keys(&org).await, "list_admin_keys"),
         vec![b.clone()]
+    );
+}
+
+/// Rate counters grant at most the limit per window over all callers;
+/// quota counters grant what fits under both periods' limits and count
+/// both; an account's limits are kept only while the account exists.
+async fn rate_and_quota_counters_and_account_limits(store: &dyn Store) {
+    use tollgate::limits::{AccountLimits, Per, PerText, RateOverride};
+    use tollgate::store::{QuotaLimits, QuotaUsed};
+
+    // An hour's window: the test does not straddle two unless started in
+    // its last seconds, which the lower bound of `reset_ms` tolerates.
+    let bucket = format!("route|service_account|1h|{}", new_id());
+    let hour = 3_600_000;
+    let first = ok(store.take_rate(&bucket, 4, 10, hour).await, "take_rate");
+    assert_eq!((first.granted, first.used), (4, 4));
+    assert!(first.reset_ms <= hour, "{first:?}");
+    let second = ok(store.take_rate(&bucket, 8, 10, hour).await, "take_rate");
+    if second.used > 4 {
+        assert_eq!((second.granted, second.used), (6, 10));
+        let third = ok(store.take_rate(&bucket, 1, 10, hour).await, "take_rate");
+        assert_eq!((third.granted, third.used), (0, 10));
+        // A raised limit grants again within the window.
+        let raised = ok(store.take_rate(&bucket, 5, 12, hour).await, "take_rate");
+        assert_eq!((raised.granted, raised.used), (2, 12));
+    }
+    let other = ok(
+        store
+            .take_rate(&format!("{bucket}-other"), 3, 10, hour)
+            .await,
+        "take_rate",
+    );
+    assert_eq!(other.granted, 3);
+
+    let org = new_org();
+    let sa = stored_account(store, &org, "limited").await;
+    let now = now_unix();
+    let limits = QuotaLimits {
+        daily: Some(5),
+        monthly: Some(7),
+    };
+    let g = ok(
+        store.take_quota(&org, &sa.id, 3, limits, now).await,
+        "take_quota",
+    );
+    assert_eq!(
+        (g.granted, g.used),
+        (
+            3,
+            QuotaUsed {
+                daily: 3,
+                monthly: 3
+            }
+        )
+    );
+    let g = ok(
+        store.take_quota(&org, &sa.id, 3, limits, now).await,
+        "take_quota",
+    );
+    assert_eq!(
+        (g.granted, g.used),
+        (
+            2,
+            QuotaUsed {
+                daily: 5,
+                monthly: 5
+            }
+        )
+    );
+    let g = ok(
+        store.take_quota(&org, &sa.id, 1, limits, now).await,
+        "take_quota",
+    );
+    assert_eq!(g.granted, 0);
+    // The next day starts afresh but the month remembers.
+    let tomorrow = now + 86_400;
+    let g = ok(
+        store.take_quota(&org, &sa.id, 9, limits, tomorrow).await,
+        "take_quota",
+    );
+    if g.used.monthly > g.used.daily {
+        assert_eq!(
+            (g.granted, g.used),
+            (
+                2,
+                QuotaUsed {
+                    daily: 2,
+                    monthly: 7
+                }
+            )
+        );
+    }
+    let no_limit = QuotaLimits::default();
+    let g = ok(
+        store.take_quota(&org, &sa.id, 4, no_limit, now).await,
+        "take_quota",
+    );
+    assert_eq!(g.granted, 4);
+    assert_eq!(
+        ok(store.quota_usage(&org, &sa.id, now).await, "quota_usage").daily,
+        9
+    );
+    assert_eq!(
+        ok(
+            store.quota_usage(&new_org(), &sa.id, now).await,
+            "quota_usage"
+        ),
+        QuotaUsed::default()
+    );
+
+    let set = AccountLimits {
+        rate_limit: Some(RateOverride {
+            requests: 50,
+            per: PerText(Per::Second),
+        }),
+        daily_quota: Some(5),
+        monthly_quota: None,
+    };
+    assert_eq!(
+        ok(store.get_account_limits(&org, &sa.id).await, "get"),
+        None
+    );
+    assert!(ok(
+        store.put_account_limits(&org, &sa.id, &set).await,
+        "put"
+    ));
+    assert_eq!(
+        ok(store.get_account_limits(&org, &sa.id).await, "get"),
+        Some(set.clone())
+    );
+    assert!(!ok(
+        store.put_account_limits(&org, &new_id(), &set).await,
+        "put on a missing account"
+    ));
+    assert!(!ok(
+        store.put_account_limits(&new_org(), &sa.id, &set).await,
+        "put in another organization"
+    ));
+    assert!(ok(
+        store.delete_account_limits(&org, &sa.id).await,
+        "delete"
+    ));
+    assert!(!ok(
+        store.delete_account_limits(&org, &sa.id).await,
+        "delete"
+    ));
+    assert!(ok(
+        store.put_account_limits(&org, &sa.id, &set).await,
+        "put"
+    ));
+    assert!(ok(
+        store.delete_service_account(&org, &sa.id).await,
+        "delete_service_account"
+    ));
+    assert_eq!(
+        ok(store.get_account_limits(&org, &sa.id).await, "get"),
+        None
     );
 }

@@ -23,6 +23,9 @@
 //! | `P:{reg}:akeyused` | hash | admin key id → `last_used_at` (unix seconds) |
 //! | `P:tok:<hash>` | string | TokenRecord JSON, `EX` = token TTL |
 //! | `P:{thr:<window>}:<key>` | string | failure counter, expires after two windows |
+//! | `P:{reg}:salim:<org>` | hash | sa id → AccountLimits JSON (override, quotas) |
+//! | `P:{rl:<bucket>}:<window>` | string | rate-limit counter of one window, expires after two |
+//! | `P:{q:<org>:<sa>}:d:<day>` / `…:m:<month>` | string | quota counters (UTC day, month) |
 //!
 //! | channel | carries |
 //! |---|---|
@@ -159,5 +162,18 @@ impl Keys {
     }
     pub(super) fn akey_used(&self) -> String {
         format!("{}akeyused", self.reg)
+    }
+    /// An account's limits, beside its record in the `{reg}` slot.
+    pub(super) fn salim(&self, org: &str) -> String {
+        format!("{}salim:{org}", self.reg)
+    }
+    /// A rate-limit counter's root: each bucket has its own slot, so the
+    /// counters spread over a cluster; the script appends the window.
+    pub(super) fn rl(&self, bucket: &str) -> String {
+        format!("{}:{{rl:{bucket}}}", self.prefix)
+    }
+    /// One quota counter; an account's day and month share a slot.
+    pub(super) fn quota(&self, org: &str, sa: &str, period: &str, label: &str) -> String {
+        format!("{}:{{q:{org}:{sa}}}:{period}:{label}", self.prefix)
     }
 }

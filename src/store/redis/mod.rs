@@ -21,9 +21,10 @@ use self::keys::{client_ref, client_ref_prefix, Keys};
 use self::link::{Lane, Link};
 use self::scripts::Scripts;
 use super::{
-    window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreError,
-    StoreResult,
+    window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, QuotaGrant,
+    QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult,
 };
+use crate::limits::AccountLimits;
 use crate::model::{
     AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredAdminKey,
     StoredCredential, TokenRecord, Workspace,
@@ -34,6 +35,7 @@ mod call;
 mod cluster;
 mod codec;
 mod keys;
+mod limits;
 mod link;
 mod scripts;
 
@@ -195,6 +197,11 @@ impl Store for RedisStore {
                     .arg(client_ref_prefix(org, id)),
             )
             .await?;
+        if n == 1 {
+            // The account's limits go with it (ids are never reused, so a
+            // failure here leaves only an unreachable record).
+            self.limits_delete(org, id).await?;
+        }
         Ok(n == 1)
     }
 
@@ -781,5 +788,47 @@ impl Store for RedisStore {
 
     async fn touch_admin_key(&self, id: &str, at_unix: i64) -> StoreResult<()> {
         self.admin_key_touch(id, at_unix).await
+    }
+
+    async fn take_rate(
+        &self,
+        bucket: &str,
+        want: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> StoreResult<RateGrant> {
+        self.rate_take(bucket, want, limit, window_ms).await
+    }
+
+    async fn take_quota(
+        &self,
+        org: &str,
+        sa: &str,
+        want: u64,
+        limits: QuotaLimits,
+        now_unix: i64,
+    ) -> StoreResult<QuotaGrant> {
+        self.quota_take(org, sa, want, limits, now_unix).await
+    }
+
+    async fn quota_usage(&self, org: &str, sa: &str, now_unix: i64) -> StoreResult<QuotaUsed> {
+        self.quota_read(org, sa, now_unix).await
+    }
+
+    async fn put_account_limits(
+        &self,
+        org: &str,
+        sa: &str,
+        limits: &AccountLimits,
+    ) -> StoreResult<bool> {
+        self.limits_put(org, sa, limits).await
+    }
+
+    async fn get_account_limits(&self, org: &str, sa: &str) -> StoreResult<Option<AccountLimits>> {
+        self.limits_get(org, sa).await
+    }
+
+    async fn delete_account_limits(&self, org: &str, sa: &str) -> StoreResult<bool> {
+        self.limits_delete(org, sa).await
     }
 }

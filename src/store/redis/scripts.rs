@@ -45,6 +45,9 @@ pub(super) struct Scripts {
     pub(super) forgive_failure: Script,
     pub(super) delete_akey: Script,
     pub(super) touch_akey: Script,
+    pub(super) take_rate: Script,
+    pub(super) take_quota: Script,
+    pub(super) put_limits: Script,
 }
 
 impl Scripts {
@@ -77,6 +80,9 @@ impl Scripts {
             forgive_failure: lua!("forgive_failure"),
             delete_akey: lua!("delete_akey"),
             touch_akey: lua!("touch_akey"),
+            take_rate: lua!("lib/now_ms", "take_rate"),
+            take_quota: lua!("take_quota"),
+            put_limits: lua!("put_limits"),
         }
     }
 }

@@ -1,0 +1,363 @@
+//! Rate limits on routes and quotas on service accounts (docs/limits.md):
+//! the request over a limit is answered 429 with `Retry-After`,
+//! `RateLimit-Policy` and `RateLimit` and never reaches the upstream; a
+//! report-mode limit forwards and records; counters are shared by the
+//! instances on one Redis (exact per window); limits fail closed (503) or,
+//! when configured, open while the store is down.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+/// A route limited to `requests` per hour by `by`, another without a limit,
+/// and a public one limited by source.
+fn policy(requests: u64, by: &str, mode: &str) -> String {
+    format!(
+        r#"
+[[route]]
+name = "tools-limited"
+methods = ["GET"]
+path = "/api/v1/tools/**"
+upstream = "backend"
+scope = "tools:read"
+rate_limit = {{ requests = {requests}, per = "1h", by = "{by}", mode = "{mode}" }}
+
+[[route]]
+name = "logs-free"
+methods = ["GET"]
+path = "/api/v1/logs/**"
+upstream = "backend"
+scope = "logs:read"
+
+[[route]]
+name = "status"
+methods = ["GET"]
+path = "/api/v1/status"
+upstream = "backend"
+auth = "none"
+rate_limit = {{ requests = {requests}, per = "1h", by = "source" }}
+"#
+    )
+}
+
+/// Waits out the last seconds of an hour: the limits in these tests count
+/// per clock hour, and a test must not straddle two.
+async fn away_from_the_hour_edge() {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let left = 3600 - now % 3600;
+    if left < 20 {
+        tokio::time::sleep(Duration::from_secs(left + 1)).await;
+    }
+}
+
+async fn start(opts: TollgateOptions, echo: &EchoUpstream, policy: &str) -> Tollgate {
+    Tollgate::start(
+        opts.policy("routes.toml", policy)
+            .upstream("backend", &[echo.addr_string()]),
+    )
+    .await
+}
+
+async fn tools(t: &Tollgate, token: &str) -> (StatusCode, HeaderMap, Value) {
+    t.proxy_request(Method::GET, "/api/v1/tools/x", Some(token))
+        .await
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+}
+
+/// `limit` requests pass, the next is a 429 with every header, and the
+/// upstream saw only the `limit`.
+async fn the_request_over_the_limit_is_refused(opts: TollgateOptions) {
+    away_from_the_hour_edge().await;
+    let echo = EchoUpstream::start();
+    let t = start(opts, &echo, &policy(3, "service_account", "enforce")).await;
+    let org = unique_id("org");
+    let (_, token) = t.account_with_token(&org, &["tools:read"]).await;
+    for i in 0..3 {
+        let (status, _, body) = tools(&t, &token).await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+    }
+    let (status, headers, body) = tools(&t, &token).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert_eq!(header(&headers, "cache-control"), "no-store");
+    assert_eq!(header(&headers, "ratelimit-policy"), "\"rate\";q=3;w=3600");
+    let retry: u64 = header(&headers, "retry-after").parse().expect("seconds");
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(
+        header(&headers, "ratelimit"),
+        format!("\"rate\";r=0;t={retry}")
+    );
+    assert_eq!(echo.count(), 3, "the refused request reached the upstream");
+
+    // Another account has its own counter; a route without a limit is not
+    // counted at all.
+    let (_, other) = t
+        .account_with_token(&org, &["tools:read", "logs:read"])
+        .await;
+    assert_eq!(tools(&t, &other).await.0, StatusCode::OK);
+    for _ in 0..5 {
+        let (status, _, _) = t
+            .proxy_request(Method::GET, "/api/v1/logs/x", Some(&other))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    let metrics = t.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "tollgate_authz_decisions_total",
+            &[
+                ("route", "tools-limited"),
+                ("decision", "deny"),
+                ("reason", "rate_limited")
+            ]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "tollgate_rate_limited_total",
+            &[("route", "tools-limited"), ("mode", "enforce")]
+        ),
+        Some(1.0)
+    );
+    let log = t.logs();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("rate_limited") && l.contains("429")),
+        "no access line with the limit outcome:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_request_over_a_route_limit_is_refused_with_429_memory() {
+    the_request_over_the_limit_is_refused(TollgateOptions::new().memory()).await;
+}
+
+#[tokio::test]
+async fn the_request_over_a_route_limit_is_refused_with_429_redis() {
+    the_request_over_the_limit_is_refused(TollgateOptions::new()).await;
+}
+
+#[tokio::test]
+async fn a_limit_by_organization_is_shared_and_by_client_is_not() {
+    away_from_the_hour_edge().await;
+    let echo = EchoUpstream::start();
+    let t = start(
+        TollgateOptions::new(),
+        &echo,
+        &policy(2, "organization", "enforce"),
+    )
+    .await;
+    let org = unique_id("org");
+    let (_, a) = t.account_with_token(&org, &["tools:read"]).await;
+    let (_, b) = t.account_with_token(&org, &["tools:read"]).await;
+    assert_eq!(tools(&t, &a).await.0, StatusCode::OK);
+    assert_eq!(tools(&t, &b).await.0, StatusCode::OK);
+    assert_eq!(tools(&t, &a).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(tools(&t, &b).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // Another organization is counted apart.
+    let (_, c) = t
+        .account_with_token(&unique_id("org"), &["tools:read"])
+        .await;
+    assert_eq!(tools(&t, &c).await.0, StatusCode::OK);
+
+    let t2 = start(
+        TollgateOptions::new(),
+        &echo,
+        &policy(1, "client", "enforce"),
+    )
+    .await;
+    let (_, x) = t2.account_with_token(&org, &["tools:read"]).await;
+    let (_, y) = t2.account_with_token(&org, &["tools:read"]).await;
+    assert_eq!(tools(&t2, &x).await.0, StatusCode::OK);
+    assert_eq!(tools(&t2, &y).await.0, StatusCode::OK);
+    assert_eq!(tools(&t2, &x).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_report_mode_limit_forwards_and_records() {
+    away_from_the_hour_edge().await;
+    let echo = EchoUpstream::start();
+    let t = start(
+        TollgateOptions::new().memory(),
+        &echo,
+        &policy(1, "service_account", "report"),
+    )
+    .await;
+    let (_, token) = t
+        .account_with_token(&unique_id("org"), &["tools:read"])
+        .await;
+    for _ in 0..3 {
+        assert_eq!(tools(&t, &token).await.0, StatusCode::OK);
+    }
+    assert_eq!(echo.count(), 3);
+    let metrics = t.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "tollgate_authz_decisions_total",
+            &[
+                ("route", "tools-limited"),
+                ("decision", "report_deny"),
+                ("reason", "rate_limited")
+            ]
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_public_route_is_limited_by_source() {
+    away_from_the_hour_edge().await;
+    let echo = EchoUpstream::start();
+    let t = start(
+        TollgateOptions::new(),
+        &echo,
+        &policy(2, "service_account", "enforce"),
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            t.proxy_request(Method::GET, "/api/v1/status", None).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, headers, body) = t.proxy_request(Method::GET, "/api/v1/status", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(header(&headers, "ratelimit-policy"), "\"rate\";q=2;w=3600");
+}
+
+/// Two instances on one Redis admit exactly the limit between them, and
+/// ask Redis far less often than once a request.
+#[tokio::test]
+async fn two_instances_sharing_redis_admit_no_more_than_the_limit() {
+    away_from_the_hour_edge().await;
+    let echo = EchoUpstream::start();
+    let prefix = unique_prefix();
+    let opts = || TollgateOptions::new().key_prefix(prefix.clone());
+    let limit = 200;
+    let a = start(opts(), &echo, &policy(limit, "service_account", "enforce")).await;
+    let b = start(opts(), &echo, &policy(limit, "service_account", "enforce")).await;
+    let (_, token) = a
+        .account_with_token(&unique_id("org"), &["tools:read"])
+        .await;
+    let mut admitted = 0u64;
+    for i in 0..300 {
+        let t = if i % 2 == 0 { &a } else { &b };
+        match tools(t, &token).await.0 {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        admitted <= limit,
+        "{admitted} admitted over a limit of {limit}"
+    );
+    // Units leased but unspent on the other instance are the only loss:
+    // at most its last lease (an eighth of what was left, at least 1).
+    assert!(
+        admitted >= limit - 2 * (limit / 8),
+        "only {admitted} admitted"
+    );
+    assert_eq!(echo.count() as u64, admitted);
+    let leases = |text: &str| -> f64 {
+        metric_samples(text, "tollgate_limit_leases_total")
+            .iter()
+            .filter(|(labels, _)| labels.iter().any(|(k, v)| k == "kind" && v == "rate"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let round_trips = leases(&a.metrics().await) + leases(&b.metrics().await);
+    assert!(
+        round_trips < 100.0,
+        "{round_trips} lease round trips for 300 requests"
+    );
+}
+
+const PUBLIC_ONLY: &str = r#"
+[[route]]
+name = "status"
+methods = ["GET"]
+path = "/api/v1/status"
+upstream = "backend"
+auth = "none"
+rate_limit = { requests = 100, per = "1m", by = "source" }
+"#;
+
+/// A public route needs no store, but its limit does: with Redis down it
+/// fails closed (503) by default, and forwards with `on_store_error = "open"`.
+#[tokio::test]
+async fn with_the_store_down_limits_fail_closed_unless_configured_open() {
+    let redis = PrivateRedis::start();
+    let echo = EchoUpstream::start();
+    let closed = start(
+        TollgateOptions::new().redis_url(redis.url()),
+        &echo,
+        PUBLIC_ONLY,
+    )
+    .await;
+    let open = start(
+        TollgateOptions::new()
+            .redis_url(redis.url())
+            .toml("[limits]\non_store_error = \"open\"\n"),
+        &echo,
+        PUBLIC_ONLY,
+    )
+    .await;
+    for t in [&closed, &open] {
+        assert_eq!(
+            t.proxy_request(Method::GET, "/api/v1/status", None).await.0,
+            StatusCode::OK
+        );
+    }
+    redis.stop();
+    // Leases run out within the minute's window at the latest; spend
+    // them, then the store must be asked.
+    let mut closed_status = StatusCode::OK;
+    for _ in 0..200 {
+        closed_status = closed
+            .proxy_request(Method::GET, "/api/v1/status", None)
+            .await
+            .0;
+        if closed_status != StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(closed_status, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, headers, body) = closed
+        .proxy_request(Method::GET, "/api/v1/status", None)
+        .await;
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(headers.contains_key("retry-after"));
+    for _ in 0..200 {
+        assert_eq!(
+            open.proxy_request(Method::GET, "/api/v1/status", None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    let metrics = open.metrics().await;
+    assert!(
+        metric_value(
+            &metrics,
+            "tollgate_limit_store_failures_total",
+            &[("action", "failed_open")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{metrics}"
+    );
+}
