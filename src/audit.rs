@@ -48,6 +48,8 @@ pub(crate) enum Action {
     MembershipDelete,
     AdminKeyCreate,
     AdminKeyRevoke,
+    LimitsPut,
+    LimitsDelete,
 }
 
 impl Action {
@@ -69,6 +71,8 @@ impl Action {
             Action::MembershipDelete => "membership.delete",
             Action::AdminKeyCreate => "admin_key.create",
             Action::AdminKeyRevoke => "admin_key.revoke",
+            Action::LimitsPut => "limits.put",
+            Action::LimitsDelete => "limits.delete",
         }
     }
 }

@@ -3,6 +3,8 @@
 //! lifecycle rules (`tokens.revoke_on`) and records audit events; the store
 //! does the persistence.
 
+mod limits;
+
 use std::sync::Arc;
 
 use secrecy::SecretString;

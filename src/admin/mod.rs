@@ -19,6 +19,7 @@ mod error;
 mod html;
 mod input;
 mod keys;
+mod limits;
 mod organizations;
 mod principal;
 mod reply;
@@ -284,6 +285,9 @@ async fn dispatch(op: Operation, c: &Call<'_>) -> Handled {
         Op::ListAdminKeys => admin_keys::list(c).await,
         Op::GetAdminKey => admin_keys::get(c).await,
         Op::DeleteAdminKey => admin_keys::delete(c).await,
+        Op::GetServiceAccountLimits => limits::get(c).await,
+        Op::PutServiceAccountLimits => limits::put(c).await,
+        Op::DeleteServiceAccountLimits => limits::delete(c).await,
         // Answered before the key check.
         Op::Healthz | Op::Readyz | Op::OpenApi | Op::Swagger => Err(AdminError::NoEndpoint),
     }

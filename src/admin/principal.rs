@@ -105,7 +105,10 @@ pub(crate) fn hidden(op: Operation) -> AdminError {
         | Op::RotateServiceAccountSecret
         | Op::RevokeServiceAccountTokens
         | Op::CreateCredential
-        | Op::ListCredentials => "service account",
+        | Op::ListCredentials
+        | Op::GetServiceAccountLimits
+        | Op::PutServiceAccountLimits
+        | Op::DeleteServiceAccountLimits => "service account",
         Op::GetCredential
         | Op::UpdateCredential
         | Op::DeleteCredential
@@ -150,6 +153,8 @@ fn changes_the_account(op: Operation) -> bool {
             | Op::RotateCredentialSecret
             | Op::PutMember
             | Op::DeleteMember
+            | Op::PutServiceAccountLimits
+            | Op::DeleteServiceAccountLimits
     )
 }
 

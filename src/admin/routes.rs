@@ -44,6 +44,9 @@ pub(crate) enum Operation {
     GetAdminKey,
     DeleteAdminKey,
     Swagger,
+    GetServiceAccountLimits,
+    PutServiceAccountLimits,
+    DeleteServiceAccountLimits,
 }
 
 /// A path parameter, `{org}` … `{env}` in the table.
@@ -105,6 +108,8 @@ impl Operation {
             Op::DeleteMember => (Action::MembershipDelete, Param::Sa),
             Op::CreateAdminKey => (Action::AdminKeyCreate, Param::Org),
             Op::DeleteAdminKey => (Action::AdminKeyRevoke, Param::Key),
+            Op::PutServiceAccountLimits => (Action::LimitsPut, Param::Sa),
+            Op::DeleteServiceAccountLimits => (Action::LimitsDelete, Param::Sa),
             Op::Healthz
             | Op::Readyz
             | Op::OpenApi
@@ -119,7 +124,8 @@ impl Operation {
             | Op::ListAuditEvents
             | Op::ListAdminKeys
             | Op::GetAdminKey
-            | Op::Swagger => return None,
+            | Op::Swagger
+            | Op::GetServiceAccountLimits => return None,
         };
         Some(found)
     }
@@ -168,6 +174,9 @@ pub(crate) const ROUTES: &[(Method, &str, Operation)] = {
         (Method::DELETE, "/v1/organizations/{org}/admin-keys/{key}",                                       Op::DeleteAdminKey),
         (Method::GET,    "/swagger",                                                                       Op::Swagger),
         (Method::HEAD,   "/swagger",                                                                       Op::Swagger),
+        (Method::GET,    "/v1/organizations/{org}/service-accounts/{sa}/limits",                           Op::GetServiceAccountLimits),
+        (Method::PUT,    "/v1/organizations/{org}/service-accounts/{sa}/limits",                           Op::PutServiceAccountLimits),
+        (Method::DELETE, "/v1/organizations/{org}/service-accounts/{sa}/limits",                           Op::DeleteServiceAccountLimits),
     ]
 };
 

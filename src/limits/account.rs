@@ -9,6 +9,7 @@ use super::policy::Per;
 
 /// The rate that replaces a route's `requests`/`per` for this account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateOverride {
     pub requests: u64,
     pub per: PerText,
