@@ -11,10 +11,7 @@ const RATE: &str = "an object {\"requests\": 1.., \"per\": \"1s\"|\"1m\"|\"1h\"}
 const QUOTA: &str = "a whole number or null";
 
 pub(super) async fn get(c: &Call<'_>) -> Handled {
-    let view = c
-        .registry
-        .get_account_limits(c.path.org, c.path.sa)
-        .await?;
+    let view = c.registry.get_account_limits(c.path.org, c.path.sa).await?;
     Ok(Reply::ok(&view))
 }
 

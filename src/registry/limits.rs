@@ -61,7 +61,11 @@ fn check(limits: &AccountLimits) -> RegistryResult<()> {
 }
 
 impl Registry {
-    pub(crate) async fn get_account_limits(&self, org: &str, sa: &str) -> RegistryResult<LimitsView> {
+    pub(crate) async fn get_account_limits(
+        &self,
+        org: &str,
+        sa: &str,
+    ) -> RegistryResult<LimitsView> {
         self.account(org, sa).await?;
         let limits = self
             .store

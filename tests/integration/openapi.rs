@@ -699,6 +699,33 @@ async fn what_the_admin_api_answers_matches_the_documented_status_codes_and_sche
     let (status, _) = api.call("GET", "/workspaces", None, false).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
+    let (status, limits) = api
+        .call(
+            "PUT",
+            "/service-accounts/{sa}/limits",
+            Some(json!({"rate_limit": {"requests": 5, "per": "1m"}, "daily_quota": 100})),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{limits}");
+    let (status, _) = api
+        .call(
+            "PUT",
+            "/service-accounts/{sa}/limits",
+            Some(json!({"daily_quota": "many"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, limits) = api
+        .call("GET", "/service-accounts/{sa}/limits", None, true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{limits}");
+    let (status, _) = api
+        .call("DELETE", "/service-accounts/{sa}/limits", None, true)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     for (method, template) in [
         ("DELETE", "/workspaces/{ws}/members/{sa}"),
         ("DELETE", "/workspaces/{ws}/environments/{env}"),

@@ -361,3 +361,200 @@ async fn with_the_store_down_limits_fail_closed_unless_configured_open() {
         "{metrics}"
     );
 }
+
+fn limits_path(org: &str, sa: &str) -> String {
+    format!("/v1/organizations/{org}/service-accounts/{sa}/limits")
+}
+
+async fn logs(t: &Tollgate, token: &str) -> (StatusCode, HeaderMap, Value) {
+    t.proxy_request(Method::GET, "/api/v1/logs/x", Some(token))
+        .await
+}
+
+/// An account's override replaces the route's limit; its quotas count
+/// every forwarded request, on a route without a limit too, and refuse
+/// with 429 `quota_exceeded` once used up; the admin API shows what is left.
+async fn overrides_and_quotas(opts: TollgateOptions) {
+    away_from_the_hour_edge().await;
+    let echo = EchoUpstream::start();
+    let t = start(opts, &echo, &policy(100, "service_account", "enforce")).await;
+    let admin = t.admin();
+    let org = unique_id("org");
+
+    let (sa, token) = t.account_with_token(&org, &["tools:read"]).await;
+    let (status, body) = admin
+        .put(
+            &limits_path(&org, &sa),
+            json!({"rate_limit": {"requests": 2, "per": "1h"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rate_limit"], json!({"requests": 2, "per": "1h"}));
+    assert_eq!(body["daily_quota"], Value::Null);
+    for _ in 0..2 {
+        assert_eq!(tools(&t, &token).await.0, StatusCode::OK);
+    }
+    let (status, headers, body) = tools(&t, &token).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(header(&headers, "ratelimit-policy"), "\"rate\";q=2;w=3600");
+
+    let (quota_sa, quota_token) = t
+        .account_with_token(&org, &["tools:read", "logs:read"])
+        .await;
+    let (status, body) = admin
+        .put(&limits_path(&org, &quota_sa), json!({"daily_quota": 3}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quota_usage"]["daily"]["remaining"], 3);
+    for _ in 0..2 {
+        assert_eq!(logs(&t, &quota_token).await.0, StatusCode::OK);
+    }
+    assert_eq!(tools(&t, &quota_token).await.0, StatusCode::OK);
+    let (status, headers, body) = logs(&t, &quota_token).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "quota_exceeded", "{body}");
+    assert_eq!(
+        header(&headers, "ratelimit-policy"),
+        "\"daily\";q=3;w=86400"
+    );
+    let retry: u64 = header(&headers, "retry-after").parse().expect("seconds");
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    let (status, body) = admin.get(&limits_path(&org, &quota_sa)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let daily = &body["quota_usage"]["daily"];
+    assert_eq!(
+        (&daily["used"], &daily["limit"], &daily["remaining"]),
+        (&json!(3), &json!(3), &json!(0)),
+        "{body}"
+    );
+    assert!(daily["resets_at"]
+        .as_str()
+        .is_some_and(|s| s.ends_with("T00:00:00Z")));
+    assert_eq!(body["quota_usage"]["monthly"]["used"], 3);
+    assert_eq!(body["quota_usage"]["monthly"]["remaining"], Value::Null);
+
+    let (month_sa, month_token) = t.account_with_token(&org, &["logs:read"]).await;
+    admin
+        .put(
+            &limits_path(&org, &month_sa),
+            json!({"monthly_quota": 1, "daily_quota": 10}),
+        )
+        .await;
+    assert_eq!(logs(&t, &month_token).await.0, StatusCode::OK);
+    let (status, headers, _) = logs(&t, &month_token).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        header(&headers, "ratelimit-policy").starts_with("\"monthly\";q=1;w="),
+        "{headers:?}"
+    );
+    assert_eq!(echo.count(), 6, "a refused request reached the upstream");
+
+    let metrics = t.metrics().await;
+    for (name, labels) in [
+        ("tollgate_quota_exceeded_total", [("period", "daily")]),
+        ("tollgate_quota_exceeded_total", [("period", "monthly")]),
+    ] {
+        assert_eq!(metric_value(&metrics, name, &labels), Some(1.0), "{name}");
+    }
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "tollgate_authz_decisions_total",
+            &[
+                ("route", "logs-free"),
+                ("decision", "deny"),
+                ("reason", "quota_exceeded")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "tollgate_quota_lowest_remaining",
+            &[("period", "daily")]
+        ),
+        Some(0.0)
+    );
+
+    // Removing them: the GET shows none; the audit trail has both changes.
+    let (status, _) = admin.delete(&limits_path(&org, &quota_sa)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = admin.get(&limits_path(&org, &quota_sa)).await;
+    assert_eq!(body["daily_quota"], Value::Null);
+    assert_eq!(body["quota_usage"]["daily"]["used"], 3, "counters stay");
+    let (_, events) = admin
+        .get(&format!("/v1/organizations/{org}/audit-events"))
+        .await;
+    let actions: Vec<&str> = events["data"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"limits.put") && actions.contains(&"limits.delete"),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_override_replaces_the_route_limit_and_quotas_refuse_once_used_up_memory() {
+    overrides_and_quotas(TollgateOptions::new().memory()).await;
+}
+
+#[tokio::test]
+async fn an_override_replaces_the_route_limit_and_quotas_refuse_once_used_up_redis() {
+    overrides_and_quotas(TollgateOptions::new()).await;
+}
+
+#[tokio::test]
+async fn bad_limits_are_refused_naming_the_field() {
+    let echo = EchoUpstream::start();
+    let t = start(
+        TollgateOptions::new().memory(),
+        &echo,
+        &policy(5, "client", "enforce"),
+    )
+    .await;
+    let org = unique_id("org");
+    let (sa, _) = t.account_with_token(&org, &["tools:read"]).await;
+    let admin = t.admin();
+    for (body, field) in [
+        (
+            json!({"rate_limit": {"requests": 0, "per": "1h"}}),
+            "rate_limit",
+        ),
+        (
+            json!({"rate_limit": {"requests": 5, "per": "2s"}}),
+            "rate_limit",
+        ),
+        (
+            json!({"rate_limit": {"requests": 5, "per": "1s", "burst": 2}}),
+            "rate_limit",
+        ),
+        (json!({"rate_limit": "5/s"}), "rate_limit"),
+        (json!({"daily_quota": -1}), "daily_quota"),
+        (json!({"monthly_quota": "lots"}), "monthly_quota"),
+        (json!({"weekly_quota": 3}), "weekly_quota"),
+    ] {
+        let (status, reply) = admin.put(&limits_path(&org, &sa), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert!(
+            reply["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains(field)),
+            "{body}: {reply}"
+        );
+    }
+    let (status, _) = admin
+        .put(
+            &limits_path(&org, "AAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            json!({"daily_quota": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin.get(&limits_path(&unique_id("org"), &sa)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
