@@ -110,6 +110,11 @@ fn explain_request(
 
     let mut lines = vec![format!("request: {method} {}", printable(&raw))];
     lines.extend(explain_checks(&facts, &decision, &record, role, access()));
+    if decision.forwards() {
+        if let Some(route) = &decision.route {
+            lines.extend(explain_limits(route));
+        }
+    }
     // The last line is exactly `decision: allow` or `decision: deny <reason>`
     // (the CLI contract, docs/contract.md §9); what report mode does with a denial goes before.
     let (last, exit_code) = match decision.outcome {
@@ -206,6 +211,33 @@ fn explain_checks(
                 fail(r)
             ));
         }
+    }
+    lines
+}
+
+/// The limit checks of a request that would be forwarded: what the route
+/// and the account's quotas count. Their state lives in the store, so
+/// explain says what is counted, not whether the request is over.
+fn explain_limits(route: &crate::policy::Route) -> Vec<String> {
+    let mut lines: Vec<String> = route
+        .rate_limit
+        .iter()
+        .map(|rl| {
+            let over = match rl.mode {
+                crate::policy::Mode::Enforce => "429 rate_limited",
+                crate::policy::Mode::Report => "forwarded, recorded as report_deny rate_limited",
+            };
+            format!(
+                "check rate limit: {} (counted at request time; over it: {over})",
+                rl.describe()
+            )
+        })
+        .collect();
+    if matches!(route.auth, Auth::Token { .. }) {
+        lines.push(
+            "check quota: the account's daily and monthly quotas when set (admin API; over them: 429 quota_exceeded)"
+                .to_string(),
+        );
     }
     lines
 }

@@ -24,6 +24,7 @@ fn explain_prints_each_check_and_the_decision() {
             "check token: ok (scopes: workflows:read)",
             "check scope workflows:read: ok",
             "check workspace role member: ok (role member in environment e1)",
+            "check quota: the account's daily and monthly quotas when set (admin API; over them: 429 quota_exceeded)",
             "decision: allow",
         ]
     );
@@ -105,5 +106,47 @@ fn explain_prints_each_check_and_the_decision() {
             "mode report: the request is forwarded and recorded as report_deny",
             "decision: deny insufficient_scope",
         ]
+    );
+}
+
+#[test]
+fn explain_shows_a_route_s_rate_limit() {
+    let policy = crate::policy::load_str(
+        "test.toml",
+        "[[route]]\nname = \"limited\"\npath = \"/a\"\nupstream = \"u\"\nscope = \"logs:read\"\nrate_limit = { requests = 5, per = \"1s\", by = \"client\" }\n\n[[route]]\nname = \"open\"\npath = \"/b\"\nupstream = \"u\"\nauth = \"none\"\nrate_limit = { requests = 9, per = \"1h\", by = \"source\", mode = \"report\" }\n",
+        &crate::scope::default_resources(),
+        |_| true,
+    )
+    .expect("valid");
+    let cfg = crate::config::Config::default();
+    let e = super::explain(&policy, &cfg, "GET", "/a", None, "logs:read", None).expect("runs");
+    assert!(
+        e.lines.contains(
+            &"check rate limit: 5 per 1s by client, mode enforce (counted at request time; over it: 429 rate_limited)"
+                .to_string()
+        ),
+        "{:?}",
+        e.lines
+    );
+    assert_eq!(e.lines.last().map(String::as_str), Some("decision: allow"));
+    let e = super::explain(&policy, &cfg, "GET", "/b", None, "", None).expect("runs");
+    assert!(
+        e.lines
+            .iter()
+            .any(|l| l.starts_with("check rate limit: 9 per 1h by source, mode report")),
+        "{:?}",
+        e.lines
+    );
+    assert!(
+        !e.lines.iter().any(|l| l.starts_with("check quota")),
+        "{:?}",
+        e.lines
+    );
+    // A denied request never reaches the limits.
+    let e = super::explain(&policy, &cfg, "GET", "/a", None, "tools:read", None).expect("runs");
+    assert!(
+        !e.lines.iter().any(|l| l.starts_with("check rate limit")),
+        "{:?}",
+        e.lines
     );
 }
