@@ -159,6 +159,10 @@ fn check_names_the_key_of_a_bad_value() {
             "cache.ttl_ms",
         ),
         (
+            "[store]\nbackend = \"memory\"\n[limits]\non_store_error = \"maybe\"",
+            "limits.on_store_error",
+        ),
+        (
             "[store]\nbackend = \"memory\"\n[upstreams.other]\naddrs = [\"127.0.0.1:7002\"]\n\
              read_timeout_ms = 0",
             "upstreams.other.read_timeout_ms",
@@ -205,6 +209,13 @@ fn check_names_the_policy_file_route_and_field_of_a_bad_route() {
              upstream = \"backend\"\nscope = \"tools:read\"\nworkspace_role = \"owner\"\n",
             "bad-role",
             "workspace_role",
+        ),
+        (
+            "[[route]]\nname = \"bad-limit\"\nmethods = [\"GET\"]\npath = \"/x\"\n\
+             upstream = \"backend\"\nscope = \"tools:read\"\n\
+             rate_limit = { requests = 10, per = \"10s\", by = \"client\" }\n",
+            "bad-limit",
+            "rate_limit: per",
         ),
     ] {
         let dir = ConfigDir::new("[store]\nbackend = \"memory\"");
