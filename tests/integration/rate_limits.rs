@@ -558,3 +558,53 @@ async fn bad_limits_are_refused_naming_the_field() {
     let (status, _) = admin.get(&limits_path(&unique_id("org"), &sa)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The same on a Redis Cluster: the counters of a route's buckets and an
+/// account's quota each live in one slot, and two instances on the
+/// cluster admit no more than the limit or the quota between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_a_redis_cluster_admit_no_more_than_the_limit_or_quota() {
+    away_from_the_hour_edge().await;
+    let cluster = RedisCluster::start();
+    let echo = EchoUpstream::start();
+    let prefix = unique_prefix();
+    let opts = || {
+        TollgateOptions::new()
+            .key_prefix(prefix.clone())
+            .cluster(cluster.urls())
+    };
+    let limit = 40;
+    let a = start(opts(), &echo, &policy(limit, "service_account", "enforce")).await;
+    let b = start(opts(), &echo, &policy(limit, "service_account", "enforce")).await;
+    let org = unique_id("org");
+    let (_, token) = a.account_with_token(&org, &["tools:read"]).await;
+    let mut admitted = 0u64;
+    for i in 0..80 {
+        let t = if i % 2 == 0 { &a } else { &b };
+        if tools(t, &token).await.0 == StatusCode::OK {
+            admitted += 1;
+        }
+    }
+    assert!(admitted <= limit, "{admitted} admitted over {limit}");
+    assert!(
+        admitted >= limit - 2 * (limit / 8),
+        "only {admitted} admitted"
+    );
+
+    let (sa, quota_token) = a.account_with_token(&org, &["logs:read"]).await;
+    let (status, body) = a
+        .admin()
+        .put(&limits_path(&org, &sa), json!({"daily_quota": 5}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut forwarded = 0;
+    for i in 0..12 {
+        let t = if i % 2 == 0 { &a } else { &b };
+        if logs(t, &quota_token).await.0 == StatusCode::OK {
+            forwarded += 1;
+        }
+    }
+    assert_eq!(forwarded, 5);
+    let (_, body) = b.admin().get(&limits_path(&org, &sa)).await;
+    assert_eq!(body["quota_usage"]["daily"]["used"], 5, "{body}");
+}
