@@ -36,7 +36,8 @@ wait_http() { # url [tries of 0.1 s]
 # (UP), both run under the optional command prefix (e.g. taskset -c 1: the
 # backends share the load generator's CPU, away from the proxy's, as they
 # would be on machines of their own in production);
-# the bench policy: one route with a scope and a workspace check.
+# the bench policy: one route with a scope and a workspace check, and one
+# like it with a rate limit.
 start_backends() { # [prefix command...]
   UP=$(free_port); REDIS=$(free_port)
   "$@" redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
@@ -55,6 +56,17 @@ path = "/api/v1/workflows/**"
 upstream = "bench"
 scope = "workflows:read"
 workspace_role = "member"
+
+# The same checks with a rate limit never reached (units leased from Redis
+# and spent locally): what a limit costs a request under it.
+[[route]]
+name = "bench-limited"
+methods = ["GET"]
+path = "/api/v1/limited/**"
+upstream = "bench"
+scope = "workflows:read"
+workspace_role = "member"
+rate_limit = { requests = 1000000000, per = "1s", by = "service_account" }
 TOML
 }
 

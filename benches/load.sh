@@ -11,6 +11,8 @@
 #                              # turns, 5 s each
 #   DURATION=30s CONNS=128 SIDE_ROUNDS=9 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
 #   ONLY=heads benches/load.sh # case (h) alone: unfinished request heads
+#   ONLY=limits benches/load.sh # case (l) alone: a rate-limited route beside
+#                              # the same route without a limit
 #   THREADS=2 ...              # worker threads per proxy (default 1)
 #   COMPARE_BIN=path/to/tollgate benches/load.sh
 #                              # only this build's cached tollgate side by
@@ -142,6 +144,66 @@ run_wrk() { # label url [extra wrk args...]
 
 if [ "${ONLY:-}" = heads ]; then
   heads_case
+  exit 0
+fi
+
+# (l) What a rate limit costs: two fresh cached tollgates side by side on
+# the proxies' CPU, one asked for a route with a rate_limit it never
+# reaches (bench-limited), the other for the same route without one
+# (bench-read); everything else alike. Each pair is started in either
+# order, turn about; the passthrough control pair says how far from 1.000
+# the method strays. Runs alone, short, with  ONLY=limits benches/load.sh
+# (LIMIT_ROUNDS rounds, default 5, of SIDE_DURATION, default 5 s).
+limits_case() {
+  local pl al ml pu au mu
+  pl=$(free_port); al=$(free_port); ml=$(free_port)
+  write_config limited 500 "$pl" "$al" "$ml"
+  start_tollgate "$WORK/limited.toml"
+  wait_http "http://127.0.0.1:$al/healthz"
+  pu=$(free_port); au=$(free_port); mu=$(free_port)
+  write_config unlimited 500 "$pu" "$au" "$mu"
+  start_tollgate "$WORK/unlimited.toml"
+  wait_http "http://127.0.0.1:$au/healthz"
+  make_account "$al" "$pl"
+  local url_l="http://127.0.0.1:$pl/api/v1/limited/x?environmentId=bench-env"
+  local url_u="http://127.0.0.1:$pu/api/v1/workflows/x?environmentId=bench-env"
+  for u in "$url_l" "$url_u"; do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" -H "Authorization: Bearer $TOKEN")" = 200 ] \
+      || { echo "set-up failed: $u is not allowed" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
+  done
+  local c1 c2 pt1 pt2 r l_rps u_rps
+  LIMIT_RATIOS=(); LIMIT_CONTROL=()
+  c1=$(free_port); taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$c1" "127.0.0.1:$UP" 1 & PIDS+=($!)
+  c2=$(free_port); taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$c2" "127.0.0.1:$UP" 1 & PIDS+=($!)
+  wait_http "http://127.0.0.1:$c1/"; wait_http "http://127.0.0.1:$c2/"
+  pair_ratio() { # url_x url_y round -> PAIR_RATIO, PAIR_X, PAIR_Y
+    local px py
+    if [ $(($3 % 2)) = 1 ]; then
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"${SIDE_DURATION:-5s}" -H "Authorization: Bearer $TOKEN" "$1" >"$WORK/lx.txt" & px=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"${SIDE_DURATION:-5s}" -H "Authorization: Bearer $TOKEN" "$2" >"$WORK/ly.txt" & py=$!
+    else
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"${SIDE_DURATION:-5s}" -H "Authorization: Bearer $TOKEN" "$2" >"$WORK/ly.txt" & py=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"${SIDE_DURATION:-5s}" -H "Authorization: Bearer $TOKEN" "$1" >"$WORK/lx.txt" & px=$!
+    fi
+    wait "$px" "$py"
+    PAIR_X=$(awk '/Requests\/sec/ {print $2}' "$WORK/lx.txt")
+    PAIR_Y=$(awk '/Requests\/sec/ {print $2}' "$WORK/ly.txt")
+    PAIR_RATIO=$(awk -v x="$PAIR_X" -v y="$PAIR_Y" 'BEGIN {printf "%.3f", x / y}')
+    if grep -q "Non-2xx" "$WORK/lx.txt" "$WORK/ly.txt"; then
+      echo "non-2xx answers in round $3:" >&2; cat "$WORK/lx.txt" "$WORK/ly.txt" >&2; exit 1
+    fi
+  }
+  for r in $(seq 1 "${LIMIT_ROUNDS:-5}"); do
+    pair_ratio "$url_l" "$url_u" "$r"; LIMIT_RATIOS+=("$PAIR_RATIO")
+    echo "round $r: limited $PAIR_X req/s, unlimited $PAIR_Y req/s, ratio $PAIR_RATIO" >&2
+    pair_ratio "http://127.0.0.1:$c1/api/v1/workflows/x" "http://127.0.0.1:$c2/api/v1/workflows/x" "$r"; LIMIT_CONTROL+=("$PAIR_RATIO")
+  done
+  local leases
+  leases=$(curl -s "http://127.0.0.1:$ml/metrics" | awk '/^tollgate_limit_leases_total\{kind="rate",result="granted"\}/ {print $2}')
+  echo "(l) rate-limited route over the same route without a limit, cached, side by side, ${LIMIT_ROUNDS:-5} rounds of ${SIDE_DURATION:-5s}: ${LIMIT_RATIOS[*]}; median $(printf '%s\n' "${LIMIT_RATIOS[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') (control b'/b ${LIMIT_CONTROL[*]}); ${leases:-0} leases from Redis"
+}
+if [ "${ONLY:-}" = limits ]; then
+  limits_case
   exit 0
 fi
 
