@@ -58,6 +58,8 @@ pub const STORE_OPS: &[&str] = &[
     "count_tokens",
     "admin",
     "publish_invalidation",
+    "rate_limit",
+    "account_limits",
 ];
 
 /// Every `result` of `tollgate_policy_reloads_total`.
