@@ -124,6 +124,8 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(store: Arc<dyn Store>, cfg: LimitsConfig) -> Limiter {
+        // Registered now, so that the families are in the first scrape.
+        LimitMetrics::get();
         Limiter {
             store,
             table: Table::new(cfg.max_buckets),

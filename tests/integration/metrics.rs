@@ -982,6 +982,11 @@ async fn dashboard_and_alert_rules_reference_only_families_the_binary_exports() 
         "tollgate_policy_reloads_total",
         "tollgate_policy_routes",
         "tollgate_active_tokens",
+        "tollgate_quota_exceeded_total",
+        "tollgate_quota_requests_total",
+        "tollgate_quota_lowest_remaining",
+        "tollgate_limit_leases_total",
+        "tollgate_limit_store_failures_total",
     ] {
         assert!(
             used.contains(family),
