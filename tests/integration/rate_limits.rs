@@ -131,10 +131,20 @@ async fn the_request_over_the_limit_is_refused(opts: TollgateOptions) {
         Some(1.0)
     );
     let log = t.logs();
+    let access = |outcome: &str, status: &str| {
+        log.lines().any(|l| {
+            l.contains("access")
+                && l.contains(&format!("limit={outcome}"))
+                && l.contains(&format!("status={status}"))
+        })
+    };
     assert!(
-        log.lines()
-            .any(|l| l.contains("rate_limited") && l.contains("429")),
+        access("rate_limited", "429") && access("ok", "200"),
         "no access line with the limit outcome:\n{log}"
+    );
+    assert!(
+        !log.contains(&token) && !log.contains(&other),
+        "a token in the log"
     );
 }
 
