@@ -597,3 +597,6 @@ fn period_start_month(now_unix: i64) -> i64 {
             .unix_timestamp()
     })
 }
+
+#[cfg(test)]
+mod tests;
