@@ -535,7 +535,16 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ("reason", REASONS.into_iter().collect()),
         ("outcome", OUTCOMES.into_iter().collect()),
         ("status_class", STATUS_CLASSES.into_iter().collect()),
-        ("result", ["ok", "error"].into_iter().collect()),
+        (
+            "result",
+            ["ok", "error", "granted", "refused"].into_iter().collect(),
+        ),
+        ("kind", ["rate", "quota"].into_iter().collect()),
+        ("period", ["daily", "monthly"].into_iter().collect()),
+        (
+            "action",
+            ["failed_closed", "failed_open"].into_iter().collect(),
+        ),
         (
             "listener",
             ["proxy", "admin", "metrics"].into_iter().collect(),
@@ -563,6 +572,11 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ("tollgate_token_issue_duration_seconds_bucket", &["le"][..]),
         ("tollgate_token_issue_duration_seconds_sum", &[][..]),
         ("tollgate_token_issue_duration_seconds_count", &[][..]),
+        ("tollgate_quota_exceeded_total", &["period"][..]),
+        ("tollgate_quota_requests_total", &[][..]),
+        ("tollgate_quota_lowest_remaining", &["period"][..]),
+        ("tollgate_limit_leases_total", &["kind", "result"][..]),
+        ("tollgate_limit_store_failures_total", &["action"][..]),
     ]);
     for (name, names) in &label_names {
         let samples = metric_samples(&text, name);
