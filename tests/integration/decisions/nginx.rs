@@ -16,96 +16,9 @@ use std::time::Duration;
 use super::{denials, Decisions, IDENTITY, REALM};
 use crate::common::*;
 
-/// The `http {}` body docs/decisions.md recommends, less the listen and
-/// upstream addresses (`{decisions}`, `{backend}`, `{listen}`).
-pub(crate) const SNIPPET: &str = r#"
-    upstream tollgate_decisions {
-        server {decisions};
-        keepalive 32;
-    }
-    upstream backend {
-        server {backend};
-        keepalive 32;
-    }
-    # auth_request passes tollgate's 401 and 403 on, with nginx's own
-    # bodies, and turns its other answers into 500: the named locations
-    # below re-make tollgate's JSON answers from its status and challenge.
-    map $tg_www $tg_unauthorized {
-        "~error=\"invalid_token\"" invalid_token;
-        default missing_token;
-    }
-    map $tg_www $tg_forbidden {
-        "~error=\"insufficient_scope\"" insufficient_scope;
-        default workspace_access_denied;
-    }
-    server {
-        listen {listen};
-        location / {
-            auth_request /_tollgate;
-            auth_request_set $tg_status $upstream_status;
-            auth_request_set $tg_www $upstream_http_www_authenticate;
-            auth_request_set $tg_org $upstream_http_x_tollgate_organization_id;
-            auth_request_set $tg_client $upstream_http_x_tollgate_client_id;
-            auth_request_set $tg_sa $upstream_http_x_tollgate_service_account_id;
-            auth_request_set $tg_scopes $upstream_http_x_tollgate_scopes;
-            auth_request_set $tg_ws $upstream_http_x_tollgate_workspace_id;
-            auth_request_set $tg_role $upstream_http_x_tollgate_workspace_role;
-            auth_request_set $tg_env $upstream_http_x_tollgate_environment_id;
-            # Always set: an empty value removes a client-sent header.
-            proxy_set_header X-Tollgate-Organization-Id $tg_org;
-            proxy_set_header X-Tollgate-Client-Id $tg_client;
-            proxy_set_header X-Tollgate-Service-Account-Id $tg_sa;
-            proxy_set_header X-Tollgate-Scopes $tg_scopes;
-            proxy_set_header X-Tollgate-Workspace-Id $tg_ws;
-            proxy_set_header X-Tollgate-Workspace-Role $tg_role;
-            proxy_set_header X-Tollgate-Environment-Id $tg_env;
-            proxy_set_header Authorization "";
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://backend;
-            error_page 401 = @tollgate_unauthorized;
-            error_page 403 = @tollgate_forbidden;
-            error_page 500 = @tollgate_error;
-        }
-        location = /_tollgate {
-            internal;
-            proxy_pass http://tollgate_decisions;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-        location @tollgate_unauthorized {
-            default_type application/json;
-            add_header Cache-Control no-store always;
-            add_header WWW-Authenticate $tg_www always;
-            return 401 '{"error":"$tg_unauthorized","error_description":"a valid bearer token is required"}';
-        }
-        location @tollgate_forbidden {
-            default_type application/json;
-            add_header Cache-Control no-store always;
-            add_header WWW-Authenticate $tg_www always;
-            return 403 '{"error":"$tg_forbidden","error_description":"the request is not allowed"}';
-        }
-        # Anything else, tollgate unreachable included, fails closed.
-        location @tollgate_error {
-            default_type application/json;
-            if ($tg_status = 400) {
-                add_header Cache-Control no-store always;
-                return 400 '{"error":"invalid_request","error_description":"the request is not valid"}';
-            }
-            if ($tg_status = 404) {
-                add_header Cache-Control no-store always;
-                return 404 '{"error":"not_found","error_description":"no route matches the request"}';
-            }
-            add_header Cache-Control no-store always;
-            add_header Retry-After 1 always;
-            return 503 '{"error":"temporarily_unavailable","error_description":"authorization is temporarily unavailable; retry later"}';
-        }
-    }
-"#;
+/// The `http {}` body docs/decisions.md recommends, with `{decisions}`,
+/// `{backend}` and `{listen}` to fill in.
+pub(crate) const SNIPPET: &str = include_str!("../../../examples/decisions/nginx.conf");
 
 /// The snippet with its addresses filled in.
 pub(crate) fn snippet(decisions: SocketAddr, backend: &str, listen: SocketAddr) -> String {
@@ -331,4 +244,19 @@ async fn nginx_sees_a_revocation_within_the_bound() {
     .await;
     // The default cache TTL (500 ms) bounds it; the margin is for a loaded machine.
     assert!(revoked.elapsed() < Duration::from_millis(1500));
+}
+
+/// With tollgate unreachable, nginx answers 503 and forwards nothing.
+#[tokio::test]
+async fn nginx_fails_closed_without_tollgate() {
+    let echo = EchoUpstream::start();
+    let backend = echo.addr_string();
+    let dead: SocketAddr = dead_addr().parse().expect("an address");
+    let Some(nginx) = Nginx::start(|listen| snippet(dead, &backend, listen)).await else {
+        return;
+    };
+    let got = nginx.send("GET", "/public/x", &[]).await;
+    assert_eq!(got.status, 503, "{}", nginx.errors());
+    assert_eq!(got.json()["error"], "temporarily_unavailable");
+    assert_eq!(echo.count(), 0);
 }
