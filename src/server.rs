@@ -270,6 +270,9 @@ fn decisions_service(
     app: &App,
     cfg: &Config,
 ) -> Option<Box<dyn pingora::services::ServiceWithDependents>> {
+    // Its series exist, at zero, whether or not it is on: dashboards and
+    // alerts that name them see a series from the start.
+    crate::decisions::initialise_series();
     let addr = cfg.server.decisions_listen?;
     let decider = match crate::decisions::Decider::new(
         app.store.clone(),

@@ -38,6 +38,7 @@ use crate::runtime::Live;
 use crate::store::Store;
 
 pub use config::{Convention, DecisionsConfig};
+pub(crate) use metrics::initialise_series;
 pub(crate) use service::DecisionService;
 
 /// What the decision listener decides with: the proxy's store, cache, live

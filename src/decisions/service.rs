@@ -45,7 +45,6 @@ pub(crate) struct DecisionService {
 
 impl DecisionService {
     pub(crate) fn new(decider: Decider, limits: Limits) -> DecisionService {
-        super::metrics::initialise_series();
         let decider = Arc::new(decider);
         DecisionService {
             http1: Arc::new(Limited::new(
