@@ -132,6 +132,43 @@ mod tests {
         }
     }
 
+    fn parse(text: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::from_toml(
+            text,
+            "t.toml",
+            std::path::Path::new("."),
+            &crate::config::EnvOverrides::default(),
+        )
+    }
+
+    #[test]
+    fn the_listener_is_off_by_default_and_on_with_its_convention() {
+        let off = parse("").unwrap();
+        assert_eq!(off.server.decisions_listen, None);
+        assert_eq!(off.decisions.convention, None);
+        let on = parse(
+            "[server]\ndecisions_listen = \"127.0.0.1:9100\"\n[decisions]\nconvention = \"envoy\"\npath_prefix = \"/authz\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            on.server.decisions_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(on.decisions.convention, Some(Convention::Envoy));
+        assert_eq!(on.decisions.path_prefix, "/authz");
+        let e = parse("[server]\ndecisions_listen = \"127.0.0.1:9100\"\n").unwrap_err();
+        assert_eq!(e.key, "decisions.convention");
+        let e = parse(
+            "[server]\ndecisions_listen = \"nowhere\"\n[decisions]\nconvention = \"nginx\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "server.decisions_listen");
+        assert!(
+            parse("[decisions]\nguess = true\n").is_err(),
+            "an unknown key"
+        );
+    }
+
     #[test]
     fn a_path_prefix_is_envoys_and_well_formed() {
         assert!(DecisionsConfig::validate(&file("nginx", "/authz"), true).is_err());

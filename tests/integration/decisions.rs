@@ -99,13 +99,7 @@ impl Decisions {
     /// A check request: the request line, `Host`, these header lines and
     /// `Connection: close`.
     pub(crate) async fn check(&self, request_line: &str, lines: &[String]) -> RawResponse {
-        let mut req = format!("{request_line}\r\nHost: tollgate-decisions\r\n");
-        for l in lines {
-            req.push_str(l);
-            req.push_str("\r\n");
-        }
-        req.push_str("Connection: close\r\n\r\n");
-        RawResponse::fetch(self.addr, req).await
+        send(self.addr, request_line, "tollgate-decisions", lines).await
     }
 
     /// As Traefik's ForwardAuth asks about `method target` (a GET to the
@@ -140,18 +134,36 @@ impl Decisions {
         target: &str,
         lines: &[String],
     ) -> RawResponse {
-        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: api.example.com\r\n");
-        for l in lines {
-            req.push_str(l);
-            req.push_str("\r\n");
-        }
-        req.push_str("Connection: close\r\n\r\n");
-        RawResponse::fetch(self.world.tollgate.proxy_addr(), req).await
+        let line = format!("{method} {target} HTTP/1.1");
+        send(
+            self.world.tollgate.proxy_addr(),
+            &line,
+            "api.example.com",
+            lines,
+        )
+        .await
     }
 
     pub(crate) fn bearer(&self) -> Vec<String> {
         vec![self.world.bearer()]
     }
+}
+
+/// One HTTP/1.1 request: the request line, `Host`, these header lines and
+/// `Connection: close`.
+pub(crate) async fn send(
+    addr: SocketAddr,
+    request_line: &str,
+    host: &str,
+    lines: &[String],
+) -> RawResponse {
+    let mut req = format!("{request_line}\r\nHost: {host}\r\n");
+    for l in lines {
+        req.push_str(l);
+        req.push_str("\r\n");
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    RawResponse::fetch(addr, req).await
 }
 
 /// The original requests of every denial kind, with the reason's `error`.

@@ -99,13 +99,8 @@ impl Nginx {
 
     /// `METHOD target` with these header lines, through nginx.
     async fn send(&self, method: &str, target: &str, lines: &[String]) -> RawResponse {
-        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: api.example.com\r\n");
-        for l in lines {
-            req.push_str(l);
-            req.push_str("\r\n");
-        }
-        req.push_str("Connection: close\r\n\r\n");
-        RawResponse::fetch(self.addr, req).await
+        let line = format!("{method} {target} HTTP/1.1");
+        super::send(self.addr, &line, "api.example.com", lines).await
     }
 }
 
