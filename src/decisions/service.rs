@@ -5,6 +5,7 @@
 //! requests. One request is one decision; the listener answers no other
 //! path of its own.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,6 +42,18 @@ pub(crate) struct DecisionService {
     http: Arc<DecisionHttp>,
     http1: Arc<Limited<DecisionHttp>>,
     limits: Limits,
+    /// h2c connections open: at most `server.max_connections` of them (the
+    /// HTTP/1 ones are counted by `Limited`).
+    h2_open: AtomicUsize,
+}
+
+/// One h2c connection counted in `h2_open` while it lives.
+struct H2Open<'a>(&'a AtomicUsize);
+
+impl Drop for H2Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl DecisionService {
@@ -56,6 +69,7 @@ impl DecisionService {
             )),
             http: Arc::new(DecisionHttp { decider }),
             limits,
+            h2_open: AtomicUsize::new(0),
         }
     }
 
@@ -135,6 +149,15 @@ impl ServerApp for DecisionService {
         let peeked = tokio::time::timeout(self.limits.head_timeout, stream.try_peek(&mut first));
         match peeked.await {
             Ok(Ok(true)) if &first == H2_PREFACE => {
+                if self.h2_open.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
+                    self.h2_open.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(
+                        listener = "decisions",
+                        "h2c connection refused: max_connections open"
+                    );
+                    return None;
+                }
+                let _open = H2Open(&self.h2_open);
                 self.serve_h2(stream, shutdown).await;
                 None
             }
