@@ -183,14 +183,17 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$auth$target")" = 401 ] \
     || { echo "set-up failed: nginx + tollgate let a request without a token through" >&2; exit 1; }
   local rounds=${SIDE_ROUNDS:-5} dur=${SIDE_DURATION:-5s} x b
-  I_AUTH=(); I_NOKEEP=(); I_INLINE=()
-  pair() { # url_x url_b -> PAIR_RATIO
+  I_AUTH=(); I_NOKEEP=(); I_INLINE=(); I_DIRECT=()
+  # The decision listener asked directly, as nginx's /_tollgate asks it.
+  local direct_h=(-H "X-Original-Method: GET" -H "X-Original-URI: $target")
+  pair() { # url_x url_b [wrk args of x] -> PAIR_RATIO
+    local ux=$1 ub=$2; shift 2
     if [ $((r % 2)) = 1 ]; then
-      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$1" >"$WORK/i_x.txt" & x=$!
-      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$2" >"$WORK/i_b.txt" & b=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$@" "$ux" >"$WORK/i_x.txt" & x=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$ub" >"$WORK/i_b.txt" & b=$!
     else
-      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$2" >"$WORK/i_b.txt" & b=$!
-      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$1" >"$WORK/i_x.txt" & x=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$ub" >"$WORK/i_b.txt" & b=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$@" "$ux" >"$WORK/i_x.txt" & x=$!
     fi
     wait "$x" "$b"
     PAIR_RATIO=$(awk -v x="$(awk '/Requests\/sec/ {print $2}' "$WORK/i_x.txt")" \
@@ -201,9 +204,10 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
     pair "http://127.0.0.1:$auth$target" "http://127.0.0.1:$plain$target"; I_AUTH+=("$PAIR_RATIO")
     pair "http://127.0.0.1:$p$target" "http://127.0.0.1:$plain$target"; I_INLINE+=("$PAIR_RATIO")
     pair "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$plain$target"; I_NOKEEP+=("$PAIR_RATIO")
-    echo "(i) round $r: nginx+tollgate/nginx ${I_AUTH[-1]}, tollgate inline/nginx ${I_INLINE[-1]}, without keep-alive to tollgate ${I_NOKEEP[-1]}" >&2
+    pair "http://127.0.0.1:$dl/" "http://127.0.0.1:$plain$target" "${direct_h[@]}"; I_DIRECT+=("$PAIR_RATIO")
+    echo "(i) round $r: nginx+tollgate/nginx ${I_AUTH[-1]}, tollgate inline/nginx ${I_INLINE[-1]}, without keep-alive to tollgate ${I_NOKEEP[-1]}, decision listener alone/nginx ${I_DIRECT[-1]}" >&2
   done
-  I_LINE="(i) side by side with nginx alone (1 worker, same CPU), $rounds rounds of $dur, wrk -c$((CONNS / 2)) each: nginx + auth_request -> tollgate (cache on) / nginx = $(median "${I_AUTH[@]}") (${I_AUTH[*]}); tollgate inline / nginx = $(median "${I_INLINE[@]}") (${I_INLINE[*]}); nginx + tollgate without keep-alive to tollgate / nginx = $(median "${I_NOKEEP[@]}") (${I_NOKEEP[*]})"
+  I_LINE="(i) side by side with nginx alone (1 worker, same CPU), $rounds rounds of $dur, wrk -c$((CONNS / 2)) each: nginx + auth_request -> tollgate (cache on) / nginx = $(median "${I_AUTH[@]}") (${I_AUTH[*]}); tollgate inline / nginx = $(median "${I_INLINE[@]}") (${I_INLINE[*]}); nginx + tollgate without keep-alive to tollgate / nginx = $(median "${I_NOKEEP[@]}") (${I_NOKEEP[*]}); tollgate's decision listener asked directly / nginx = $(median "${I_DIRECT[@]}") (${I_DIRECT[*]})"
   echo "$I_LINE"
 }
 

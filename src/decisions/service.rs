@@ -244,7 +244,7 @@ impl DecisionHttp {
             Convention::Envoy => envoy_headers_to_remove(decider, &req.headers, &verdict),
             Convention::Nginx | Convention::Traefik => None,
         };
-        write(session, &verdict, extra).await
+        write(session, verdict, extra).await
     }
 }
 
@@ -272,31 +272,48 @@ fn envoy_headers_to_remove(
 }
 
 /// The answer to an HTTP check request: 200 and the identity headers, or
-/// the proxy's denial (status, JSON body, `WWW-Authenticate`).
+/// the proxy's denial (status, JSON body, `WWW-Authenticate`). The head is
+/// built from its parts: the identity headers move into it as they are,
+/// parsed once, with no case map to keep.
 async fn write(
     session: &mut ServerSession,
-    verdict: &Verdict,
+    verdict: Verdict,
     remove: Option<String>,
 ) -> Result<()> {
-    let (status, headers, body) = match &verdict.denial {
-        Some(denial) => (denial.status, denial.headers(), denial.body()),
-        None => (
-            200,
-            vec![("cache-control", "no-store".to_string())],
-            Vec::new(),
-        ),
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    let mut headers = verdict.identity;
+    let body = match &verdict.denial {
+        Some(denial) => {
+            parts.status = http::StatusCode::from_u16(denial.status)
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            for (name, value) in denial.headers() {
+                if let Ok(value) = http::HeaderValue::from_str(&value) {
+                    headers.insert(http::HeaderName::from_static(name), value);
+                }
+            }
+            denial.body()
+        }
+        None => {
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            Vec::new()
+        }
     };
-    let mut head = ResponseHeader::build(status, Some(headers.len() + verdict.identity.len() + 2))?;
-    for (name, value) in headers {
-        head.insert_header(name, value)?;
+    if let Some(remove) = remove.and_then(|r| http::HeaderValue::from_str(&r).ok()) {
+        headers.insert(
+            http::HeaderName::from_static("x-envoy-auth-headers-to-remove"),
+            remove,
+        );
     }
-    for (name, value) in &verdict.identity {
-        head.insert_header(name.clone(), value.clone())?;
-    }
-    if let Some(remove) = remove {
-        head.insert_header("x-envoy-auth-headers-to-remove", remove)?;
-    }
-    head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    session.write_response_header(Box::new(head)).await?;
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    parts.headers = headers;
+    session
+        .write_response_header(Box::new(ResponseHeader::from(parts)))
+        .await?;
     session.write_response_body(Bytes::from(body), true).await
 }

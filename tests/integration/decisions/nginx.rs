@@ -213,6 +213,11 @@ async fn nginx_answers_every_denial_and_forwards_none() {
     }
     let missing = nginx.send("GET", "/api/v1/tools/x", &[]).await;
     assert_eq!(missing.header("www-authenticate"), Some(REALM));
+    // A repeated Authorization is refused, as on the proxy (400).
+    let mut twice = d.bearer();
+    twice.push("Authorization: Bearer tg_at_another".into());
+    let got = nginx.send("GET", "/api/v1/tools/x", &twice).await;
+    assert_eq!(got.status, 400, "{}", got.body_str());
     assert_eq!(d.world.echo.count(), 0, "a denied request was forwarded");
 }
 
