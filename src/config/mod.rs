@@ -53,6 +53,8 @@ pub struct Config {
     /// requests and admin keys get 503 at once.
     pub hashing_max_queued: usize,
     pub audit_max_events_per_org: usize,
+    /// `[decisions]`: the decision listener's ingress convention.
+    pub decisions: crate::decisions::DecisionsConfig,
 }
 
 /// Environment overrides, passed in so tests don't touch the process env.
@@ -137,6 +139,14 @@ fn validate(mut root: file::Root, base: &Path, env: &EnvOverrides) -> Result<Con
     let identity_headers = IdentityHeaders::try_from(&root.identity_headers)?;
     let hashing = HashingConfig::try_from(&root.hashing)?;
     let audit = AuditConfig::try_from(&root.audit)?;
+    let decisions = crate::decisions::DecisionsConfig::validate(
+        &root.decisions,
+        server.decisions_listen.is_some(),
+    )
+    .map_err(|(key, problem)| Invalid {
+        key: key.into(),
+        problem,
+    })?;
     Ok(Config {
         source: None,
         server,
@@ -155,6 +165,7 @@ fn validate(mut root: file::Root, base: &Path, env: &EnvOverrides) -> Result<Con
         hashing_max_concurrent: hashing.max_concurrent,
         hashing_max_queued: hashing.max_queued,
         audit_max_events_per_org: audit.max_events_per_org,
+        decisions,
     })
 }
 

@@ -538,7 +538,9 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ("result", ["ok", "error"].into_iter().collect()),
         (
             "listener",
-            ["proxy", "admin", "metrics"].into_iter().collect(),
+            ["proxy", "admin", "metrics", "decisions"]
+                .into_iter()
+                .collect(),
         ),
     ]);
     let label_names: BTreeMap<&str, &[&str]> = BTreeMap::from([
@@ -563,6 +565,22 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ("tollgate_token_issue_duration_seconds_bucket", &["le"][..]),
         ("tollgate_token_issue_duration_seconds_sum", &[][..]),
         ("tollgate_token_issue_duration_seconds_count", &[][..]),
+        (
+            "tollgate_decision_service_total",
+            &["decision", "listener", "reason", "route"][..],
+        ),
+        (
+            "tollgate_decision_service_duration_seconds_bucket",
+            &["le", "listener"][..],
+        ),
+        (
+            "tollgate_decision_service_duration_seconds_sum",
+            &["listener"][..],
+        ),
+        (
+            "tollgate_decision_service_duration_seconds_count",
+            &["listener"][..],
+        ),
     ]);
     for (name, names) in &label_names {
         let samples = metric_samples(&text, name);
