@@ -11,6 +11,10 @@
 #                              # turns, 5 s each
 #   DURATION=30s CONNS=128 SIDE_ROUNDS=9 ROUNDS=15 ROUND_DURATION=3s benches/load.sh
 #   ONLY=heads benches/load.sh # case (h) alone: unfinished request heads
+#   ONLY=decisions benches/load.sh
+#                              # case (i) alone: nginx + auth_request asking
+#                              # tollgate's decision listener, beside nginx
+#                              # alone and tollgate inline
 #   ONLY=limits benches/load.sh # case (l) alone: a rate-limited route beside
 #                              # the same route without a limit
 #   THREADS=2 ...              # worker threads per proxy (default 1)
@@ -121,6 +125,94 @@ PY
   echo "$H_LINE"
 }
 
+# (i) Decision-service mode (docs/decisions.md): nginx with auth_request
+# asking tollgate's decision listener (cache on), as examples/decisions/
+# nginx.conf configures it, side by side with nginx alone (proxy_pass with
+# keep-alive), and tollgate inline (its proxy listener) side by side with
+# nginx alone; and the same snippet without keep-alive to tollgate, to show
+# what that costs. Each nginx has one worker; nginx, tollgate and the
+# passthrough share CPU $PROXY_CPU, so each ratio is one of costs per request.
+nginx_on() { # name port http-body -> starts nginx (1 worker) on CPU $PROXY_CPU
+  mkdir -p "$WORK/$1"
+  cat >"$WORK/$1.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1/body;
+  proxy_temp_path $WORK/$1/proxy;
+  fastcgi_temp_path $WORK/$1/fastcgi;
+  uwsgi_temp_path $WORK/$1/uwsgi;
+  scgi_temp_path $WORK/$1/scgi;
+$3
+}
+NGINX
+  taskset -c "$PROXY_CPU" nginx -c "$WORK/$1.conf" -p "$WORK/$1" &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$2/"
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+decisions_case() {
+  local p ad me dl plain auth auth_nokeep r
+  p=$(free_port); ad=$(free_port); me=$(free_port); dl=$(free_port)
+  write_config decisions 500 "$p" "$ad" "$me"
+  sed -i "/^threads = /a decisions_listen = \"127.0.0.1:$dl\"" "$WORK/decisions.toml"
+  printf '[decisions]\nconvention = "nginx"\n' >>"$WORK/decisions.toml"
+  start_tollgate "$WORK/decisions.toml"
+  wait_http "http://127.0.0.1:$ad/healthz"
+  [ -n "${TOKEN:-}" ] || make_account "$ad" "$p"
+  local target="/api/v1/workflows/x?environmentId=bench-env" auth_h=(-H "Authorization: Bearer $TOKEN")
+  plain=$(free_port); auth=$(free_port); auth_nokeep=$(free_port)
+  nginx_on dec_plain "$plain" "upstream bench { server 127.0.0.1:$UP; keepalive 64; }
+server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  local snippet
+  snippet=$(grep -v '^#' examples/decisions/nginx.conf)
+  snippet=${snippet//\{decisions\}/127.0.0.1:$dl}
+  snippet=${snippet//\{backend\}/127.0.0.1:$UP}
+  nginx_on dec_auth "$auth" "${snippet//\{listen\}/127.0.0.1:$auth}"
+  snippet=$(grep -v -e '^#' -e '^    keepalive 32;' examples/decisions/nginx.conf)
+  snippet=${snippet//\{decisions\}/127.0.0.1:$dl}
+  snippet=${snippet//\{backend\}/127.0.0.1:$UP}
+  nginx_on dec_auth_nokeep "$auth_nokeep" "${snippet//\{listen\}/127.0.0.1:$auth_nokeep}"
+  for u in "http://127.0.0.1:$auth$target" "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$p$target"; do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" "${auth_h[@]}")" = 200 ] \
+      || { echo "set-up failed: the benchmark request is not allowed on $u" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
+  done
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$auth$target")" = 401 ] \
+    || { echo "set-up failed: nginx + tollgate let a request without a token through" >&2; exit 1; }
+  local rounds=${SIDE_ROUNDS:-5} dur=${SIDE_DURATION:-5s} x b
+  I_AUTH=(); I_NOKEEP=(); I_INLINE=(); I_DIRECT=()
+  # The decision listener asked directly, as nginx's /_tollgate asks it.
+  local direct_h=(-H "X-Original-Method: GET" -H "X-Original-URI: $target")
+  pair() { # url_x url_b [wrk args of x] -> PAIR_RATIO
+    local ux=$1 ub=$2; shift 2
+    if [ $((r % 2)) = 1 ]; then
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$@" "$ux" >"$WORK/i_x.txt" & x=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$ub" >"$WORK/i_b.txt" & b=$!
+    else
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$ub" >"$WORK/i_b.txt" & b=$!
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$@" "$ux" >"$WORK/i_x.txt" & x=$!
+    fi
+    wait "$x" "$b"
+    PAIR_RATIO=$(awk -v x="$(awk '/Requests\/sec/ {print $2}' "$WORK/i_x.txt")" \
+      -v b="$(awk '/Requests\/sec/ {print $2}' "$WORK/i_b.txt")" 'BEGIN {printf "%.3f", x / b}')
+    if grep -q Non-2xx "$WORK/i_x.txt"; then echo "non-2xx answers in (i): $(grep Non-2xx "$WORK/i_x.txt")" >&2; fi
+  }
+  for r in $(seq 1 "$rounds"); do
+    pair "http://127.0.0.1:$auth$target" "http://127.0.0.1:$plain$target"; I_AUTH+=("$PAIR_RATIO")
+    pair "http://127.0.0.1:$p$target" "http://127.0.0.1:$plain$target"; I_INLINE+=("$PAIR_RATIO")
+    pair "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$plain$target"; I_NOKEEP+=("$PAIR_RATIO")
+    pair "http://127.0.0.1:$dl/" "http://127.0.0.1:$plain$target" "${direct_h[@]}"; I_DIRECT+=("$PAIR_RATIO")
+    echo "(i) round $r: nginx+tollgate/nginx ${I_AUTH[-1]}, tollgate inline/nginx ${I_INLINE[-1]}, without keep-alive to tollgate ${I_NOKEEP[-1]}, decision listener alone/nginx ${I_DIRECT[-1]}" >&2
+  done
+  I_LINE="(i) side by side with nginx alone (1 worker, same CPU), $rounds rounds of $dur, wrk -c$((CONNS / 2)) each: nginx + auth_request -> tollgate (cache on) / nginx = $(median "${I_AUTH[@]}") (${I_AUTH[*]}); tollgate inline / nginx = $(median "${I_INLINE[@]}") (${I_INLINE[*]}); nginx + tollgate without keep-alive to tollgate / nginx = $(median "${I_NOKEEP[@]}") (${I_NOKEEP[*]}); tollgate's decision listener asked directly / nginx = $(median "${I_DIRECT[@]}") (${I_DIRECT[*]})"
+  echo "$I_LINE"
+}
+
 # wrk prints 850.00us, 1.04ms or 1.20s; microseconds, as a number.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }'; }
 
@@ -144,6 +236,10 @@ run_wrk() { # label url [extra wrk args...]
 
 if [ "${ONLY:-}" = heads ]; then
   heads_case
+  exit 0
+fi
+if [ "${ONLY:-}" = decisions ]; then
+  decisions_case
   exit 0
 fi
 
@@ -245,8 +341,6 @@ for u in "$URL_C" "$URL_D"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" "${AUTH[@]}")" = 200 ] \
     || { echo "set-up failed: the benchmark request is not allowed on $u" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
 done
-
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Side by side: two proxies pinned to CPU 0 at the same time, each driven by
 # a wrk of its own with half the connections, so that whatever the machine
@@ -514,6 +608,7 @@ wait_http "http://127.0.0.1:$PT2/"
 PT2_PID=$(pgrep -f "examples/passthrough 127.0.0.1:$PT2" | head -1)
 read -r PT_START PT_IDLE PT_OK < <(idle_rss "$PT2" "$PT2_PID" /api/v1/workflows/x -)
 heads_case >/dev/null
+decisions_case >/dev/null
 
 echo
 echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); proxies on 1 worker thread (CPU $PROXY_CPU), wrk -t1 -c$CONNS -d$DURATION (b, c, d: $ROUNDS rounds of $ROUND_DURATION) on CPU $LOAD_CPU"
@@ -535,3 +630,4 @@ echo "tollgate RSS: ${RSS_IDLE} MiB after the runs, ${RSS} MiB with 1,000 idle k
 echo "fresh tollgate RSS: ${FRESH_START} MiB at start, ${FRESH_IDLE} MiB holding 1,000 idle keep-alive connections (${FRESH_OK} of 1,000 requests forwarded with 200)"
 echo "fresh passthrough RSS: ${PT_START} MiB at start, ${PT_IDLE} MiB holding 1,000 idle keep-alive connections (${PT_OK} with 200)"
 echo "$H_LINE"
+echo "$I_LINE"

@@ -7,6 +7,8 @@
 #                                  built-in server as an upstream; skipped without it)
 #                                  + chromium/chromedriver (tests/integration/browser.rs drives
 #                                  the console in headless Chromium over WebDriver)
+#                                  + nginx (tests/integration/decisions/nginx.rs puts tollgate
+#                                  behind nginx's auth_request; benches/load.sh measures it)
 #
 # Missing Debian/Ubuntu packages are installed with apt-get when we are root or
 # have passwordless sudo; otherwise the exact command is printed and we fail.
@@ -44,6 +46,7 @@ if [ "$want" = test ]; then
   need php php-cli
   need chromium chromium
   need chromedriver chromium-driver
+  need nginx nginx
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -7,6 +7,7 @@ pub(crate) mod bus;
 pub(crate) mod cache;
 pub mod config;
 pub(crate) mod console;
+pub mod decisions;
 pub mod dev;
 pub(crate) mod errors;
 pub(crate) mod hashing;

@@ -238,6 +238,8 @@ pub fn run(
     );
     metrics.add_listener(listener(&cfg.server.metrics_listen.to_string()));
 
+    let decisions = decisions_service(&app, &cfg);
+
     let background = background_service("tollgate background", Background { app: app.clone() });
     let invalidations = background_service(
         "tollgate cache invalidation",
@@ -253,6 +255,7 @@ pub fn run(
         Box::new(background),
         Box::new(invalidations),
     ];
+    services.extend(decisions);
     services.extend(extra);
     server.add_services(services);
     tracing::info!(
@@ -263,6 +266,42 @@ pub fn run(
         "tollgate started"
     );
     server.run_forever()
+}
+
+/// The decision listener, when `server.decisions_listen` is set.
+fn decisions_service(
+    app: &App,
+    cfg: &Config,
+) -> Option<Box<dyn pingora::services::ServiceWithDependents>> {
+    // Its series exist, at zero, whether or not it is on: dashboards and
+    // alerts that name them see a series from the start.
+    crate::decisions::initialise_series();
+    let addr = cfg.server.decisions_listen?;
+    let decider = match crate::decisions::Decider::new(
+        app.store.clone(),
+        app.cache.clone(),
+        app.live.clone(),
+        &cfg.proxy,
+        &cfg.identity_headers,
+        &cfg.decisions,
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut service = Service::new(
+        "tollgate decisions".to_string(),
+        crate::decisions::DecisionService::new(decider, cfg.server.limits),
+    );
+    service.add_listener(listener(&addr.to_string()));
+    tracing::info!(
+        decisions_listen = %addr,
+        convention = cfg.decisions.convention.map_or("-", |c| c.as_str()),
+        "decision listener on"
+    );
+    Some(Box::new(service))
 }
 
 struct Background {

@@ -25,6 +25,9 @@ pub enum RequestProblem {
     EnvironmentIdInvalid,
     /// A raw `;` in the query of a route that checks a workspace.
     QuerySemicolon,
+    /// A decision listener's check request that does not describe the
+    /// original request as its ingress convention says.
+    CheckRequest,
 }
 
 impl RequestProblem {
@@ -49,6 +52,9 @@ impl RequestProblem {
             }
             RequestProblem::QuerySemicolon => {
                 "this route reads environmentId: a ';' in the query must be sent as %3B"
+            }
+            RequestProblem::CheckRequest => {
+                "the check request does not describe the original request"
             }
         }
     }

@@ -21,6 +21,7 @@ pub struct Root {
     pub hashing: Hashing,
     pub audit: Audit,
     pub limits: crate::limits::LimitsFile,
+    pub decisions: crate::decisions::config::DecisionsFile,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +37,8 @@ pub struct Server {
     pub max_request_head_bytes: usize,
     pub request_head_timeout_ms: u64,
     pub max_connections: usize,
+    /// The decision listener's address; empty: off.
+    pub decisions_listen: String,
 }
 impl Default for Server {
     fn default() -> Self {
@@ -50,6 +53,7 @@ impl Default for Server {
             max_request_head_bytes: 64 * 1024,
             request_head_timeout_ms: 10_000,
             max_connections: 10_000,
+            decisions_listen: String::new(),
         }
     }
 }

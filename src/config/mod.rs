@@ -55,6 +55,8 @@ pub struct Config {
     pub audit_max_events_per_org: usize,
     /// `[limits]`: rate limits' and quotas' behaviour.
     pub limits: crate::limits::LimitsConfig,
+    /// `[decisions]`: the decision listener's ingress convention.
+    pub decisions: crate::decisions::DecisionsConfig,
 }
 
 /// Environment overrides, passed in so tests don't touch the process env.
@@ -141,6 +143,14 @@ fn validate(mut root: file::Root, base: &Path, env: &EnvOverrides) -> Result<Con
     let audit = AuditConfig::try_from(&root.audit)?;
     let limits = crate::limits::LimitsConfig::try_from(&root.limits)
         .map_err(|(key, problem)| Invalid { key, problem })?;
+    let decisions = crate::decisions::DecisionsConfig::validate(
+        &root.decisions,
+        server.decisions_listen.is_some(),
+    )
+    .map_err(|(key, problem)| Invalid {
+        key: key.into(),
+        problem,
+    })?;
     Ok(Config {
         source: None,
         server,
@@ -160,6 +170,7 @@ fn validate(mut root: file::Root, base: &Path, env: &EnvOverrides) -> Result<Con
         hashing_max_queued: hashing.max_queued,
         audit_max_events_per_org: audit.max_events_per_org,
         limits,
+        decisions,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub upgrade_sock: PathBuf,
     /// Limits every listener applies to each client connection.
     pub limits: crate::listen::Limits,
+    /// `server.decisions_listen`: the decision listener (off when `None`).
+    pub decisions_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -204,6 +206,10 @@ impl TryFrom<&file::Server> for ServerConfig {
                     0 => return Err(invalid("server.max_connections", "must be at least 1")),
                     n => n,
                 },
+            },
+            decisions_listen: match s.decisions_listen.as_str() {
+                "" => None,
+                v => Some(address("server.decisions_listen", v)?),
             },
         })
     }

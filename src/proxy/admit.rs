@@ -18,11 +18,13 @@ use time::OffsetDateTime;
 use crate::authorize::{
     self, Decision, Denial, DenyReason, HeaderFacts, Lookup, Outcome, Plan, RequestFacts,
 };
+use crate::cache::DecisionCache;
 use crate::limits::{By, Exceeded, Refusal, Verdict};
 use crate::metrics::Metrics;
 use crate::model::AccessFacts;
 use crate::policy::Route;
 use crate::runtime::Runtime;
+use crate::store::Store;
 
 use super::builtin::Builtin;
 use super::ctx::{Ctx, Recheck, TunnelGuard};
@@ -32,7 +34,9 @@ use super::reply;
 
 /// Up to the first two values of a header: enough to tell none, one and
 /// repeated apart without collecting them.
-fn first_two<'a>(values: http::header::GetAll<'a, HeaderValue>) -> ([&'a [u8]; 2], usize) {
+pub(crate) fn first_two<'a>(
+    values: http::header::GetAll<'a, HeaderValue>,
+) -> ([&'a [u8]; 2], usize) {
     let mut it = values.iter().map(HeaderValue::as_bytes);
     match (it.next(), it.next()) {
         (None, _) => ([b"", b""], 0),
@@ -89,11 +93,6 @@ fn valid_request_id(v: &[u8]) -> bool {
     (1..=128).contains(&v.len())
         && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-enum DecideStep {
-    Done(Decision),
-    Load(authorize::Load),
 }
 
 fn decide_with(
@@ -218,16 +217,10 @@ impl Gateway {
         }
 
         let started = Instant::now();
-        let mut loaded_with = None;
-        let mut decision = match self.decide(&facts, &rt) {
-            DecideStep::Done(d) => d,
-            DecideStep::Load(load) => {
-                let loaded = self.load(&load).await;
-                let decision = decide_with(&load, &facts, loaded);
-                loaded_with = Some(load);
-                decision
-            }
-        };
+        let Decided {
+            mut decision,
+            load: loaded_with,
+        } = decide_request(self.store.as_ref(), &self.cache, &facts, &rt).await;
         let verdict = self.limit(session, ctx, &decision).await;
         apply_limit(&mut decision, verdict);
         m.authz_duration.observe(started.elapsed().as_secs_f64());
@@ -327,7 +320,7 @@ impl Gateway {
     /// that cannot answer denies, as for a request.
     pub(super) async fn still_allowed(&self, guard: &TunnelGuard) -> bool {
         let Recheck { load, facts } = guard.recheck.as_ref();
-        let loaded = self.load(load).await;
+        let loaded = load_access(self.store.as_ref(), &self.cache, load).await;
         decide_with(load, facts, loaded).denial().is_none()
     }
 
@@ -356,26 +349,55 @@ impl Gateway {
         ctx.limit = Some(verdict);
         verdict
     }
+}
 
-    /// Phase 2 inputs: from the decision cache, or one store call.
-    async fn load(&self, load: &authorize::Load) -> std::result::Result<AccessFacts, ()> {
-        super::lookup::lookup(
-            self.store.as_ref(),
-            &self.cache,
-            &load.token_hash,
-            load.environment_id.as_deref(),
-        )
-        .await
-        .map_err(|e| {
-            Metrics::get().store_error("lookup_access");
-            tracing::warn!(error = %e, "authorization look-up failed; denying");
-        })
-    }
+/// Phase 2 inputs: from the decision cache, or one store call.
+async fn load_access(
+    store: &dyn Store,
+    cache: &DecisionCache,
+    load: &authorize::Load,
+) -> std::result::Result<AccessFacts, ()> {
+    super::lookup::lookup(
+        store,
+        cache,
+        &load.token_hash,
+        load.environment_id.as_deref(),
+    )
+    .await
+    .map_err(|e| {
+        Metrics::get().store_error("lookup_access");
+        tracing::warn!(error = %e, "authorization look-up failed; denying");
+    })
+}
 
-    fn decide(&self, facts: &RequestFacts, rt: &Runtime) -> DecideStep {
-        match authorize::plan(facts, &rt.policy) {
-            Plan::Decided(d) => DecideStep::Done(d),
-            Plan::Load(load) => DecideStep::Load(load),
+/// A decision, and the look-up it needed (kept to decide again, as a
+/// tunnel's guard does).
+pub(crate) struct Decided {
+    pub(crate) decision: Decision,
+    pub(crate) load: Option<authorize::Load>,
+}
+
+/// Steps 2 to 6 of the decision (docs/contract.md §5.2) for a request whose
+/// safety (step 1) has been checked: route, bearer, scope, workspace. The
+/// one pipeline of the proxy listener and the decision listener, so that
+/// both decide alike.
+pub(crate) async fn decide_request(
+    store: &dyn Store,
+    cache: &DecisionCache,
+    facts: &RequestFacts,
+    rt: &Runtime,
+) -> Decided {
+    match authorize::plan(facts, &rt.policy) {
+        Plan::Decided(decision) => Decided {
+            decision,
+            load: None,
+        },
+        Plan::Load(load) => {
+            let loaded = load_access(store, cache, &load).await;
+            Decided {
+                decision: decide_with(&load, facts, loaded),
+                load: Some(load),
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// How the forwarded request's headers are rewritten: built once from the
 /// configuration, used on every request.
-pub(super) struct HeaderRules {
+pub(crate) struct HeaderRules {
     /// Canonical (lower case, `-`) names of the identity headers: any
     /// incoming header that canonicalises to one of these is removed.
     identity_names: Vec<String>,
@@ -77,7 +77,7 @@ impl InjectNames {
 }
 
 impl HeaderRules {
-    pub(super) fn new(
+    pub(crate) fn new(
         names: &IdentityHeaders,
         proxy: &ProxyConfig,
     ) -> std::result::Result<HeaderRules, String> {
@@ -129,9 +129,7 @@ impl HeaderRules {
     /// builds only the latter); and, unless the peer is a trusted proxy,
     /// the other headers upstreams take a client's address or host from.
     fn is_spoofed_header(&self, name: &str, trusted: bool) -> bool {
-        self.identity_names
-            .iter()
-            .any(|canon| same_header_name(canon, name))
+        self.is_identity_header(name)
             || (name.contains('_')
                 && ["x-forwarded-for", "x-forwarded-proto"]
                     .iter()
@@ -439,6 +437,33 @@ fn insert_identity(
         headers.insert(names.environment_id.clone(), environment_id.clone());
     }
     Ok(())
+}
+
+/// What the decision listener needs of the same rules: the identity headers
+/// to hand the ingress, and the received headers it must remove.
+impl HeaderRules {
+    /// The identity headers of an allowed decision, as the proxy would
+    /// inject them.
+    pub(crate) fn identity_headers(
+        &self,
+        identity: &Identity,
+        out: &mut http::HeaderMap,
+    ) -> Result<()> {
+        insert_identity(out, &self.inject, identity)
+    }
+
+    /// Whether a received header is one of the identity headers, in any
+    /// case or `_` form: a client-sent one the ingress must not pass on.
+    pub(crate) fn is_identity_header(&self, name: &str) -> bool {
+        self.identity_names
+            .iter()
+            .any(|canon| same_header_name(canon, name))
+    }
+
+    /// `proxy.forward_authorization`.
+    pub(crate) fn forwards_authorization(&self) -> bool {
+        self.forward_authorization
+    }
 }
 
 /// Removes the hop-by-hop fields of an upstream's answer (RFC 9110

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `engine` | pingora's HTTP/1 sessions: reads a request, asks a [`engine::Gate`], forwards over pooled upstream connections, relays the answer or a WebSocket tunnel |
 //! | `gateway` | the [`Gateway`], the engine's `Gate`: built from the parts it uses |
-//! | `admit` | per request: facts, request safety, plan, look-up, decision |
+//! | `admit` | per request: facts, request safety, plan, look-up, decision (`decide_request`, shared with the decision listener) |
 //! | `ctx` | the per-request state and a tunnel's re-check guard |
 //! | `builtin` | what the listener answers itself: token, revocation, metadata, whoami |
 //! | `reply` | writing those answers; the one JSON error answer |
@@ -27,5 +27,7 @@ pub(crate) mod netaddr;
 mod reply;
 pub mod upstream;
 
+pub(crate) use admit::{decide_request, first_two, Decided};
 pub(crate) use engine::Engine;
 pub(crate) use gateway::Gateway;
+pub(crate) use headers::HeaderRules;

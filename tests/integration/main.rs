@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod console;
+mod decisions;
 mod enforcement;
 mod forwarding;
 mod harness;

@@ -547,7 +547,9 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ),
         (
             "listener",
-            ["proxy", "admin", "metrics"].into_iter().collect(),
+            ["proxy", "admin", "metrics", "decisions"]
+                .into_iter()
+                .collect(),
         ),
     ]);
     let label_names: BTreeMap<&str, &[&str]> = BTreeMap::from([
@@ -577,6 +579,22 @@ async fn every_label_value_comes_from_a_bounded_set() {
         ("tollgate_quota_lowest_remaining", &["period"][..]),
         ("tollgate_limit_leases_total", &["kind", "result"][..]),
         ("tollgate_limit_store_failures_total", &["action"][..]),
+        (
+            "tollgate_decision_service_total",
+            &["decision", "listener", "reason", "route"][..],
+        ),
+        (
+            "tollgate_decision_service_duration_seconds_bucket",
+            &["le", "listener"][..],
+        ),
+        (
+            "tollgate_decision_service_duration_seconds_sum",
+            &["listener"][..],
+        ),
+        (
+            "tollgate_decision_service_duration_seconds_count",
+            &["listener"][..],
+        ),
     ]);
     for (name, names) in &label_names {
         let samples = metric_samples(&text, name);
