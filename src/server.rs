@@ -188,6 +188,11 @@ pub fn run(
     server.bootstrap();
     let app = Arc::new(app);
 
+    // One limiter for the proxy and decision listeners: they count alike.
+    let limiter = Arc::new(crate::limits::Limiter::new(
+        app.store.clone(),
+        cfg.limits.clone(),
+    ));
     let gateway = match Gateway::new(
         app.store.clone(),
         app.cache.clone(),
@@ -196,10 +201,7 @@ pub fn run(
         &cfg.proxy,
         &cfg.identity_headers,
     ) {
-        Ok(g) => g.with_limiter(Arc::new(crate::limits::Limiter::new(
-            app.store.clone(),
-            cfg.limits.clone(),
-        ))),
+        Ok(g) => g.with_limiter(limiter.clone()),
         Err(e) => {
             eprintln!("tollgate: {e}");
             std::process::exit(1);
@@ -238,7 +240,7 @@ pub fn run(
     );
     metrics.add_listener(listener(&cfg.server.metrics_listen.to_string()));
 
-    let decisions = decisions_service(&app, &cfg);
+    let decisions = decisions_service(&app, &cfg, limiter);
 
     let background = background_service("tollgate background", Background { app: app.clone() });
     let invalidations = background_service(
@@ -272,6 +274,7 @@ pub fn run(
 fn decisions_service(
     app: &App,
     cfg: &Config,
+    limiter: Arc<crate::limits::Limiter>,
 ) -> Option<Box<dyn pingora::services::ServiceWithDependents>> {
     // Its series exist, at zero, whether or not it is on: dashboards and
     // alerts that name them see a series from the start.
@@ -285,7 +288,7 @@ fn decisions_service(
         &cfg.identity_headers,
         &cfg.decisions,
     ) {
-        Ok(d) => d,
+        Ok(d) => d.with_limiter(limiter),
         Err(e) => {
             eprintln!("tollgate: {e}");
             std::process::exit(1);

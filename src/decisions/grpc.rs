@@ -191,6 +191,7 @@ fn response(decider: &Decider, verdict: &Verdict, received: &[(&str, &[u8])]) ->
             status: Some(rpc::Status {
                 code: match denial.status {
                     401 => UNAUTHENTICATED,
+                    429 => RESOURCE_EXHAUSTED,
                     503 => UNAVAILABLE,
                     _ => PERMISSION_DENIED,
                 },
@@ -205,6 +206,7 @@ fn response(decider: &Decider, verdict: &Verdict, received: &[(&str, &[u8])]) ->
                 headers: denial
                     .headers()
                     .iter()
+                    .chain(&verdict.limit_headers)
                     .map(|(n, v)| header(n, v.as_bytes()))
                     .collect(),
                 body: String::from_utf8_lossy(&denial.body()).into_owned(),

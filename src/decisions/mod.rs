@@ -33,7 +33,8 @@ use http::HeaderMap;
 use crate::authorize::{self, Decision, Denial, DenyReason, HeaderFacts, Outcome, RequestFacts};
 use crate::cache::DecisionCache;
 use crate::config::{IdentityHeaders, ProxyConfig};
-use crate::proxy::{decide_request, Decided, HeaderRules};
+use crate::limits::Limiter;
+use crate::proxy::{apply_limit, decide_request, Decided, HeaderRules};
 use crate::runtime::Live;
 use crate::store::Store;
 
@@ -51,6 +52,8 @@ pub(crate) struct Decider {
     allow_semicolon: bool,
     convention: Convention,
     path_prefix: String,
+    /// Rate limits and quotas, shared with the proxy listener.
+    limiter: Arc<Limiter>,
 }
 
 /// The answer to one check request.
@@ -60,6 +63,9 @@ pub(crate) struct Verdict {
     pub identity: HeaderMap,
     /// On a denied one: what to answer the ingress's client.
     pub denial: Option<Denial>,
+    /// Over a rate limit or quota: `Retry-After`, `RateLimit-Policy` and
+    /// `RateLimit` for the denial.
+    pub limit_headers: Vec<(&'static str, String)>,
 }
 
 impl Verdict {
@@ -90,6 +96,7 @@ impl Decider {
             .convention
             .ok_or("server.decisions_listen needs decisions.convention")?;
         Ok(Decider {
+            limiter: Arc::new(Limiter::new(store.clone(), Default::default())),
             store,
             cache,
             live,
@@ -98,6 +105,12 @@ impl Decider {
             convention,
             path_prefix: decisions.path_prefix.clone(),
         })
+    }
+
+    /// The limiter the proxy listener uses too, so that both count alike.
+    pub(crate) fn with_limiter(mut self, limiter: Arc<Limiter>) -> Decider {
+        self.limiter = limiter;
+        self
     }
 
     pub(crate) fn convention(&self) -> Convention {
@@ -129,6 +142,7 @@ impl Decider {
             },
             self.allow_semicolon,
         );
+        let mut limit = crate::limits::Verdict::Unlimited;
         let decision = match authorize::check_request(&facts) {
             Err(reason) => Decision {
                 route: None,
@@ -138,12 +152,17 @@ impl Decider {
             },
             Ok(_) => {
                 let rt = self.live.snapshot();
-                let Decided { decision, .. } =
+                let Decided { mut decision, .. } =
                     decide_request(self.store.as_ref(), &self.cache, &facts, &rt).await;
+                limit = self.limit(&decision).await;
+                apply_limit(&mut decision, limit);
                 decision
             }
         };
-        let verdict = self.verdict(decision);
+        let mut verdict = self.verdict(decision);
+        if let crate::limits::Verdict::Limited(refusal) = limit {
+            verdict.limit_headers = crate::limits::refusal_headers(&refusal).to_vec();
+        }
         self.record(&verdict, started);
         verdict
     }
@@ -162,6 +181,7 @@ impl Decider {
                 caller: None,
             },
             identity: HeaderMap::new(),
+            limit_headers: Vec::new(),
             denial: Some(Denial {
                 status: 400,
                 error: "invalid_request",
@@ -192,6 +212,26 @@ impl Decider {
             decision,
             identity,
             denial,
+            limit_headers: Vec::new(),
+        }
+    }
+
+    /// The proxy's limit check for a request the decision allows. The
+    /// check request's peer is the ingress, not the client: a route limited
+    /// `by = "source"` is not counted here.
+    async fn limit(&self, decision: &Decision) -> crate::limits::Verdict {
+        let route = match decision.route.as_deref() {
+            Some(route) if decision.forwards() => route,
+            _ => return crate::limits::Verdict::Unlimited,
+        };
+        let caller = decision.caller.as_deref();
+        if route.rate_limit.is_none() && caller.is_none() {
+            return crate::limits::Verdict::Unlimited;
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match self.limiter.check_now(route, caller, None, now) {
+            Some(v) => v,
+            None => Box::pin(self.limiter.check(route, caller, None, now)).await,
         }
     }
 

@@ -286,7 +286,11 @@ async fn write(
         Some(denial) => {
             parts.status = http::StatusCode::from_u16(denial.status)
                 .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            for (name, value) in denial.headers() {
+            for (name, value) in denial
+                .headers()
+                .into_iter()
+                .chain(verdict.limit_headers.clone())
+            {
                 if let Ok(value) = http::HeaderValue::from_str(&value) {
                     headers.insert(http::HeaderName::from_static(name), value);
                 }

@@ -225,7 +225,8 @@ impl Limiter {
     }
 
     /// The bucket and the rate that apply; `None` when nobody can be
-    /// counted (a report-mode route forwarding a request without a token).
+    /// counted (a report-mode route forwarding a request without a token,
+    /// or a source limit without a source address).
     fn rate_bucket(
         route: &Route,
         rl: &RateLimit,
@@ -241,9 +242,14 @@ impl Limiter {
             (By::ServiceAccount, Some(c)) => c.service_account_id.as_str().into(),
             (By::Client, Some(c)) => c.client_id.as_str().into(),
             (By::Organization, Some(c)) => c.organization_id.as_str().into(),
-            (By::Source, _) => source
-                .map(crate::proxy::netaddr::throttle_bucket)
-                .map_or_else(|| "unknown".into(), |net| net.to_string().into()),
+            // No source address (the decision listener, whose peer is the
+            // ingress): nothing to count it against.
+            (By::Source, _) => match source {
+                Some(ip) => crate::proxy::netaddr::throttle_bucket(ip)
+                    .to_string()
+                    .into(),
+                None => return None,
+            },
             (_, None) => return None,
         };
         let bucket = format!("{}|{}|{}|{}", route.name, rl.by.as_str(), per.as_str(), id);

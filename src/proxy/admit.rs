@@ -129,7 +129,7 @@ fn decide_with(
 /// What the limit check does to the decision: a refusal denies (429, or
 /// 503 when the store could not answer and limits fail closed); over a
 /// report-mode limit an allowed request is recorded as `report_deny`.
-fn apply_limit(decision: &mut Decision, verdict: Verdict) {
+pub(crate) fn apply_limit(decision: &mut Decision, verdict: Verdict) {
     let reason = match verdict {
         Verdict::Limited(Refusal {
             exceeded: Exceeded::Rate,

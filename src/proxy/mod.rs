@@ -27,7 +27,7 @@ pub(crate) mod netaddr;
 mod reply;
 pub mod upstream;
 
-pub(crate) use admit::{decide_request, first_two, Decided};
+pub(crate) use admit::{apply_limit, decide_request, first_two, Decided};
 pub(crate) use engine::Engine;
 pub(crate) use gateway::Gateway;
 pub(crate) use headers::HeaderRules;

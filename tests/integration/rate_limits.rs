@@ -618,3 +618,35 @@ async fn two_instances_on_a_redis_cluster_admit_no_more_than_the_limit_or_quota(
     let (_, body) = b.admin().get(&limits_path(&org, &sa)).await;
     assert_eq!(body["quota_usage"]["daily"]["used"], 5, "{body}");
 }
+
+/// The decision listener (an ingress asks, tollgate answers) applies the
+/// same limits: an account's quota counts the requests it allows, and the
+/// one over it is refused 429 `quota_exceeded` with the `RateLimit` headers
+/// for the ingress to pass on.
+#[tokio::test]
+async fn the_decision_listener_applies_quotas_too() {
+    use crate::decisions::Decisions;
+    let d = Decisions::start("convention = \"traefik\"", "").await;
+    let w = &d.world;
+    let (status, body) = w
+        .tollgate
+        .admin()
+        .put(&limits_path(&w.org, &w.sa_id), json!({"daily_quota": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..2 {
+        let r = d.traefik("GET", "/api/v1/tools/x", &d.bearer()).await;
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    let r = d.traefik("GET", "/api/v1/tools/x", &d.bearer()).await;
+    assert_eq!(r.status, 429, "{}", r.body_str());
+    assert_eq!(r.json()["error"], "quota_exceeded");
+    assert_eq!(r.header("ratelimit-policy"), Some("\"daily\";q=2;w=86400"));
+    assert!(r.header("retry-after").is_some());
+    // The proxy listener shares the count.
+    let (status, _, _) = w
+        .tollgate
+        .proxy_request(Method::GET, "/api/v1/tools/x", Some(&w.token))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
