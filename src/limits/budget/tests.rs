@@ -146,6 +146,10 @@ proptest! {
                 let l = store.take(t + latency_ms, want, limit);
                 locals[i].grant(at(t), 1, l, HOLD);
                 t += 2 * latency_ms;
+                // Requests run one after another: the next starts after
+                // this answer arrived (an instance never spends a lease
+                // before the store's answer reaches it).
+                now = t;
                 outcome = locals[i].take(at(t), 1, limit, lease_max);
             }
             let window = t / window_ms;
