@@ -224,15 +224,9 @@ impl Decider {
             Some(route) if decision.forwards() => route,
             _ => return crate::limits::Verdict::Unlimited,
         };
-        let caller = decision.caller.as_deref();
-        if route.rate_limit.is_none() && caller.is_none() {
-            return crate::limits::Verdict::Unlimited;
-        }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        match self.limiter.check_now(route, caller, None, now) {
-            Some(v) => v,
-            None => Box::pin(self.limiter.check(route, caller, None, now)).await,
-        }
+        self.limiter
+            .check_request(route, decision.caller.as_deref(), None)
+            .await
     }
 
     fn record(&self, verdict: &Verdict, started: Instant) {

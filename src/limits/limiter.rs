@@ -138,6 +138,26 @@ impl Limiter {
         &self.cfg
     }
 
+    /// The check of one request about to be forwarded, for the proxy and
+    /// decision listeners: nothing when no limit can apply, from memory
+    /// when it can be, else (boxed: it may wait for the store) with a
+    /// lease. The clock is read here, for the quotas' day and month.
+    pub async fn check_request(
+        &self,
+        route: &Route,
+        caller: Option<&TokenRecord>,
+        source: Option<IpAddr>,
+    ) -> Verdict {
+        if route.rate_limit.is_none() && caller.is_none() {
+            return Verdict::Unlimited;
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match self.check_now(route, caller, source, now) {
+            Some(v) => v,
+            None => Box::pin(self.check(route, caller, source, now)).await,
+        }
+    }
+
     /// The check without waiting, when it needs nothing but memory: no
     /// limit applies, or the account's settings are fresh and a leased unit
     /// is at hand (or the store's refusal is held). `None`: call [`check`].

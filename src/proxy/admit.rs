@@ -324,28 +324,23 @@ impl Gateway {
         decide_with(load, facts, loaded).denial().is_none()
     }
 
-    /// The limit check of a request the decision forwards: from memory
-    /// when it can be, else (boxed: it may wait for the store) with a lease.
+    /// The limit check of a request the decision forwards, with the
+    /// source address when the route limits by it.
     async fn limit(&self, session: &Session, ctx: &mut Ctx, decision: &Decision) -> Verdict {
         let route = match decision.route.as_deref() {
             Some(route) if decision.forwards() => route,
             _ => return Verdict::Unlimited,
         };
-        let caller = decision.caller.as_deref();
-        if route.rate_limit.is_none() && caller.is_none() {
-            return Verdict::Unlimited;
-        }
         let source = match (&route.rate_limit, ctx.peer) {
             (Some(rl), Some(peer)) if rl.by == By::Source => {
                 Some(self.source_address(session, peer))
             }
             _ => None,
         };
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let verdict = match self.limiter.check_now(route, caller, source, now) {
-            Some(v) => v,
-            None => Box::pin(self.limiter.check(route, caller, source, now)).await,
-        };
+        let verdict = self
+            .limiter
+            .check_request(route, decision.caller.as_deref(), source)
+            .await;
         ctx.limit = Some(verdict);
         verdict
     }
