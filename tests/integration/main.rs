@@ -27,4 +27,5 @@ mod openapi;
 mod outage;
 mod reload;
 mod tenant_admin;
+mod tls;
 mod upstream_frameworks;
