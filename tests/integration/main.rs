@@ -16,6 +16,7 @@ mod console;
 mod enforcement;
 mod forwarding;
 mod harness;
+mod http2;
 mod instances;
 mod lifecycle;
 mod limits;
