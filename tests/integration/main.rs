@@ -15,6 +15,7 @@ mod cluster;
 mod console;
 mod enforcement;
 mod forwarding;
+mod grpc;
 mod harness;
 mod http2;
 mod instances;
