@@ -438,6 +438,23 @@ mod tests {
     }
 
     #[test]
+    fn the_subject_of_a_certificate_is_read_in_rfc_4514_form() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "billing");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        let subject = certificate_subject(cert.der()).expect("a subject");
+        assert!(subject.contains("CN=billing"), "{subject}");
+        assert!(subject.contains("O=Example"), "{subject}");
+        assert_eq!(certificate_subject(b"not DER"), None);
+    }
+
+    #[test]
     fn sni_names_pick_their_pair() {
         let dir = tempfile::tempdir().expect("dir");
         let (cert, key) = pair(dir.path(), "a", "a.test");

@@ -381,3 +381,74 @@ async fn client_certificates_are_checked_against_the_ca_bundle() {
     assert_eq!(run(Some(&good)).as_deref(), Some("200"));
     assert_eq!(run(Some(&outsider)), None, "optional: a bad one is not");
 }
+
+#[tokio::test]
+async fn admin_and_metrics_listeners_serve_over_tls() {
+    let pki = Pki::new();
+    let server = pki.server("server", &["localhost", "127.0.0.1"]);
+    let pair = format!(
+        "cert_file = {:?}\nkey_file = {:?}\n",
+        server.cert.display().to_string(),
+        server.key.display().to_string()
+    );
+    let extra = format!("[server.admin_tls]\n{pair}[server.metrics_tls]\n{pair}");
+    let w = TlsWorld::start_with(pki, server, "", &extra).await;
+    let https = w.pki.https_client();
+    let admin = format!("https://localhost:{}", w.tollgate.admin_addr().port());
+    let metrics = format!(
+        "https://localhost:{}/metrics",
+        w.tollgate.metrics_addr().port()
+    );
+
+    // The admin API over TLS, with the admin key; HTTP/2 by ALPN too.
+    let answer = https
+        .post(format!(
+            "{admin}/v1/organizations/{}/service-accounts",
+            unique_id("org")
+        ))
+        .bearer_auth(w.tollgate.admin_key())
+        .json(&json!({"name": unique_id("sa"), "scopes": ["tools:read"]}))
+        .send()
+        .await
+        .expect("admin over TLS");
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let ca = w.pki.ca_file().display().to_string();
+    let resolve = format!("localhost:{}:127.0.0.1", w.tollgate.admin_addr().port());
+    let (code, out, err) = curl(&[
+        "--http2",
+        "-i",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        &format!("{admin}/healthz"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+
+    // Metrics over TLS, with the TLS series of every listener.
+    let text = https
+        .get(&metrics)
+        .send()
+        .await
+        .expect("metrics over TLS")
+        .text()
+        .await
+        .expect("text");
+    for listener in ["proxy", "admin", "metrics"] {
+        assert!(
+            metric_value(
+                &text,
+                "tollgate_tls_reloads_total",
+                &[("listener", listener), ("result", "error")]
+            ) == Some(0.0),
+            "{listener}: {text}"
+        );
+    }
+
+    // Plain HTTP on either gets no answer.
+    for addr in [w.tollgate.admin_addr(), w.tollgate.metrics_addr()] {
+        let bytes = raw_http(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(!bytes.starts_with(b"HTTP/1.1 200"), "plain HTTP on {addr}");
+    }
+}
