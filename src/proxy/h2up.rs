@@ -231,13 +231,13 @@ pub(super) async fn forward<G: Gate>(
                 strip_response_hop_by_hop(&mut head, false);
                 let no_body = session.req_header().method == http::Method::HEAD
                     || matches!(head.status.as_u16(), 204 | 304);
-                if !session.is_http2()
-                    && !no_body
-                    && !head.headers.contains_key(header::CONTENT_LENGTH)
-                {
-                    // An HTTP/1.1 client gets an answer of unknown length chunked.
+                if !session.is_http2() {
+                    // An HTTP/1.1 client gets an HTTP/1.1 head, and an
+                    // answer of unknown length chunked.
                     head.set_version(http::Version::HTTP_11);
-                    head.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+                    if !no_body && !head.headers.contains_key(header::CONTENT_LENGTH) {
+                        head.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+                    }
                 }
                 head.insert_header("x-request-id", G::request_id_value(ctx))?;
                 session

@@ -386,3 +386,30 @@ async fn hpack_bomb_is_refused_without_decoding_it_all() {
     assert!(grown < 32 * 1024, "resident memory grew {grown} KiB");
     still_serving(&w).await;
 }
+
+#[tokio::test]
+async fn an_h2_upstream_over_tls_is_reached_by_alpn() {
+    // The upstream: a tollgate with TLS (ALPN h2) in front of an echo.
+    let inner = crate::tls::TlsWorld::start("", "").await;
+    let outer = Tollgate::start(
+        TollgateOptions::new()
+            .memory()
+            .policy("routes.toml", EDGE_POLICY)
+            .upstream(
+                "backend",
+                &[format!("localhost:{}", inner.tollgate.proxy_addr().port())],
+            )
+            .toml("[upstreams.backend]\ntls = true\nsni = \"localhost\"\nprotocol = \"h2\"")
+            // pingora's rustls connector trusts the platform's roots and this file.
+            .env("SSL_CERT_FILE", inner.pki.ca_file().display().to_string()),
+    )
+    .await;
+    for mode in ["--http1.1", "--http2-prior-knowledge"] {
+        let (status, out) = curl_at(outer.proxy_addr(), mode, "/public/deep?x=1", &[]);
+        assert_eq!(status, "200", "{mode}: {out}\n{}", outer.logs());
+        let seen = inner.echo.last().expect("reached the inner echo");
+        assert_eq!(seen.target, "/public/deep?x=1");
+        // The inner tollgate terminated TLS and says so.
+        assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    }
+}
