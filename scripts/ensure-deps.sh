@@ -7,6 +7,8 @@
 #                                  built-in server as an upstream; skipped without it)
 #                                  + chromium/chromedriver (tests/integration/browser.rs drives
 #                                  the console in headless Chromium over WebDriver)
+#                                  + curl (with HTTP/2) and openssl (tests/integration/tls.rs,
+#                                  http2.rs and grpc.rs use them as real clients)
 #
 # Missing Debian/Ubuntu packages are installed with apt-get when we are root or
 # have passwordless sudo; otherwise the exact command is printed and we fail.
@@ -44,6 +46,8 @@ if [ "$want" = test ]; then
   need php php-cli
   need chromium chromium
   need chromedriver chromium-driver
+  need curl curl
+  need openssl openssl
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
