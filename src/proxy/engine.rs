@@ -1,7 +1,7 @@
-//! The proxy listener's engine: one HTTP/1 request at a time per client
-//! connection, decided by a [`Gate`] (tollgate's is
+//! The proxy listener's engine: one request at a time per client
+//! connection or HTTP/2 stream, decided by a [`Gate`] (tollgate's is
 //! [`Gateway`](super::Gateway)) and, when allowed, forwarded over a pooled
-//! upstream connection.
+//! upstream connection (HTTP/1.1 here, HTTP/2 in `h2up`).
 //!
 //! It is built on pingora's server and client sessions rather than on
 //! pingora's `ProxyHttp` state machine. That machine serves caching,
