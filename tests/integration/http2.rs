@@ -86,6 +86,26 @@ async fn h2c_prior_knowledge_is_decided_as_http1_is() {
         "no pseudo-headers"
     );
 
+    // A request body over HTTP/2 reaches the HTTP/1.1 upstream whole.
+    let body = "x".repeat(100_000);
+    let url = format!("http://{}/api/v1/tools/upload", w.tollgate.proxy_addr());
+    let (code, out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &bearer,
+        "--data-binary",
+        &body,
+        &url,
+    ]);
+    assert_eq!((code, out.as_str()), (0, "200"), "{err}");
+    let seen = w.echo.last().expect("forwarded");
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.body.len(), body.len());
+
     // The same answers, target by target, as over HTTP/1.1.
     for (target, auth) in [
         ("/api/v1/tools/a/../b", true),
