@@ -168,49 +168,34 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         let due = accepted + self.limits.head_timeout;
         let mut stream = stream;
         let mut connection = Connection::default();
-        if let Some(tls) = &self.tls {
-            stream = match tls_handshake(tls, stream, due).await {
-                Some(s) => s,
-                None => return None,
-            };
+        let h2 = if let Some(tls) = &self.tls {
+            stream = tls_handshake(tls, stream, due).await?;
             connection.tls = true;
             connection.client_subject = stream
                 .get_ssl()
                 .and_then(|s| s.peer_certificate_der())
                 .and_then(crate::tls::certificate_subject)
                 .map(Arc::from);
-            if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-                let connection = Arc::new(connection);
-                serve_h2(
-                    &self.app,
-                    stream,
-                    self.h2,
-                    self.limits,
-                    shutdown,
-                    connection,
-                )
-                .await;
-                return None;
-            }
+            matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
         } else if self.h2.h2c {
-            let (sniffed, h2c) = match sniff_h2c(stream, due).await {
-                Ok(found) => found,
-                Err(_) => return None,
-            };
+            let (sniffed, h2c) = sniff_h2c(stream, due).await.ok()?;
             stream = sniffed;
-            if h2c {
-                let connection = Arc::new(connection);
-                serve_h2(
-                    &self.app,
-                    stream,
-                    self.h2,
-                    self.limits,
-                    shutdown,
-                    connection,
-                )
-                .await;
-                return None;
-            }
+            h2c
+        } else {
+            false
+        };
+        if h2 {
+            let connection = Arc::new(connection);
+            serve_h2(
+                &self.app,
+                stream,
+                self.h2,
+                self.limits,
+                shutdown,
+                connection,
+            )
+            .await;
+            return None;
         }
         let connection = Arc::new(connection);
         CONNECTION

@@ -304,32 +304,7 @@ async fn client_certificates_are_checked_against_the_ca_bundle() {
     let w = TlsWorld::start_with(pki, server, &required, "").await;
     let good = w.pki.client("good", "billing-client");
     let outsider = Pki::new().client("outsider", "intruder");
-    let port = w.tollgate.proxy_addr().port();
-    let resolve = format!("localhost:{port}:127.0.0.1");
-    let url = format!("https://localhost:{port}/public/x");
-    let status = |pair: Option<&PemPair>| {
-        let mut a: Vec<String> = vec![
-            "--cacert".into(),
-            ca.clone(),
-            "--resolve".into(),
-            resolve.clone(),
-            "-o".into(),
-            "/dev/null".into(),
-            "-w".into(),
-            "%{http_code}".into(),
-        ];
-        if let Some(p) = pair {
-            a.extend([
-                "--cert".into(),
-                p.cert.display().to_string(),
-                "--key".into(),
-                p.key.display().to_string(),
-            ]);
-        }
-        a.push(url.clone());
-        let (code, out, _) = curl(&args(&a));
-        (code == 0).then_some(out)
-    };
+    let status = |pair: Option<&PemPair>| status_with_client_cert(&w, &ca, pair);
     assert_eq!(status(Some(&good)).as_deref(), Some("200"));
     assert_eq!(
         status(None),
@@ -351,32 +326,7 @@ async fn client_certificates_are_checked_against_the_ca_bundle() {
     let w = TlsWorld::start_with(pki, server, &optional, "").await;
     let good = w.pki.client("good", "billing-client");
     let outsider = Pki::new().client("outsider", "intruder");
-    let port = w.tollgate.proxy_addr().port();
-    let resolve = format!("localhost:{port}:127.0.0.1");
-    let url = format!("https://localhost:{port}/public/x");
-    let run = |pair: Option<&PemPair>| {
-        let mut a: Vec<String> = vec![
-            "--cacert".into(),
-            ca2.clone(),
-            "--resolve".into(),
-            resolve.clone(),
-            "-o".into(),
-            "/dev/null".into(),
-            "-w".into(),
-            "%{http_code}".into(),
-        ];
-        if let Some(p) = pair {
-            a.extend([
-                "--cert".into(),
-                p.cert.display().to_string(),
-                "--key".into(),
-                p.key.display().to_string(),
-            ]);
-        }
-        a.push(url.clone());
-        let (code, out, _) = curl(&args(&a));
-        (code == 0).then_some(out)
-    };
+    let run = |pair: Option<&PemPair>| status_with_client_cert(&w, &ca2, pair);
     assert_eq!(run(None).as_deref(), Some("200"), "optional: none is fine");
     assert_eq!(run(Some(&good)).as_deref(), Some("200"));
     assert_eq!(run(Some(&outsider)), None, "optional: a bad one is not");
@@ -451,4 +401,31 @@ async fn admin_and_metrics_listeners_serve_over_tls() {
         let bytes = raw_http(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(!bytes.starts_with(b"HTTP/1.1 200"), "plain HTTP on {addr}");
     }
+}
+
+/// curl's status for `/public/x` trusting `ca`, with this client pair if
+/// any; `None` when no TLS connection could be made.
+fn status_with_client_cert(w: &TlsWorld, ca: &str, pair: Option<&PemPair>) -> Option<String> {
+    let port = w.tollgate.proxy_addr().port();
+    let mut a: Vec<String> = vec![
+        "--cacert".into(),
+        ca.to_string(),
+        "--resolve".into(),
+        format!("localhost:{port}:127.0.0.1"),
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code}".into(),
+    ];
+    if let Some(p) = pair {
+        a.extend([
+            "--cert".into(),
+            p.cert.display().to_string(),
+            "--key".into(),
+            p.key.display().to_string(),
+        ]);
+    }
+    a.push(format!("https://localhost:{port}/public/x"));
+    let (code, out, _) = curl(&args(&a));
+    (code == 0).then_some(out)
 }
