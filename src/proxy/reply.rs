@@ -50,6 +50,9 @@ pub(super) async fn error(
     denial: &Denial,
     allow: Option<&'static str>,
 ) -> Result<bool> {
+    if ctx.grpc {
+        return super::h2up::grpc_error(session, ctx, denial).await;
+    }
     let mut headers = denial.headers();
     if let Some(allow) = allow {
         headers.push(("allow", allow.into()));
