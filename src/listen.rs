@@ -9,6 +9,13 @@
 //! blank line and bounds the whole head by one deadline; over the size it
 //! answers `431` and closes, past the deadline `408` and closes. And each
 //! listener accepts at most `max_connections` connections at once.
+//!
+//! [`Limited`] also chooses the protocol of each connection: TLS when the
+//! listener has it (pingora's acceptor, within the head deadline), then
+//! HTTP/2 when ALPN chose `h2` or, on a plain listener, when the client
+//! opened with the HTTP/2 preface ([`sniff_h2c`]); HTTP/2 connections are
+//! served by [`serve_h2`] with its own bounds, the rest as HTTP/1. Both
+//! functions serve any listener.
 
 use std::io;
 use std::pin::Pin;

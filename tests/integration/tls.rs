@@ -429,3 +429,84 @@ fn status_with_client_cert(w: &TlsWorld, ca: &str, pair: Option<&PemPair>) -> Op
     let (code, out, _) = curl(&args(&a));
     (code == 0).then_some(out)
 }
+
+/// `serve --dev --tls` prints curl lines that trust its throwaway pair and
+/// work as printed: a token over TLS, then whoami with it.
+#[tokio::test]
+async fn dev_mode_with_tls_does_what_it_prints() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let port = |_| format!("127.0.0.1:{}", free_port());
+    let (proxy, admin, metrics) = (port(0), port(1), port(2));
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--dev", "--tls", "--listen", &proxy])
+            .args(["--admin-listen", &admin, "--metrics-listen", &metrics])
+            .env_remove("TOLLGATE_ADMIN_KEY")
+            .env_remove("TOLLGATE_REDIS_URL")
+            .env("TOLLGATE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tollgate serve --dev --tls"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let last = line.contains("/v1/organizations/");
+            lines.push(line);
+            if last {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(20), lines)
+        .await
+        .expect("the banner within 20 s")
+        .expect("read the banner");
+    let token_line = lines
+        .iter()
+        .find(|l| l.starts_with("TOKEN=$(curl --cacert "))
+        .unwrap_or_else(|| panic!("no TLS token line: {lines:?}"));
+    assert!(
+        token_line.contains(&format!("https://{proxy}/")),
+        "{token_line}"
+    );
+    let whoami = lines
+        .iter()
+        .find(|l| l.contains("/whoami"))
+        .expect("a whoami line");
+    let cert = token_line
+        .split_whitespace()
+        .nth(2)
+        .expect("the --cacert file")
+        .to_string();
+    eventually(
+        Duration::from_secs(20),
+        "the TLS proxy listener",
+        || async { tokio::net::TcpStream::connect(&proxy).await.is_ok() },
+    )
+    .await;
+    let out = Command::new("bash")
+        .args(["-c", &format!("{token_line}\n{whoami}")])
+        .output()
+        .expect("run the printed lines");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("\"clientId\""), "{printed} {lines:?}");
+    drop(child);
+    if let Some(dir) = std::path::Path::new(&cert).parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
