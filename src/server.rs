@@ -309,7 +309,7 @@ fn decisions_service(
     };
     let mut service = Service::new(
         "tollgate decisions".to_string(),
-        crate::decisions::DecisionService::new(decider, cfg.server.limits),
+        crate::decisions::decision_service(decider, cfg.server.limits, cfg.server.h2),
     );
     service.add_listener(listener(&addr.to_string()));
     tracing::info!(
