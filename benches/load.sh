@@ -15,6 +15,11 @@
 #                              # case (i) alone: nginx + auth_request asking
 #                              # tollgate's decision listener, beside nginx
 #                              # alone and tollgate inline
+#   ONLY=edge benches/load.sh  # the edge protocols alone: tollgate (cache
+#                              # hits) beside a pingora passthrough speaking
+#                              # the same protocol, side by side: TLS with
+#                              # HTTP/1.1 (wrk), h2c and HTTP/2 over TLS
+#                              # (h2load); EDGE_ROUNDS rounds (default 5)
 #   ONLY=limits benches/load.sh # case (l) alone: a rate-limited route beside
 #                              # the same route without a limit
 #   THREADS=2 ...              # worker threads per proxy (default 1)
@@ -303,6 +308,91 @@ if [ "${ONLY:-}" = limits ]; then
   exit 0
 fi
 
+# The edge protocols: each a tollgate with its decision cache beside a
+# pingora passthrough (benches/baselines/passthrough.rs) offering the same
+# protocol, side by side on CPU $PROXY_CPU as below, each driven by a load
+# generator of its own with half the connections: wrk over TLS (HTTP/1.1,
+# no ALPN), h2load with prior knowledge (h2c) and over TLS (ALPN h2), 10
+# streams per connection. The pair is a fresh self-signed ECDSA P-256 one.
+edge_case() {
+  need h2load nghttp2-client
+  need openssl openssl
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$WORK/edge.key" -out "$WORK/edge.pem" -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+  local p ad me pt ptt pth tp tad tme
+  p=$(free_port); ad=$(free_port); me=$(free_port)
+  write_config edge_plain 500 "$p" "$ad" "$me"
+  start_tollgate "$WORK/edge_plain.toml"
+  wait_http "http://127.0.0.1:$ad/healthz"
+  make_account "$ad" "$p"
+  tp=$(free_port); tad=$(free_port); tme=$(free_port)
+  write_config edge_tls 500 "$tp" "$tad" "$tme"
+  cat >>"$WORK/edge_tls.toml" <<TOML
+[server.tls]
+cert_file = "$WORK/edge.pem"
+key_file = "$WORK/edge.key"
+TOML
+  start_tollgate "$WORK/edge_tls.toml"
+  wait_http "http://127.0.0.1:$tad/healthz"
+  ptt=$(free_port); pth=$(free_port)
+  taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$ptt" "127.0.0.1:$UP" 1 "tls:$WORK/edge.pem:$WORK/edge.key" &
+  PIDS+=($!)
+  taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$pth" "127.0.0.1:$UP" 1 h2c &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$pth/"
+  for _ in $(seq 1 50); do curl -sk -o /dev/null "https://127.0.0.1:$ptt/" && break; sleep 0.1; done
+  local target="/api/v1/workflows/x?environmentId=bench-env"
+  [ "$(curl -sk --http2 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$tp$target" -H "Authorization: Bearer $TOKEN")" = 200 ] \
+    || { echo "set-up failed: the request is not allowed over TLS" >&2; exit 1; }
+  [ "$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p$target" -H "Authorization: Bearer $TOKEN")" = 200 ] \
+    || { echo "set-up failed: the request is not allowed over h2c" >&2; exit 1; }
+  local half=$((CONNS / 2)) dur=${SIDE_DURATION:-5s}
+  edge_load() { # tool url out
+    if [ "$1" = wrk ]; then
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$half" -d"$dur" -H "Authorization: Bearer $TOKEN" "$2" \
+        | awk '/Requests\/sec/ {print $2}' >"$3" &
+    else
+      taskset -c "$LOAD_CPU" h2load -t1 -c"$((half / 4 > 0 ? half / 4 : 1))" -m10 -D"${dur%s}" \
+        -H "authorization: Bearer $TOKEN" "$2" \
+        | awk '/^finished in/ {print $4}' >"$3" &
+    fi
+    EDGE_PIDS+=($!)
+  }
+  edge_pair() { # tool tollgate_url passthrough_url -> EDGE_RATIO
+    EDGE_PIDS=()
+    if [ $((r % 2)) = 1 ]; then
+      edge_load "$1" "$2" "$WORK/edge_x"; edge_load "$1" "$3" "$WORK/edge_b"
+    else
+      edge_load "$1" "$3" "$WORK/edge_b"; edge_load "$1" "$2" "$WORK/edge_x"
+    fi
+    wait "${EDGE_PIDS[@]}"
+    EDGE_X=$(cat "$WORK/edge_x"); EDGE_B=$(cat "$WORK/edge_b")
+    EDGE_RATIO=$(awk -v x="$EDGE_X" -v b="$EDGE_B" 'BEGIN {printf "%.3f", x / b}')
+  }
+  local r ETLS=() EH2C=() EH2T=() XT=() XC=() XH=()
+  for r in $(seq 1 "${EDGE_ROUNDS:-5}"); do
+    edge_pair wrk "https://127.0.0.1:$tp$target" "https://127.0.0.1:$ptt$target"
+    ETLS+=("$EDGE_RATIO"); XT+=("$EDGE_X/$EDGE_B")
+    edge_pair h2load "http://127.0.0.1:$p$target" "http://127.0.0.1:$pth$target"
+    EH2C+=("$EDGE_RATIO"); XC+=("$EDGE_X/$EDGE_B")
+    edge_pair h2load "https://127.0.0.1:$tp$target" "https://127.0.0.1:$ptt$target"
+    EH2T+=("$EDGE_RATIO"); XH+=("$EDGE_X/$EDGE_B")
+    echo "edge round $r: TLS-h1 ${ETLS[-1]}  h2c ${EH2C[-1]}  h2-TLS ${EH2T[-1]}" >&2
+  done
+  echo "machine: $(nproc) cores; proxies on 1 worker thread (CPU $PROXY_CPU), side by side, load on CPU $LOAD_CPU, ${EDGE_ROUNDS:-5} rounds of $dur"
+  echo "tollgate/passthrough, TLS + HTTP/1.1 (wrk -c$half each): ${ETLS[*]}; median $(median "${ETLS[@]}")  (req/s ${XT[*]})"
+  echo "tollgate/passthrough, h2c (h2load -m10): ${EH2C[*]}; median $(median "${EH2C[@]}")  (req/s ${XC[*]})"
+  echo "tollgate/passthrough, HTTP/2 over TLS (h2load -m10): ${EH2T[*]}; median $(median "${EH2T[@]}")  (req/s ${XH[*]})"
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+if [ "${ONLY:-}" = edge ]; then
+  edge_case
+  exit 0
+fi
+
 # (a) direct upstream
 run_wrk "(a) direct upstream" "http://127.0.0.1:$UP/api/v1/workflows/x"
 A=$LAST_RPS
@@ -341,6 +431,7 @@ for u in "$URL_C" "$URL_D"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" "${AUTH[@]}")" = 200 ] \
     || { echo "set-up failed: the benchmark request is not allowed on $u" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
 done
+
 
 # Side by side: two proxies pinned to CPU 0 at the same time, each driven by
 # a wrk of its own with half the connections, so that whatever the machine

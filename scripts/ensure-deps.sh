@@ -9,6 +9,8 @@
 #                                  the console in headless Chromium over WebDriver)
 #                                  + nginx (tests/integration/decisions/nginx.rs puts tollgate
 #                                  behind nginx's auth_request; benches/load.sh measures it)
+#                                  + curl (with HTTP/2) and openssl (tests/integration/tls.rs,
+#                                  http2.rs and grpc.rs use them as real clients)
 #
 # Missing Debian/Ubuntu packages are installed with apt-get when we are root or
 # have passwordless sudo; otherwise the exact command is printed and we fail.
@@ -47,6 +49,8 @@ if [ "$want" = test ]; then
   need chromium chromium
   need chromedriver chromium-driver
   need nginx nginx
+  need curl curl
+  need openssl openssl
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -96,7 +96,14 @@ pub async fn seed(registry: &Registry) -> Result<Demo, crate::registry::Registry
 
 /// The lines `serve --dev` prints on stdout.
 pub fn banner(cfg: &Config, demo: &Demo, admin_key: &str) -> String {
-    let proxy = format!("http://{}", cfg.server.listen);
+    let (scheme, curl) = match &cfg.server.tls {
+        Some(tls) => (
+            "https",
+            format!("curl --cacert {}", tls.cert_file.display()),
+        ),
+        None => ("http", "curl".to_string()),
+    };
+    let proxy = format!("{scheme}://{}", cfg.server.listen);
     let admin = format!("http://{}", cfg.server.admin_listen);
     let secret = demo.client_secret.expose_secret();
     format!(
@@ -109,14 +116,14 @@ environment_id: {env}
 admin_key: {admin_key}
 
 # get a token (client_secret_basic)
-TOKEN=$(curl -s -u '{client}:{secret}' -d grant_type=client_credentials -d 'scope=workflows:write knowledge:read' {proxy}/api/auth/oauth2/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+TOKEN=$({curl} -s -u '{client}:{secret}' -d grant_type=client_credentials -d 'scope=workflows:write knowledge:read' {proxy}/api/auth/oauth2/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 # who am I
-curl -s {proxy}/api/v1/service-account/whoami -H "Authorization: Bearer $TOKEN"
+{curl} -s {proxy}/api/v1/service-account/whoami -H "Authorization: Bearer $TOKEN"
 # a request the policy allows: forwarded to the echo upstream with identity headers
-curl -s '{proxy}/api/v1/workflows?environmentId={env}' -H "Authorization: Bearer $TOKEN"
+{curl} -s '{proxy}/api/v1/workflows?environmentId={env}' -H "Authorization: Bearer $TOKEN"
 # denied: no token (401), scope not in the token (403)
-curl -si '{proxy}/api/v1/workflows?environmentId={env}'
-curl -si '{proxy}/api/v1/logs?environmentId={env}' -H "Authorization: Bearer $TOKEN"
+{curl} -si '{proxy}/api/v1/workflows?environmentId={env}'
+{curl} -si '{proxy}/api/v1/logs?environmentId={env}' -H "Authorization: Bearer $TOKEN"
 # the admin API
 curl -s {admin}/v1/organizations/{org}/service-accounts -H 'Authorization: Bearer {admin_key}'
 "#,
@@ -124,6 +131,22 @@ curl -s {admin}/v1/organizations/{org}/service-accounts -H 'Authorization: Beare
         env = DEMO_ENVIRONMENT,
         org = DEMO_ORG,
     )
+}
+
+/// `serve --dev --tls`: a throwaway self-signed pair for the proxy
+/// listener, in a folder of its own under the temporary directory.
+pub fn tls(cfg: &mut Config) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("tollgate-dev-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (cert_file, key_file) = crate::tls::dev_pair(&dir)?;
+    cfg.server.tls = Some(crate::config::TlsConfig {
+        cert_file,
+        key_file,
+        sni: Vec::new(),
+        client_ca_file: None,
+        client_auth: crate::config::ClientAuth::Off,
+    });
+    Ok(())
 }
 
 /// The built-in echo upstream: answers with what it received, as JSON.

@@ -26,6 +26,7 @@ pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 // `tollgate explain` and the request-target rules live in `authorize/`; the
 // short paths stay for policy matching, the CLI, the fuzz targets and benches.

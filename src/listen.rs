@@ -9,6 +9,13 @@
 //! blank line and bounds the whole head by one deadline; over the size it
 //! answers `431` and closes, past the deadline `408` and closes. And each
 //! listener accepts at most `max_connections` connections at once.
+//!
+//! [`Limited`] also chooses the protocol of each connection: TLS when the
+//! listener has it (pingora's acceptor, within the head deadline), then
+//! HTTP/2 when ALPN chose `h2` or, on a plain listener, when the client
+//! opened with the HTTP/2 preface ([`sniff_h2c`]); HTTP/2 connections are
+//! served by [`serve_h2`] with its own bounds, the rest as HTTP/1. Both
+//! functions serve any listener.
 
 use std::io;
 use std::pin::Pin;
@@ -21,6 +28,7 @@ use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::http::ResponseHeader;
+use pingora::listeners::ALPN;
 use pingora::prelude::ErrorType;
 use pingora::protocols::http::HttpTask;
 use pingora::protocols::http::ServerSession;
@@ -90,12 +98,16 @@ const LARGE_HEAD: usize = 16 * 1024;
 /// long enough that a flood of such connections closing is tidied once.
 const RELEASE_AFTER: Duration = Duration::from_millis(250);
 
-/// An HTTP/1 application served under [`Limits`].
+/// An HTTP application served under [`Limits`]: HTTP/1, and HTTP/2 when
+/// TLS negotiates `h2` or (without TLS, `h2c` on) the connection opens
+/// with the HTTP/2 preface.
 pub struct Limited<A> {
     app: Arc<A>,
     limits: Limits,
     name: &'static str,
     open: AtomicUsize,
+    tls: Option<Arc<crate::tls::TlsListener>>,
+    h2: crate::config::H2Config,
 }
 
 impl<A> Limited<A> {
@@ -106,7 +118,21 @@ impl<A> Limited<A> {
             limits,
             name,
             open: AtomicUsize::new(0),
+            tls: None,
+            h2: crate::config::H2Config::default(),
         }
+    }
+
+    /// Terminates TLS on this listener.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::TlsListener>>) -> Limited<A> {
+        self.tls = tls;
+        self
+    }
+
+    /// HTTP/2 settings (h2c, stream bounds).
+    pub fn with_h2(mut self, h2: crate::config::H2Config) -> Limited<A> {
+        self.h2 = h2;
+        self
     }
 }
 
@@ -143,11 +169,67 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             open: &self.open,
             name: self.name,
         };
+        // The first head (or the TLS handshake and the HTTP/2 preface
+        // before it) is due within the head timeout of the accept.
+        let accepted = Instant::now();
+        let due = accepted + self.limits.head_timeout;
+        let mut stream = stream;
+        let mut connection = Connection::default();
+        let h2 = if let Some(tls) = &self.tls {
+            stream = tls_handshake(tls, stream, due).await?;
+            connection.tls = true;
+            connection.client_subject = stream
+                .get_ssl()
+                .and_then(|s| s.peer_certificate_der())
+                .and_then(crate::tls::certificate_subject)
+                .map(Arc::from);
+            matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
+        } else if self.h2.h2c {
+            let (sniffed, h2c) = sniff_h2c(stream, due).await.ok()?;
+            stream = sniffed;
+            h2c
+        } else {
+            false
+        };
+        if h2 {
+            let connection = Arc::new(connection);
+            serve_h2(
+                &self.app,
+                stream,
+                self.h2,
+                self.limits,
+                shutdown,
+                connection,
+            )
+            .await;
+            return None;
+        }
+        let connection = Arc::new(connection);
+        CONNECTION
+            .scope(connection, self.serve_http1(stream, accepted, shutdown))
+            .await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.http_cleanup().await;
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
+    /// HTTP/1 requests on one connection, each head bounded by [`HeadGuard`].
+    async fn serve_http1(
+        self: &Arc<Self>,
+        stream: Stream,
+        accepted: Instant,
+        shutdown: &ShutdownWatch,
+    ) {
         let rearm = Arc::new(AtomicBool::new(false));
         let large = Arc::new(AtomicBool::new(false));
         let guarded: Stream = Box::new(HeadGuard::new(
             stream,
             self.limits,
+            accepted,
             rearm.clone(),
             large.clone(),
         ));
@@ -169,13 +251,422 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         if large.load(Ordering::Acquire) {
             release_memory_soon();
         }
-        None
-    }
-
-    async fn cleanup(&self) {
-        self.app.http_cleanup().await;
     }
 }
+
+/// What a request may learn of the connection it came on: whether TLS was
+/// terminated here, and the subject of a client certificate the listener
+/// verified (`server.tls.client_ca_file`).
+#[derive(Debug, Default)]
+pub struct Connection {
+    pub tls: bool,
+    pub client_subject: Option<Arc<str>>,
+}
+
+tokio::task_local! {
+    static CONNECTION: Arc<Connection>;
+}
+
+/// The connection of the request being served (on a listener's task); a
+/// plain one outside of one.
+pub fn connection() -> Option<Arc<Connection>> {
+    CONNECTION.try_with(|c| c.clone()).ok()
+}
+
+/// pingora's TLS handshake, bounded by the head deadline. A failure is
+/// counted and the connection closed.
+async fn tls_handshake(
+    tls: &crate::tls::TlsListener,
+    stream: Stream,
+    due: Instant,
+) -> Option<Stream> {
+    let acceptor = tls.acceptor();
+    let handshake = async {
+        match into_l4(stream) {
+            Ok(l4) => acceptor
+                .tls_handshake(*l4)
+                .await
+                .map(|s| Box::new(s) as Stream),
+            Err(other) => acceptor
+                .tls_handshake(Replay::new(other, &[]))
+                .await
+                .map(|s| Box::new(s) as Stream),
+        }
+    };
+    match tokio::time::timeout_at(due, handshake).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            crate::tls::count_handshake_failure(tls.name());
+            tracing::debug!(listener = tls.name(), error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            crate::tls::count_handshake_failure(tls.name());
+            tracing::debug!(listener = tls.name(), "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the first bytes of a plain connection to tell HTTP/2 with prior
+/// knowledge (h2c) from HTTP/1: true when they are the HTTP/2 preface.
+/// Reading stops at the first byte that differs from the preface (for
+/// HTTP/1, the first), so a short request head is never waited for; what
+/// was read is put back in front of the stream. A connection that sends
+/// nothing by `until` is handed back as it is (not HTTP/2), for the HTTP/1
+/// head deadline to answer. Fails when the client closed before sending
+/// anything.
+pub async fn sniff_h2c(mut stream: Stream, until: Instant) -> io::Result<(Stream, bool)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut n = 0;
+    loop {
+        let read = match tokio::time::timeout_at(until, stream.read(&mut buf[n..])).await {
+            Ok(read) => read?,
+            Err(_) => break,
+        };
+        if read == 0 {
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            break;
+        }
+        n += read;
+        if buf[..n] != H2_PREFACE[..n] {
+            break;
+        }
+        if n == H2_PREFACE.len() {
+            return Ok((unread(stream, &buf), true));
+        }
+    }
+    Ok((unread(stream, &buf[..n]), false))
+}
+
+/// Puts `bytes` back in front of the stream: into pingora's TCP stream's
+/// own rewind buffer (no wrapper on the request path), else a [`Replay`].
+fn unread(stream: Stream, bytes: &[u8]) -> Stream {
+    match into_l4(stream) {
+        Ok(mut l4) => {
+            l4.rewind(bytes);
+            l4
+        }
+        Err(other) => Box::new(Replay::new(other, bytes)),
+    }
+}
+
+type L4Stream = pingora::protocols::l4::stream::Stream;
+
+/// The accepted stream as pingora's TCP stream, when it is one.
+fn into_l4(stream: Stream) -> Result<Box<L4Stream>, Stream> {
+    if !stream.as_any().is::<L4Stream>() {
+        return Err(stream);
+    }
+    stream.into_any().downcast::<L4Stream>().map_err(|_| {
+        // Checked just above; unreachable, but never a panic on a request path.
+        unreachable_stream()
+    })
+}
+
+fn unreachable_stream() -> Stream {
+    Box::new(Replay::closed())
+}
+
+/// HTTP/2 on one connection, through pingora's HTTP/2 server: each stream
+/// a [`ServerSession`] served by the app in a task of its own, as pingora's
+/// `HttpServerApp` does, with these bounds added:
+///
+/// - the HTTP/2 settings: at most `max_concurrent_streams` streams, a
+///   decoded header list of at most `server.max_request_head_bytes` (also
+///   what bounds a CONTINUATION flood and an HPACK bomb: the h2 crate
+///   stops decoding, and answers 431 or resets, past it), an HPACK table of
+///   4 KiB, `max_reset_streams` streams reset by the client before they
+///   were accepted (then GOAWAY `ENHANCE_YOUR_CALM`);
+/// - at most `max_concurrent_streams` streams worked on at once, counting
+///   ones the client has reset but tollgate has not finished: a stream
+///   beyond that is refused (`REFUSED_STREAM`), and after
+///   `max_reset_streams` refusals the connection is closed with GOAWAY
+///   `ENHANCE_YOUR_CALM` (rapid reset);
+/// - the preface and SETTINGS exchange within the head deadline, and an
+///   idle connection (no stream open) closed after 60 s, as an idle
+///   HTTP/1 keep-alive connection is.
+pub async fn serve_h2<A: HttpServerApp + Send + Sync + 'static>(
+    app: &Arc<A>,
+    stream: Stream,
+    settings: crate::config::H2Config,
+    limits: Limits,
+    shutdown: &ShutdownWatch,
+    connection: Arc<Connection>,
+) {
+    use pingora::protocols::http::v2::server::{handshake, H2Accept, HttpSession};
+    let digest = Arc::new(pingora::protocols::Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    });
+    let options = h2_options(settings, limits);
+    let mut conn =
+        match tokio::time::timeout(limits.head_timeout, handshake(stream, Some(options))).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!(error_type = ?e.etype(), "HTTP/2 handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("HTTP/2 handshake timed out");
+                return;
+            }
+        };
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let idle = Arc::new(tokio::sync::Notify::new());
+    let mut refused = 0usize;
+    let mut calmed = false;
+    let mut shutdown = shutdown.clone();
+    let mut draining = *shutdown.borrow();
+    if draining {
+        conn.graceful_shutdown();
+    }
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.changed(), if !draining => {
+                conn.graceful_shutdown();
+                draining = true;
+                continue;
+            }
+            a = HttpSession::from_h2_conn(&mut conn, digest.clone()) => a,
+            () = idle_for(&in_flight, &idle, H2_IDLE), if !draining => {
+                conn.graceful_shutdown();
+                draining = true;
+                continue;
+            }
+        };
+        let session = match accepted {
+            Ok(Some(H2Accept::Session(s))) => s,
+            Ok(Some(H2Accept::Rejected)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error_type = ?e.etype(), "HTTP/2 connection ended");
+                break;
+            }
+        };
+        if calmed {
+            drop(session);
+            continue;
+        }
+        if in_flight.load(Ordering::Acquire) >= settings.max_concurrent_streams as usize {
+            let mut session = session;
+            session.shutdown_with_reason(h2::Reason::REFUSED_STREAM);
+            refused += 1;
+            H2_REFUSED.inc();
+            if refused > settings.max_reset_streams {
+                tracing::warn!(
+                    refused,
+                    "HTTP/2 client kept opening streams beyond the limit (rapid reset?); GOAWAY ENHANCE_YOUR_CALM"
+                );
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                calmed = true;
+            }
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight {
+            count: in_flight.clone(),
+            idle: idle.clone(),
+        };
+        let app = app.clone();
+        let stream_shutdown = shutdown.clone();
+        let connection = connection.clone();
+        tokio::spawn(CONNECTION.scope(connection, async move {
+            let _guard = guard;
+            app.process_new_http(ServerSession::new_http2(session), &stream_shutdown)
+                .await;
+        }));
+    }
+}
+
+/// An HTTP/2 connection with no stream open for this long is closed.
+const H2_IDLE: Duration = Duration::from_secs(60);
+
+static H2_REFUSED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "tollgate_h2_streams_refused_total",
+        "HTTP/2 streams refused because the connection had server.h2_max_concurrent_streams in the works"
+    )
+    .expect("register tollgate_h2_streams_refused_total")
+});
+
+/// The HTTP/2 server settings of a listener.
+pub fn h2_options(
+    settings: crate::config::H2Config,
+    limits: Limits,
+) -> pingora::protocols::http::v2::server::H2Options {
+    let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    let header_list = u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX);
+    options
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(header_list)
+        .header_table_size(4096)
+        .max_pending_accept_reset_streams(settings.max_reset_streams)
+        .max_concurrent_reset_streams(settings.max_reset_streams.max(10))
+        .max_local_error_reset_streams(Some(settings.max_reset_streams.max(10)))
+        .max_send_buffer_size(64 * 1024);
+    options
+}
+
+struct InFlight {
+    count: Arc<AtomicUsize>,
+    idle: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_one();
+        }
+    }
+}
+
+/// Resolves once no stream has been open for `wait`.
+async fn idle_for(count: &AtomicUsize, idle: &tokio::sync::Notify, wait: Duration) {
+    loop {
+        while count.load(Ordering::Acquire) != 0 {
+            idle.notified().await;
+        }
+        tokio::time::sleep(wait).await;
+        if count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+    }
+}
+
+/// A stream with bytes put back in front of it (read to tell protocols
+/// apart), for a stream that is not pingora's TCP one.
+#[derive(Debug)]
+pub struct Replay {
+    prefix: bytes::Bytes,
+    inner: Option<Stream>,
+}
+
+impl Replay {
+    pub fn new(inner: Stream, prefix: &[u8]) -> Replay {
+        Replay {
+            prefix: bytes::Bytes::copy_from_slice(prefix),
+            inner: Some(inner),
+        }
+    }
+
+    fn closed() -> Replay {
+        Replay {
+            prefix: bytes::Bytes::new(),
+            inner: None,
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "no stream")
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_read(cx, buf),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_write(cx, buf),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+#[async_trait]
+impl Shutdown for Replay {
+    async fn shutdown(&mut self) {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.shutdown().await
+        }
+    }
+}
+
+impl UniqueID for Replay {
+    fn id(&self) -> UniqueIDType {
+        self.inner.as_ref().map_or(0, |i| i.id())
+    }
+}
+
+impl Ssl for Replay {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.as_ref().and_then(|i| i.get_ssl())
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.as_ref().and_then(|i| i.get_ssl_digest())
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.as_ref().and_then(|i| i.selected_alpn_proto())
+    }
+}
+
+impl GetTimingDigest for Replay {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.inner
+            .as_ref()
+            .map_or_else(Vec::new, |i| i.get_timing_digest())
+    }
+}
+
+impl GetProxyDigest for Replay {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.as_ref().and_then(|i| i.get_proxy_digest())
+    }
+}
+
+impl GetSocketDigest for Replay {
+    fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
+        self.inner.as_ref().and_then(|i| i.get_socket_digest())
+    }
+}
+
+impl Peek for Replay {}
 
 /// mimalloc purges freed pages only when the allocator is next called after
 /// its purge delay; once a flood of large heads is over and the process is
@@ -298,13 +789,19 @@ impl std::fmt::Debug for HeadGuard {
 }
 
 impl HeadGuard {
-    fn new(inner: Stream, limits: Limits, rearm: Arc<AtomicBool>, large: Arc<AtomicBool>) -> Self {
+    fn new(
+        inner: Stream,
+        limits: Limits,
+        accepted: Instant,
+        rearm: Arc<AtomicBool>,
+        large: Arc<AtomicBool>,
+    ) -> Self {
         HeadGuard {
             inner,
             limits,
             mode: Mode::Head(HeadScan::default()),
             // The first head's deadline runs from the accept.
-            deadline: Some(Instant::now() + limits.head_timeout),
+            deadline: Some(accepted + limits.head_timeout),
             timer: None,
             timer_at: None,
             rearm,
@@ -474,7 +971,19 @@ impl UniqueID for HeadGuard {
     }
 }
 
-impl Ssl for HeadGuard {}
+impl Ssl for HeadGuard {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
 
 impl GetTimingDigest for HeadGuard {
     fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {

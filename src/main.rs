@@ -53,6 +53,10 @@ struct ServeArgs {
     /// Memory store, demo account, echo upstream and example policy.
     #[arg(long)]
     dev: bool,
+    /// With --dev: TLS on the proxy listener, with a throwaway self-signed
+    /// certificate (the curl lines printed use it with --cacert).
+    #[arg(long, requires = "dev")]
+    tls: bool,
     #[arg(long)]
     listen: Option<SocketAddr>,
     #[arg(long)]
@@ -250,6 +254,11 @@ fn serve_dev(args: ServeArgs, mut env: EnvOverrides) -> ExitCode {
         Err(e) => return fail(&e),
     };
     apply_listen_overrides(&mut cfg, &args);
+    if args.tls {
+        if let Err(e) = dev::tls(&mut cfg) {
+            return fail(&e);
+        }
+    }
     let store = match server::build_store(&cfg) {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -207,9 +207,18 @@ pub fn run(
             std::process::exit(1);
         }
     };
+    let tls = match crate::tls::Listeners::build(&cfg.server) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut proxy = Service::new(
         "tollgate proxy".to_string(),
-        Limited::new(Engine::new(gateway), cfg.server.limits, "proxy"),
+        Limited::new(Engine::new(gateway), cfg.server.limits, "proxy")
+            .with_tls(tls.proxy.clone())
+            .with_h2(cfg.server.h2),
     );
     proxy.add_listener(listener(&cfg.server.listen.to_string()));
 
@@ -226,7 +235,9 @@ pub fn run(
     ));
     let mut admin_service = Service::new(
         "tollgate admin".to_string(),
-        Limited::new(Serve(AdminHttp { admin }), cfg.server.limits, "admin"),
+        Limited::new(Serve(AdminHttp { admin }), cfg.server.limits, "admin")
+            .with_tls(tls.admin.clone())
+            .with_h2(cfg.server.h2),
     );
     admin_service.add_listener(listener(&cfg.server.admin_listen.to_string()));
 
@@ -236,7 +247,9 @@ pub fn run(
             Serve(crate::metrics::MetricsHttp),
             cfg.server.limits,
             "metrics",
-        ),
+        )
+        .with_tls(tls.metrics.clone())
+        .with_h2(cfg.server.h2),
     );
     metrics.add_listener(listener(&cfg.server.metrics_listen.to_string()));
 
@@ -258,6 +271,12 @@ pub fn run(
         Box::new(invalidations),
     ];
     services.extend(decisions);
+    if !tls.is_empty() {
+        services.push(Box::new(background_service(
+            "tollgate TLS reload",
+            crate::tls::Reloader(tls),
+        )));
+    }
     services.extend(extra);
     server.add_services(services);
     tracing::info!(
@@ -296,7 +315,7 @@ fn decisions_service(
     };
     let mut service = Service::new(
         "tollgate decisions".to_string(),
-        crate::decisions::DecisionService::new(decider, cfg.server.limits),
+        crate::decisions::decision_service(decider, cfg.server.limits, cfg.server.h2),
     );
     service.add_listener(listener(&addr.to_string()));
     tracing::info!(

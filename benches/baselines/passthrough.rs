@@ -2,7 +2,11 @@
 //! against in `benches/load.sh`. Same pingora version and settings, no
 //! checks at all.
 //!
-//! Usage: passthrough LISTEN_ADDR UPSTREAM_ADDR [THREADS]
+//! Usage: passthrough LISTEN_ADDR UPSTREAM_ADDR [THREADS] [PROTOCOL]
+//!
+//! PROTOCOL is how clients reach it, as tollgate's listener offers it:
+//! `h1` (the default; plain HTTP/1.1), `h2c` (HTTP/1.1 and HTTP/2 with
+//! prior knowledge), or `tls:CERT:KEY` (TLS, ALPN `h2` and `http/1.1`).
 
 /// The same allocator in tollgate and the benchmark baselines: glibc malloc
 /// was a sixth of the proxy's CPU under load and kept argon2's memory.
@@ -41,6 +45,7 @@ fn main() {
         std::process::exit(2);
     };
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let protocol = args.get(4).map_or("h1", String::as_str);
     let conf = ServerConf {
         threads,
         grace_period_seconds: Some(0),
@@ -56,10 +61,30 @@ fn main() {
         },
     );
     // The same listener settings as tollgate's (no L4 read buffer).
-    proxy.add_listener(
-        ListenerConfig::tcp(listen.as_str())
-            .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
-    );
+    let mut listener = ListenerConfig::tcp(listen.as_str())
+        .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
+    if protocol == "h2c" {
+        if let Some(app) = proxy.app_logic_mut() {
+            let mut options = pingora::apps::HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
+        }
+    } else if let Some(files) = protocol.strip_prefix("tls:") {
+        let Some((cert, key)) = files.split_once(':') else {
+            eprintln!("passthrough: tls:CERT:KEY");
+            std::process::exit(2);
+        };
+        let mut tls = match pingora::listeners::tls::TlsSettings::intermediate(cert, key) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("passthrough: {e}");
+                std::process::exit(2);
+            }
+        };
+        tls.enable_h2();
+        listener = listener.tls(tls);
+    }
+    proxy.add_listener(listener);
     server.add_service(proxy);
     server.run_forever();
 }

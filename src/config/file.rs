@@ -39,6 +39,12 @@ pub struct Server {
     pub max_connections: usize,
     /// The decision listener's address; empty: off.
     pub decisions_listen: String,
+    pub tls: Option<Tls>,
+    pub admin_tls: Option<Tls>,
+    pub metrics_tls: Option<Tls>,
+    pub h2c: bool,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_reset_streams: usize,
 }
 impl Default for Server {
     fn default() -> Self {
@@ -54,8 +60,34 @@ impl Default for Server {
             request_head_timeout_ms: 10_000,
             max_connections: 10_000,
             decisions_listen: String::new(),
+            tls: None,
+            admin_tls: None,
+            metrics_tls: None,
+            h2c: true,
+            h2_max_concurrent_streams: 100,
+            h2_max_reset_streams: 100,
         }
     }
+}
+
+/// `[server.tls]`, `[server.admin_tls]`, `[server.metrics_tls]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub cert_file: String,
+    pub key_file: String,
+    pub sni: Vec<TlsSni>,
+    pub client_ca_file: String,
+    pub client_auth: String,
+}
+
+/// `[[server.tls.sni]]`: another pair, for the server names listed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSni {
+    pub names: Vec<String>,
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +219,7 @@ pub struct Upstream {
     pub health_check_path: String,
     pub connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
+    pub protocol: String,
 }
 impl Default for Upstream {
     fn default() -> Self {
@@ -197,6 +230,7 @@ impl Default for Upstream {
             health_check_path: String::new(),
             connect_timeout_ms: 1000,
             read_timeout_ms: 30_000,
+            protocol: "h1".into(),
         }
     }
 }

@@ -20,8 +20,11 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+mod edge;
 mod file;
 mod sections;
+
+pub use edge::{ClientAuth, H2Config, TlsConfig, TlsSniConfig, UpstreamProtocol};
 
 pub use crate::oauth::throttle::ThrottleConfig;
 pub use sections::{
@@ -130,6 +133,16 @@ fn validate(mut root: file::Root, base: &Path, env: &EnvOverrides) -> Result<Con
     }
     let mut server = ServerConfig::try_from(&root.server)?;
     server.upgrade_sock = base.join(&server.upgrade_sock);
+    for tls in [
+        &mut server.tls,
+        &mut server.admin_tls,
+        &mut server.metrics_tls,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        tls.resolve_paths(base);
+    }
     let store = StoreConfig::try_from(&root.store)?;
     let tokens = TokenConfig::try_from(&root.tokens)?;
     let proxy = ProxyConfig::try_from(&root.proxy)?;

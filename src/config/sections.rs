@@ -34,6 +34,13 @@ pub struct ServerConfig {
     pub limits: crate::listen::Limits,
     /// `server.decisions_listen`: the decision listener (off when `None`).
     pub decisions_listen: Option<SocketAddr>,
+    /// TLS on the proxy, admin and metrics listeners (`server.tls`,
+    /// `server.admin_tls`, `server.metrics_tls`); `None`: plain TCP.
+    pub tls: Option<super::edge::TlsConfig>,
+    pub admin_tls: Option<super::edge::TlsConfig>,
+    pub metrics_tls: Option<super::edge::TlsConfig>,
+    /// HTTP/2 on the listeners (`server.h2c`, `server.h2_*`).
+    pub h2: super::edge::H2Config,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +121,8 @@ pub struct UpstreamConfig {
     pub health_check_path: Option<String>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// `upstreams.NAME.protocol`: how requests go to it.
+    pub protocol: super::edge::UpstreamProtocol,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +158,7 @@ pub struct Invalid {
     pub problem: String,
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Invalid {
+pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Invalid {
     Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -211,6 +220,10 @@ impl TryFrom<&file::Server> for ServerConfig {
                 "" => None,
                 v => Some(address("server.decisions_listen", v)?),
             },
+            tls: super::edge::tls("server.tls", s.tls.as_ref())?,
+            admin_tls: super::edge::tls("server.admin_tls", s.admin_tls.as_ref())?,
+            metrics_tls: super::edge::tls("server.metrics_tls", s.metrics_tls.as_ref())?,
+            h2: super::edge::h2(s)?,
         })
     }
 }
@@ -641,6 +654,7 @@ impl TryFrom<&file::Upstream> for UpstreamConfig {
             health_check_path,
             connect_timeout: Duration::from_millis(u.connect_timeout_ms),
             read_timeout: Duration::from_millis(u.read_timeout_ms),
+            protocol: super::edge::upstream_protocol(&u.protocol, u.tls)?,
         })
     }
 }

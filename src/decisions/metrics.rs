@@ -6,7 +6,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, Histogram, HistogramVec, IntCounterVec,
+};
 
 /// The `listener` label of every series here.
 pub(crate) const LISTENER: &str = "decisions";
@@ -46,16 +48,17 @@ pub(crate) fn initialise_series() {
             .decisions
             .with_label_values(&[LISTENER, "-", "deny", reason]);
     }
-    METRICS.duration.with_label_values(&[LISTENER]);
+    LazyLock::force(&DURATION);
 }
+
+/// The one duration series, looked up once rather than per decision.
+static DURATION: LazyLock<Histogram> =
+    LazyLock::new(|| METRICS.duration.with_label_values(&[LISTENER]));
 
 pub(crate) fn count(route: &str, decision: &str, reason: &str, seconds: f64) {
     METRICS
         .decisions
         .with_label_values(&[LISTENER, route, decision, reason])
         .inc();
-    METRICS
-        .duration
-        .with_label_values(&[LISTENER])
-        .observe(seconds);
+    DURATION.observe(seconds);
 }

@@ -40,7 +40,7 @@ use crate::store::Store;
 
 pub use config::{Convention, DecisionsConfig};
 pub(crate) use metrics::initialise_series;
-pub(crate) use service::DecisionService;
+pub(crate) use service::decision_service;
 
 /// What the decision listener decides with: the proxy's store, cache, live
 /// policy set and header rules.

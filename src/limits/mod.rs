@@ -19,7 +19,7 @@ pub(crate) mod metrics;
 mod policy;
 
 pub use account::{AccountLimits, PerText, Period, RateOverride};
-pub use answer::refusal_headers;
+pub use answer::{refusal_headers, retry_after_secs};
 pub use config::{LimitsConfig, LimitsFile, OnStoreError};
 pub use limiter::{Exceeded, Limiter, Refusal, Verdict};
 pub use policy::{By, Per, RateLimit, MAX_REQUESTS};

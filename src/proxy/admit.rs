@@ -161,6 +161,11 @@ impl Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        if let Some(connection) = crate::listen::connection() {
+            ctx.tls = connection.tls;
+            ctx.client_subject = connection.client_subject.clone();
+        }
+        ctx.grpc = super::h2up::is_grpc(session.req_header());
         if session.req_header().method == http::Method::CONNECT {
             // Never a tunnel: whatever follows the head is not another request.
             session.set_keepalive(None);
@@ -213,6 +218,8 @@ impl Gateway {
             }
         };
         if let Some(endpoint) = Builtin::of(path) {
+            // The built-in endpoints answer in HTTP/JSON whatever was asked.
+            ctx.grpc = false;
             return Box::pin(self.serve_builtin(endpoint, session, ctx, &facts)).await;
         }
 

@@ -32,6 +32,16 @@ pub(crate) struct Ctx {
     /// For a WebSocket upgrade allowed by a token: what the decision
     /// needs to be made again while the tunnel is open.
     pub(super) recheck: Option<Box<Recheck>>,
+    /// TLS was terminated by this listener (`X-Forwarded-Proto: https`).
+    pub(super) tls: bool,
+    /// The subject of the client certificate the listener verified
+    /// (`server.tls.client_ca_file`), e.g. `CN=billing,O=Example`; kept
+    /// for policies to match on.
+    #[allow(dead_code)]
+    pub(super) client_subject: Option<Arc<str>>,
+    /// A gRPC call (`content-type: application/grpc…`) to a route: its
+    /// denials are gRPC answers (`grpc-status`), not JSON.
+    pub(super) grpc: bool,
     /// The rate limit and quota check's outcome (access log `limit`).
     pub(super) limit: Option<crate::limits::Verdict>,
 }

@@ -1,7 +1,7 @@
-//! The proxy listener's engine: one HTTP/1 request at a time per client
-//! connection, decided by a [`Gate`] (tollgate's is
+//! The proxy listener's engine: one request at a time per client
+//! connection or HTTP/2 stream, decided by a [`Gate`] (tollgate's is
 //! [`Gateway`](super::Gateway)) and, when allowed, forwarded over a pooled
-//! upstream connection.
+//! upstream connection (HTTP/1.1 here, HTTP/2 in `h2up`).
 //!
 //! It is built on pingora's server and client sessions rather than on
 //! pingora's `ProxyHttp` state machine. That machine serves caching,
@@ -104,6 +104,8 @@ pub(crate) trait Gate: Send + Sync + 'static {
 pub(crate) struct Engine<G> {
     gateway: G,
     connector: Connector,
+    /// HTTP/2 upstreams' connections (`protocol = "h2"`/`"h2c"`).
+    h2: pingora::connectors::http::v2::Connector,
     /// Set when the server shuts down: idle keep-alive connections waiting
     /// for their next request are closed.
     closing: AtomicBool,
@@ -115,6 +117,7 @@ impl<G: Gate> Engine<G> {
         Engine {
             gateway,
             connector: Connector::new(None),
+            h2: pingora::connectors::http::v2::Connector::new(None),
             closing: AtomicBool::new(false),
             closed: Notify::new(),
         }
@@ -181,6 +184,17 @@ impl<G: Gate> Engine<G> {
                 "no healthy address for the route's upstream",
             )
         })?;
+        if matches!(peer.options.alpn, pingora::upstreams::peer::ALPN::H2) {
+            // Boxed: its future does not size the HTTP/1 path's.
+            return Box::pin(super::h2up::forward(
+                &self.gateway,
+                &self.h2,
+                session,
+                ctx,
+                &peer,
+            ))
+            .await;
+        }
         let has_body = !session.is_body_empty();
         // Built once; a retry (rare) builds it again rather than every
         // request paying for a copy.

@@ -123,6 +123,7 @@ impl Gate for Gateway {
             ctx.peer,
             ctx.request_id_value(),
             ctx.decision.as_ref().and_then(|d| d.identity.as_ref()),
+            ctx.tls,
         )?;
         // HTTP/1.0 clients may leave `Host` out, HTTP/1.1 ones may not (they
         // got 400): the request goes upstream as HTTP/1.1, so it names the
@@ -132,12 +133,23 @@ impl Gate for Gateway {
                 parts.headers.insert(header::HOST, upstream.host.clone());
             }
         }
-        // A body whose length is not declared goes chunked.
-        if has_body && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // A body whose length is not declared goes chunked (HTTP/1.1).
+        let h2_upstream = ctx.upstream.as_ref().is_some_and(|u| u.protocol().is_h2());
+        if has_body && !h2_upstream && !parts.headers.contains_key(header::CONTENT_LENGTH) {
             parts.headers.insert(
                 header::TRANSFER_ENCODING,
                 HeaderValue::from_static("chunked"),
             );
+        }
+        if received.version == http::Version::HTTP_2 {
+            // `:authority` is the request's host (RFC 9113 §8.3.1): an
+            // HTTP/1.1 upstream gets it as `Host`, and the target without
+            // scheme and authority.
+            super::h2up::from_h2_request(&mut parts, received.raw_path())?;
+        }
+        let h2_upstream = ctx.upstream.as_ref().is_some_and(|u| u.protocol().is_h2());
+        if h2_upstream {
+            super::h2up::to_h2_request(&mut parts, received);
         }
         parts.version = http::Version::HTTP_11;
         let mut upstream = RequestHeader::from(parts);

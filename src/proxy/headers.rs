@@ -113,9 +113,10 @@ impl HeaderRules {
         peer: Option<IpAddr>,
         request_id: HeaderValue,
         identity: Option<&Identity>,
+        https: bool,
     ) -> Result<()> {
         let websocket = strip_hop_by_hop(headers, version)?;
-        self.rewrite(headers, peer, request_id, identity)?;
+        self.rewrite(headers, peer, request_id, identity, https)?;
         if websocket {
             headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -154,6 +155,7 @@ impl HeaderRules {
         peer: Option<IpAddr>,
         request_id: HeaderValue,
         identity: Option<&Identity>,
+        https: bool,
     ) -> Result<()> {
         let trusted = peer.is_some_and(|p| self.trusted_proxies.iter().any(|n| n.contains(&p)));
         // Client-sent identity headers go first, in any case or `_` form.
@@ -208,7 +210,7 @@ impl HeaderRules {
                 none.insert(hops);
             }
         }
-        let http = HeaderValue::from_static("http");
+        let http = HeaderValue::from_static(if https { "https" } else { "http" });
         match headers.entry(X_FORWARDED_PROTO) {
             Entry::Occupied(_) if trusted => {}
             Entry::Occupied(mut received) => {

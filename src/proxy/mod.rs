@@ -11,6 +11,7 @@
 //! | `headers` | identity headers, spoofed and override headers, `X-Forwarded-*`, hop-by-hop fields of requests and answers |
 //! | `lookup` | the bearer look-up: decision cache, else one store round trip |
 //! | `upstream` | upstream peers, load balancing and health checks |
+//! | `h2up` | forwarding to HTTP/2 upstreams (`protocol = "h2"`/`"h2c"`, gRPC): pingora's HTTP/2 connector, bodies both ways at once, trailers |
 //! | `netaddr` | source addresses, trusted proxies, throttle buckets |
 //!
 //! Dependencies point one way: `engine` knows only its `Gate` trait and
@@ -21,6 +22,7 @@ mod builtin;
 mod ctx;
 mod engine;
 mod gateway;
+mod h2up;
 mod headers;
 mod lookup;
 pub(crate) mod netaddr;

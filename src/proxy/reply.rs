@@ -50,6 +50,9 @@ pub(super) async fn error(
     denial: &Denial,
     allow: Option<&'static str>,
 ) -> Result<bool> {
+    if ctx.grpc {
+        return super::h2up::grpc_error(session, ctx, denial).await;
+    }
     let mut headers = denial.headers();
     if let Some(allow) = allow {
         headers.push(("allow", allow.into()));
@@ -65,6 +68,15 @@ pub(super) async fn limited(
     denial: &Denial,
     refusal: &crate::limits::Refusal,
 ) -> Result<bool> {
+    if ctx.grpc {
+        // A gRPC call gets RESOURCE_EXHAUSTED with the wait in Retry-After.
+        let retry = crate::limits::retry_after_secs(refusal);
+        let denial = Denial {
+            retry_after: Some(u32::try_from(retry).unwrap_or(u32::MAX)),
+            ..denial.clone()
+        };
+        return super::h2up::grpc_error(session, ctx, &denial).await;
+    }
     let mut headers = denial.headers();
     headers.retain(|(name, _)| *name != "retry-after");
     headers.extend(crate::limits::refusal_headers(refusal));

@@ -77,6 +77,9 @@ impl Upstream {
                     problem: "not a valid request target".into(),
                 })?;
             hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
+            if cfg.protocol.is_h2() {
+                hc.peer_template.options.alpn = pingora::upstreams::peer::ALPN::H2;
+            }
             hc.peer_template.options.read_timeout =
                 Some(cfg.read_timeout.min(Duration::from_secs(2)));
             lb.set_health_check(Box::new(hc));
@@ -109,6 +112,10 @@ impl Upstream {
         addr: pingora::protocols::l4::socket::SocketAddr,
     ) -> HttpPeer {
         let mut peer = HttpPeer::new(addr, cfg.tls, cfg.sni.clone());
+        if cfg.protocol.is_h2() {
+            // HTTP/2 only: ALPN `h2` over TLS, prior knowledge over TCP.
+            peer.options.alpn = pingora::upstreams::peer::ALPN::H2;
+        }
         peer.options.connection_timeout = Some(cfg.connect_timeout);
         peer.options.read_timeout = Some(cfg.read_timeout);
         peer.options.write_timeout = Some(cfg.read_timeout);
@@ -123,6 +130,11 @@ impl Upstream {
         }
         let backend = self.lb.select(b"", 256)?;
         Some(Self::peer_for(&self.cfg, backend.addr))
+    }
+
+    /// What the upstream speaks (`upstreams.NAME.protocol`).
+    pub(crate) fn protocol(&self) -> crate::config::UpstreamProtocol {
+        self.cfg.protocol
     }
 
     pub(crate) fn has_health_check(&self) -> bool {
@@ -176,6 +188,7 @@ mod tests {
             health_check_path: None,
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
+            protocol: crate::config::UpstreamProtocol::H1,
         }
     }
 

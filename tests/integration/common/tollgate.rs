@@ -361,7 +361,13 @@ impl Tollgate {
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.admin)
+        // `[server.admin_tls]` in the options: the admin listener is HTTPS.
+        let scheme = if self.opts.extra_toml.contains("[server.admin_tls]") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", self.admin)
     }
 
     pub fn metrics_url(&self) -> String {
@@ -627,6 +633,9 @@ fn test_http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(IO_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        // The readiness check of an admin listener on TLS (the TLS tests
+        // check certificates with their own clients).
+        .danger_accept_invalid_certs(true)
         .build()
         .expect("build the test HTTP client")
 }
