@@ -82,6 +82,9 @@ struct ExplainArgs {
     /// The service account's role in the environment's workspace (member, admin).
     #[arg(long)]
     role: Option<String>,
+    /// The token's organization, for routes with organization_param.
+    #[arg(long)]
+    organization: Option<String>,
 }
 
 /// Sets up logging from `TOLLGATE_LOG` (a tracing filter, default `info`)
@@ -316,7 +319,10 @@ fn run_explain(args: ExplainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match explain::explain(
+    let caller = explain::Caller {
+        organization: args.organization.clone(),
+    };
+    match explain::explain_as(
         &rt.policy,
         &cfg,
         &args.method,
@@ -324,6 +330,7 @@ fn run_explain(args: ExplainArgs) -> ExitCode {
         args.query.as_deref(),
         &args.scopes,
         args.role.as_deref(),
+        &caller,
     ) {
         Ok(report) => {
             for line in &report.lines {

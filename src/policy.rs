@@ -2,6 +2,7 @@
 //! `load` turns policy files into a `PolicySet`; `matcher` finds the most
 //! specific route for a method and a normalised path.
 
+mod binding;
 mod load;
 mod matcher;
 
@@ -14,6 +15,7 @@ use crate::model::Derived;
 use crate::pathnorm;
 use crate::scope::{Role, Scope};
 
+pub use binding::{Binding, ParamSource};
 pub use load::{load_dir, load_files, load_str, PolicyError};
 use matcher::Matcher;
 
@@ -285,6 +287,8 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// This route's most frequent metric series, resolved on first use.
     pub counters: Derived<RouteCounters>,
+    /// `organization_param` and `environment_param`; empty by default.
+    pub binding: Binding,
 }
 
 impl Route {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
+use super::binding::{check_organization, environment_param};
 use super::facts::{Bearer, EnvironmentParam, RequestFacts};
 use super::outcome::{Decision, DenyReason, Identity, Outcome, RequestProblem, WorkspaceIdentity};
 use super::pathnorm::Target;
@@ -104,15 +105,19 @@ pub(crate) fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
         Ok(token) => Plan::Load(Load {
             route: route.clone(),
             token_hash: secret::token_hash(token),
-            environment_id: match (&facts.query.environment_id, route.workspace_role()) {
-                (EnvironmentParam::One(id), Some(_)) => Some(id.clone()),
-                _ => None,
+            environment_id: match route.workspace_role() {
+                Some(_) => match environment_param(route, facts).as_ref() {
+                    EnvironmentParam::One(id) => Some(id.clone()),
+                    _ => None,
+                },
+                None => None,
             },
         }),
     }
 }
 
-/// Phase 2: token (step 3), scope (step 4), workspace (step 5), allow
+/// Phase 2: token (step 3), scope (step 4), the route's organization
+/// binding, workspace (step 5), allow
 /// (step 6), then `mode`. `environment` is `None` when it was not loaded;
 /// a route that needs it then denies.
 pub(crate) fn decide(
@@ -145,8 +150,12 @@ pub(crate) fn decide(
     if let Err(reason) = check_scope(record, scope) {
         return finish(route, Err(reason), Some(identity));
     }
+    if let Err(reason) = check_organization(route, facts, record) {
+        return finish(route, Err(reason), Some(identity));
+    }
     if let Some(required) = workspace_role {
-        match check_workspace(*required, &facts.query.environment_id, record, environment) {
+        let param = environment_param(route, facts);
+        match check_workspace(*required, &param, record, environment) {
             Ok(workspace) => identity.workspace = Some(workspace),
             Err(reason) => return finish(route, Err(reason), Some(identity)),
         }
@@ -257,6 +266,11 @@ pub(crate) fn check_workspace(
         }
         EnvironmentParam::Semicolon => {
             return Err(DenyReason::InvalidRequest(RequestProblem::QuerySemicolon))
+        }
+        EnvironmentParam::Conflict => {
+            return Err(DenyReason::InvalidRequest(
+                RequestProblem::EnvironmentIdConflict,
+            ))
         }
     };
     let denied = Err(DenyReason::WorkspaceAccessDenied);

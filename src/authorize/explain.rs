@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use super::decide::{authorize, check_bearer, check_request, check_scope, check_workspace, Lookup};
+use super::binding::{check_organization, environment_param};
+use super::decide::{
+    authorize, check_bearer, check_request, check_scope, check_workspace, route_path, Lookup,
+};
 use super::facts::{EnvironmentParam, HeaderFacts, RequestFacts};
 use super::outcome::{Decision, DenyReason, Outcome};
 use crate::config::Config;
@@ -33,6 +36,46 @@ pub fn explain(
     scopes: &str,
     role: Option<&str>,
 ) -> Result<Explanation, String> {
+    explain_as(
+        policy,
+        cfg,
+        method,
+        path,
+        query,
+        scopes,
+        role,
+        &Caller::default(),
+    )
+}
+
+/// Who `tollgate explain` pretends the token belongs to, beyond its scopes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's organization (`--organization`); `explain-organization`
+    /// when not given.
+    pub organization: Option<String>,
+}
+
+/// [`explain`] for a token of `caller`.
+#[allow(clippy::too_many_arguments)]
+pub fn explain_as(
+    policy: &PolicySet,
+    cfg: &Config,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    scopes: &str,
+    role: Option<&str>,
+    caller: &Caller,
+) -> Result<Explanation, String> {
+    if let Some(org) = &caller.organization {
+        if !crate::ids::is_valid_name_id(org) {
+            return Err(format!(
+                "--organization: {:?} is not an organization id ([A-Za-z0-9_-]{{1,64}})",
+                printable(org)
+            ));
+        }
+    }
     let scopes = ScopeSet::parse_all(scopes.split_whitespace(), &cfg.resources)
         .map_err(|e| format!("--scopes: {e}"))?;
     let role = match role {
@@ -54,6 +97,7 @@ pub fn explain(
         Some(&scopes),
         role,
         cfg.proxy.allow_semicolon_in_path,
+        caller,
     ))
 }
 
@@ -70,6 +114,7 @@ fn explain_request(
     scopes: Option<&ScopeSet>,
     role: Option<Role>,
     allow_semicolon: bool,
+    caller: &Caller,
 ) -> Explanation {
     let raw = match query {
         Some(q) => format!("{path}?{q}"),
@@ -86,17 +131,24 @@ fn explain_request(
     };
     let facts = RequestFacts::gather(method, raw.as_bytes(), headers, allow_semicolon);
     let record = Arc::new(TokenRecord {
-        organization_id: "explain-organization".into(),
+        organization_id: caller
+            .organization
+            .clone()
+            .unwrap_or_else(|| "explain-organization".into()),
         service_account_id: "explain-service-account".into(),
         client_id: "sa_explain".into(),
         scopes: scopes.cloned().unwrap_or_default(),
         expires_at: i64::MAX,
         header_values: Default::default(),
     });
+    let route = check_request(&facts)
+        .ok()
+        .and_then(|target| policy.lookup(method, &route_path(target.path())));
+    let requested = route.map(|route| environment_param(route, &facts));
     let environment = EnvironmentRole {
         environment: Some(Arc::new(EnvironmentRef {
-            id: match &facts.query.environment_id {
-                EnvironmentParam::One(id) => id.clone(),
+            id: match requested.as_deref() {
+                Some(EnvironmentParam::One(id)) => id.clone(),
                 _ => "explain-environment".into(),
             },
             workspace_id: "explain-workspace".into(),
@@ -182,12 +234,34 @@ fn explain_checks(
             return lines;
         }
     }
+    if let Some(source) = &route.binding.organization {
+        let what = format!("check organization ({})", source.describe());
+        match check_organization(route, facts, record) {
+            Ok(()) => lines.push(format!(
+                "{what}: ok (the token's organization {})",
+                record.organization_id
+            )),
+            Err(r) => {
+                let why = match r {
+                    DenyReason::OrganizationMismatch => {
+                        format!(" (the token's organization is {})", record.organization_id)
+                    }
+                    _ => String::new(),
+                };
+                lines.push(format!("{what}: {}{why}", fail(r)));
+                return lines;
+            }
+        }
+    }
     let Some(required) = workspace_role else {
         lines.push("check workspace: not required".into());
         return lines;
     };
-    let param = &facts.query.environment_id;
-    match check_workspace(*required, param, record, environment) {
+    let param = environment_param(route, facts);
+    if let Some(source) = &route.binding.environment {
+        lines.push(format!("environment from: {}", source.describe()));
+    }
+    match check_workspace(*required, &param, record, environment) {
         Ok(w) => lines.push(format!(
             "check workspace role {}: ok (role {} in environment {})",
             required.as_str(),

@@ -25,6 +25,14 @@ pub enum RequestProblem {
     EnvironmentIdInvalid,
     /// A raw `;` in the query of a route that checks a workspace.
     QuerySemicolon,
+    /// The route's `organization_param` is a query parameter the request
+    /// does not give.
+    OrganizationParamMissing,
+    /// The organization parameter is repeated, spelled so that a framework
+    /// could read it as the name, or given in the query unlike the path.
+    OrganizationParamAmbiguous,
+    /// `environment_param`: a query value disagrees with the path.
+    EnvironmentIdConflict,
 }
 
 impl RequestProblem {
@@ -50,6 +58,15 @@ impl RequestProblem {
             RequestProblem::QuerySemicolon => {
                 "this route reads environmentId: a ';' in the query must be sent as %3B"
             }
+            RequestProblem::OrganizationParamMissing => {
+                "this route needs the organization in the query"
+            }
+            RequestProblem::OrganizationParamAmbiguous => {
+                "the organization parameter must be given once, agree with the path, and the query must not hold a raw ';'"
+            }
+            RequestProblem::EnvironmentIdConflict => {
+                "this route takes the environment from the path; a query value for it must agree"
+            }
         }
     }
 }
@@ -64,6 +81,9 @@ pub enum DenyReason {
     InsufficientScope,
     WorkspaceAccessDenied,
     StoreUnavailable,
+    /// The route's `organization_param` names another organization than the
+    /// token's.
+    OrganizationMismatch,
 }
 
 impl DenyReason {
@@ -77,6 +97,7 @@ impl DenyReason {
             DenyReason::InsufficientScope => "insufficient_scope",
             DenyReason::WorkspaceAccessDenied => "workspace_access_denied",
             DenyReason::StoreUnavailable => "store_unavailable",
+            DenyReason::OrganizationMismatch => "organization_mismatch",
         }
     }
 
@@ -90,7 +111,11 @@ impl DenyReason {
                     | RequestProblem::EnvironmentIdRepeated
                     | RequestProblem::EnvironmentIdInvalid
                     | RequestProblem::QuerySemicolon
+                    | RequestProblem::OrganizationParamMissing
+                    | RequestProblem::OrganizationParamAmbiguous
+                    | RequestProblem::EnvironmentIdConflict
             ),
+            DenyReason::OrganizationMismatch => true,
             DenyReason::MissingToken
             | DenyReason::InvalidToken
             | DenyReason::InsufficientScope
@@ -244,6 +269,13 @@ impl Denial {
                 403,
                 "workspace_access_denied",
                 "the service account has no sufficient role in the environment's workspace".into(),
+                None,
+            ),
+            DenyReason::OrganizationMismatch => (
+                403,
+                "organization_mismatch",
+                "the access token belongs to another organization than the one the request names"
+                    .into(),
                 None,
             ),
             DenyReason::StoreUnavailable => (

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Auth, Method, MethodSet, Mode, PathPattern, PatternSegment, PolicySet, Route};
+use super::binding;
+use super::{
+    Auth, Binding, Method, MethodSet, Mode, PathPattern, PatternSegment, PolicySet, Route,
+};
 use crate::scope::{Role, Scope};
 
 /// A policy load failure: `policies/x.toml: route "workflows-write": field scope: …`.
@@ -76,9 +79,11 @@ struct RouteFile {
     auth: Option<String>,
     mode: Option<String>,
     strip_prefix: Option<String>,
+    organization_param: Option<String>,
+    environment_param: Option<String>,
 }
 
-const ROUTE_KEYS: [&str; 9] = [
+const ROUTE_KEYS: [&str; 11] = [
     "name",
     "methods",
     "path",
@@ -88,6 +93,8 @@ const ROUTE_KEYS: [&str; 9] = [
     "auth",
     "mode",
     "strip_prefix",
+    "organization_param",
+    "environment_param",
 ];
 const REQUIRED_KEYS: [&str; 3] = ["name", "path", "upstream"];
 
@@ -318,6 +325,7 @@ fn validate(
         None | Some("") => None,
         Some(prefix) => Some(check_strip_prefix(prefix, &path).map_err(|m| ("strip_prefix", m))?),
     };
+    let binding = bind(&file, &path, &auth)?;
     Ok(Route {
         name: file.name,
         source: label.to_string(),
@@ -328,6 +336,45 @@ fn validate(
         mode,
         strip_prefix,
         counters: Default::default(),
+        binding,
+    })
+}
+
+/// `organization_param` and `environment_param` (`super::binding`).
+fn bind(file: &RouteFile, path: &PathPattern, auth: &Auth) -> Result<Binding, FieldError> {
+    let organization = match file.organization_param.as_deref() {
+        None => None,
+        Some(_) if *auth == Auth::Public => {
+            return Err((
+                "organization_param",
+                "not allowed with auth = \"none\" (there is no token to compare with)".into(),
+            ))
+        }
+        Some(name) => {
+            Some(binding::organization(path, name).map_err(|m| ("organization_param", m))?)
+        }
+    };
+    let environment = match file.environment_param.as_deref() {
+        None => None,
+        Some(_) if !matches!(auth, Auth::Token { workspace_role: Some(_), .. }) => {
+            return Err((
+                "environment_param",
+                "needs workspace_role = \"member\" or \"admin\" (only a workspace check reads the environment)".into(),
+            ))
+        }
+        Some(name) => Some(binding::environment(path, name).map_err(|m| ("environment_param", m))?),
+    };
+    if let (Some(o), Some(e)) = (&organization, &environment) {
+        if o.name() == e.name() {
+            return Err((
+                "environment_param",
+                "must not name the same parameter as organization_param".into(),
+            ));
+        }
+    }
+    Ok(Binding {
+        organization,
+        environment,
     })
 }
 

@@ -13,6 +13,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         Some(Role::Member),
         false,
+        &Caller::default(),
     );
     assert_eq!(e.exit_code, 0);
     assert_eq!(
@@ -36,6 +37,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         None,
         false,
+        &Caller::default(),
     );
     assert_eq!(e.exit_code, 3);
     assert_eq!(
@@ -55,31 +57,68 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         None,
         false,
+        &Caller::default(),
     );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny workspace_access_denied")
     );
 
-    let e = explain_request(&set, "GET", "/api/v1/status", None, None, None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/api/v1/status",
+        None,
+        None,
+        None,
+        false,
+        &Caller::default(),
+    );
     assert_eq!(
         (e.exit_code, e.lines.last().map(String::as_str)),
         (0, Some("decision: allow"))
     );
 
-    let e = explain_request(&set, "GET", "/nowhere", None, Some(&scopes), None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/nowhere",
+        None,
+        Some(&scopes),
+        None,
+        false,
+        &Caller::default(),
+    );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny no_route")
     );
 
-    let e = explain_request(&set, "GET", "/api/v1/logs/x", None, None, None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/api/v1/logs/x",
+        None,
+        None,
+        None,
+        false,
+        &Caller::default(),
+    );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny missing_token")
     );
 
-    let e = explain_request(&set, "GET", "/a/%2F", None, None, None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/a/%2F",
+        None,
+        None,
+        None,
+        false,
+        &Caller::default(),
+    );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny invalid_request")
@@ -96,6 +135,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         Some(Role::Member),
         false,
+        &Caller::default(),
     );
     assert_eq!(e.exit_code, 3);
     let n = e.lines.len();
