@@ -26,5 +26,6 @@ mod oauth_client;
 mod openapi;
 mod outage;
 mod reload;
+mod tenancy;
 mod tenant_admin;
 mod upstream_frameworks;

@@ -50,13 +50,14 @@ const ROUTES: [&str; 4] = [
 ];
 
 const DECISIONS: [&str; 3] = ["allow", "deny", "report_deny"];
-const REASONS: [&str; 9] = [
+const REASONS: [&str; 10] = [
     "ok",
     "public",
     "missing_token",
     "invalid_token",
     "insufficient_scope",
     "workspace_access_denied",
+    "organization_mismatch",
     "invalid_request",
     "no_route",
     "store_unavailable",
