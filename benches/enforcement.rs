@@ -53,6 +53,7 @@ fn bench(c: &mut Criterion) {
         client_id: "sa_client".into(),
         scopes,
         expires_at: i64::MAX,
+        allowed_sources: None,
         header_values: Default::default(),
     });
     let env = EnvironmentRole {

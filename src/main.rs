@@ -85,6 +85,12 @@ struct ExplainArgs {
     /// The token's organization, for routes with organization_param.
     #[arg(long)]
     organization: Option<String>,
+    /// The account's IP allowlist, checked on every request (CIDRs separated by spaces or commas).
+    #[arg(long)]
+    ip_allowlist: Option<String>,
+    /// The request's source address, for --ip-allowlist.
+    #[arg(long)]
+    source_ip: Option<String>,
 }
 
 /// Sets up logging from `TOLLGATE_LOG` (a tracing filter, default `info`)
@@ -321,6 +327,8 @@ fn run_explain(args: ExplainArgs) -> ExitCode {
     };
     let caller = explain::Caller {
         organization: args.organization.clone(),
+        ip_allowlist: args.ip_allowlist.clone(),
+        source: args.source_ip.clone(),
     };
     match explain::explain_as(
         &rt.policy,

@@ -116,7 +116,8 @@ pub(crate) fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
     }
 }
 
-/// Phase 2: token (step 3), scope (step 4), the route's organization
+/// Phase 2: token (step 3) and its account's source allowlist, scope
+/// (step 4), the route's organization
 /// binding, workspace (step 5), allow
 /// (step 6), then `mode`. `environment` is `None` when it was not loaded;
 /// a route that needs it then denies.
@@ -147,6 +148,9 @@ pub(crate) fn decide(
         token: record.clone(),
         workspace: None,
     };
+    if let Err(reason) = check_source(record, facts.source.get().copied()) {
+        return finish(route, Err(reason), Some(identity));
+    }
     if let Err(reason) = check_scope(record, scope) {
         return finish(route, Err(reason), Some(identity));
     }
@@ -226,6 +230,22 @@ pub(crate) fn check_token(
         Lookup::Found(record) if record.expires_at > now_unix => Ok(record),
         Lookup::Found(_) | Lookup::NotFound => Err(DenyReason::InvalidToken),
         Lookup::Unavailable => Err(DenyReason::StoreUnavailable),
+    }
+}
+
+/// After step 3, for an account with `ip_allowlist_on_requests`: the
+/// request's source must be in the allowlist its token carries. A source
+/// that was not determined denies.
+pub(crate) fn check_source(
+    record: &TokenRecord,
+    source: Option<std::net::IpAddr>,
+) -> Result<(), DenyReason> {
+    let Some(list) = &record.allowed_sources else {
+        return Ok(());
+    };
+    match source {
+        Some(ip) if crate::account_policy::allowed(list, ip) => Ok(()),
+        _ => Err(DenyReason::IpNotAllowed),
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::binding::{check_organization, environment_param};
 use super::decide::{
-    authorize, check_bearer, check_request, check_scope, check_workspace, route_path, Lookup,
+    authorize, check_bearer, check_request, check_scope, check_source, check_workspace, route_path,
+    Lookup,
 };
 use super::facts::{EnvironmentParam, HeaderFacts, RequestFacts};
 use super::outcome::{Decision, DenyReason, Outcome};
@@ -54,6 +55,12 @@ pub struct Caller {
     /// The token's organization (`--organization`); `explain-organization`
     /// when not given.
     pub organization: Option<String>,
+    /// The account's `ip_allowlist` with `ip_allowlist_on_requests`
+    /// (`--ip-allowlist`, CIDRs separated by spaces or commas): the token
+    /// then carries it.
+    pub ip_allowlist: Option<String>,
+    /// The request's source address (`--source-ip`).
+    pub source: Option<String>,
 }
 
 /// [`explain`] for a token of `caller`.
@@ -68,6 +75,28 @@ pub fn explain_as(
     role: Option<&str>,
     caller: &Caller,
 ) -> Result<Explanation, String> {
+    let allowlist = match &caller.ip_allowlist {
+        None => None,
+        Some(list) => {
+            let items: Vec<String> = list
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            Some(
+                crate::proxy::netaddr::parse_cidrs(&items)
+                    .map_err(|e| format!("--ip-allowlist: {e}"))?,
+            )
+        }
+    };
+    let source = caller
+        .source
+        .as_deref()
+        .map(|s| {
+            s.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("--source-ip: {:?} is not an IP address", printable(s)))
+        })
+        .transpose()?;
     if let Some(org) = &caller.organization {
         if !crate::ids::is_valid_name_id(org) {
             return Err(format!(
@@ -97,8 +126,20 @@ pub fn explain_as(
         Some(&scopes),
         role,
         cfg.proxy.allow_semicolon_in_path,
-        caller,
+        &ExplainToken {
+            organization: caller.organization.clone(),
+            allowed_sources: allowlist.map(Arc::from),
+            source,
+        },
     ))
+}
+
+/// What `explain` pretends of the token beyond its scopes, parsed.
+#[derive(Clone, Debug, Default)]
+struct ExplainToken {
+    organization: Option<String>,
+    allowed_sources: Option<Arc<[ipnet::IpNet]>>,
+    source: Option<std::net::IpAddr>,
 }
 
 /// Runs the decision for a hypothetical request by a token carrying
@@ -114,7 +155,7 @@ fn explain_request(
     scopes: Option<&ScopeSet>,
     role: Option<Role>,
     allow_semicolon: bool,
-    caller: &Caller,
+    caller: &ExplainToken,
 ) -> Explanation {
     let raw = match query {
         Some(q) => format!("{path}?{q}"),
@@ -130,6 +171,9 @@ fn explain_request(
         ..HeaderFacts::default()
     };
     let facts = RequestFacts::gather(method, raw.as_bytes(), headers, allow_semicolon);
+    if let Some(source) = caller.source {
+        let _ = facts.source.set(source);
+    }
     let record = Arc::new(TokenRecord {
         organization_id: caller
             .organization
@@ -139,6 +183,7 @@ fn explain_request(
         client_id: "sa_explain".into(),
         scopes: scopes.cloned().unwrap_or_default(),
         expires_at: i64::MAX,
+        allowed_sources: caller.allowed_sources.clone(),
         header_values: Default::default(),
     });
     let route = check_request(&facts)
@@ -225,6 +270,22 @@ fn explain_checks(
         Err(r) => {
             lines.push(format!("check token: {}", fail(r)));
             return lines;
+        }
+    }
+    if let Some(list) = &record.allowed_sources {
+        let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+        let what = format!("check source address (ip_allowlist {})", shown.join(" "));
+        match (
+            check_source(record, facts.source.get().copied()),
+            facts.source.get(),
+        ) {
+            (Ok(()), Some(ip)) => lines.push(format!("{what}: ok ({ip})")),
+            (Ok(()), None) => lines.push(format!("{what}: ok")),
+            (Err(r), ip) => {
+                let ip = ip.map_or("no --source-ip given".to_string(), ToString::to_string);
+                lines.push(format!("{what}: {} ({ip})", fail(r)));
+                return lines;
+            }
         }
     }
     match check_scope(record, scope) {

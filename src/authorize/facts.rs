@@ -202,6 +202,11 @@ pub struct RequestFacts {
     pub length_conflict: bool,
     /// An HTTP/1.1 request without `Host`: RFC 9112 §3.2 says 400.
     pub host_missing: bool,
+    /// The client's address (the peer, or the trusted proxies'
+    /// `X-Forwarded-For` hop), set only when a token's account checks
+    /// every request's source (the decision reads the facts by reference,
+    /// hence set-once); unset then denies.
+    pub source: std::sync::OnceLock<std::net::IpAddr>,
 }
 
 impl RequestFacts {
@@ -220,6 +225,7 @@ impl RequestFacts {
             query,
             length_conflict: headers.content_length && headers.transfer_encoding,
             host_missing: headers.host_missing,
+            source: std::sync::OnceLock::new(),
         }
     }
 }

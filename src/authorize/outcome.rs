@@ -84,6 +84,9 @@ pub enum DenyReason {
     /// The route's `organization_param` names another organization than the
     /// token's.
     OrganizationMismatch,
+    /// The token's account checks every request's source address
+    /// (`ip_allowlist_on_requests`) and this one is outside its allowlist.
+    IpNotAllowed,
 }
 
 impl DenyReason {
@@ -98,6 +101,7 @@ impl DenyReason {
             DenyReason::WorkspaceAccessDenied => "workspace_access_denied",
             DenyReason::StoreUnavailable => "store_unavailable",
             DenyReason::OrganizationMismatch => "organization_mismatch",
+            DenyReason::IpNotAllowed => "ip_not_allowed",
         }
     }
 
@@ -115,7 +119,7 @@ impl DenyReason {
                     | RequestProblem::OrganizationParamAmbiguous
                     | RequestProblem::EnvironmentIdConflict
             ),
-            DenyReason::OrganizationMismatch => true,
+            DenyReason::OrganizationMismatch | DenyReason::IpNotAllowed => true,
             DenyReason::MissingToken
             | DenyReason::InvalidToken
             | DenyReason::InsufficientScope
@@ -276,6 +280,12 @@ impl Denial {
                 "organization_mismatch",
                 "the access token belongs to another organization than the one the request names"
                     .into(),
+                None,
+            ),
+            DenyReason::IpNotAllowed => (
+                403,
+                "ip_not_allowed",
+                "the service account may not make requests from this address".into(),
                 None,
             ),
             DenyReason::StoreUnavailable => (

@@ -200,6 +200,16 @@ impl Gateway {
             DecideStep::Done(d) => d,
             DecideStep::Load(load) => {
                 let loaded = self.load(&load).await;
+                // Only a token whose account checks every request's source
+                // costs the address resolution.
+                let checks_source = loaded.as_ref().is_ok_and(|f| {
+                    f.token
+                        .as_ref()
+                        .is_some_and(|t| t.allowed_sources.is_some())
+                });
+                if let (true, Some(peer)) = (checks_source, ctx.peer) {
+                    let _ = facts.source.set(self.source_address(session, peer));
+                }
                 let decision = decide_with(&load, &facts, loaded);
                 loaded_with = Some(load);
                 decision

@@ -134,7 +134,7 @@ impl Gateway {
         }
     }
 
-    fn source_address(&self, session: &Session, peer: IpAddr) -> IpAddr {
+    pub(super) fn source_address(&self, session: &Session, peer: IpAddr) -> IpAddr {
         let xff: Vec<&[u8]> = session
             .req_header()
             .headers

@@ -62,7 +62,7 @@ const REASONS: [&str; 10] = [
     "no_route",
     "store_unavailable",
 ];
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 11] = [
     "issued",
     "invalid_client",
     "invalid_scope",
@@ -72,6 +72,8 @@ const OUTCOMES: [&str; 9] = [
     "slow_down",
     "store_unavailable",
     "overloaded",
+    "too_many_tokens",
+    "issue_rate_limited",
 ];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 

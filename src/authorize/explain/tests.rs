@@ -13,7 +13,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         Some(Role::Member),
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(e.exit_code, 0);
     assert_eq!(
@@ -37,7 +37,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         None,
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(e.exit_code, 3);
     assert_eq!(
@@ -57,7 +57,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         None,
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(
         e.lines.last().map(String::as_str),
@@ -72,7 +72,7 @@ fn explain_prints_each_check_and_the_decision() {
         None,
         None,
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(
         (e.exit_code, e.lines.last().map(String::as_str)),
@@ -87,7 +87,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         None,
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(
         e.lines.last().map(String::as_str),
@@ -102,7 +102,7 @@ fn explain_prints_each_check_and_the_decision() {
         None,
         None,
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(
         e.lines.last().map(String::as_str),
@@ -117,7 +117,7 @@ fn explain_prints_each_check_and_the_decision() {
         None,
         None,
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(
         e.lines.last().map(String::as_str),
@@ -135,7 +135,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         Some(Role::Member),
         false,
-        &Caller::default(),
+        &ExplainToken::default(),
     );
     assert_eq!(e.exit_code, 3);
     let n = e.lines.len();
