@@ -8,6 +8,7 @@
 
 mod common;
 
+mod account_tokens;
 mod admin_api;
 mod browser;
 mod cli;
