@@ -147,6 +147,7 @@ struct ExplainToken {
 /// exists in the token's organization and the account has that role in its
 /// workspace; without, the account has no membership. The store is assumed
 /// reachable.
+#[allow(clippy::too_many_arguments)]
 fn explain_request(
     policy: &PolicySet,
     method: &str,

@@ -152,21 +152,22 @@ impl TokenEndpoint {
 
     /// `POST /api/auth/oauth2/token`.
     pub async fn token(&self, input: OAuthInput<'_>) -> OAuthResponse {
+        self.token_with_outcome(input).await.0
+    }
+
+    /// [`TokenEndpoint::token`] and its metric outcome (`issued`,
+    /// `too_many_tokens`, …), for the access log.
+    pub async fn token_with_outcome(&self, input: OAuthInput<'_>) -> (OAuthResponse, &'static str) {
         let m = Metrics::get();
         let started = Instant::now();
-        let resp = match self.issue(&input).await {
-            Ok(resp) => {
-                m.token_outcome(OUTCOME_ISSUED);
-                resp
-            }
-            Err(e) => {
-                m.token_outcome(e.outcome());
-                error_response(&e)
-            }
+        let (resp, outcome) = match self.issue(&input).await {
+            Ok(resp) => (resp, OUTCOME_ISSUED),
+            Err(e) => (error_response(&e), e.outcome()),
         };
+        m.token_outcome(outcome);
         m.token_issue_duration
             .observe(started.elapsed().as_secs_f64());
-        resp
+        (resp, outcome)
     }
 
     async fn issue(&self, input: &OAuthInput<'_>) -> Result<OAuthResponse, OAuthError> {

@@ -201,7 +201,9 @@ impl Gateway {
         let resp = if revoke {
             self.tokens.revoke(input).await
         } else {
-            self.tokens.token(input).await
+            let (resp, outcome) = self.tokens.token_with_outcome(input).await;
+            ctx.token_outcome = Some(outcome);
+            resp
         };
         self.oauth(session, ctx, resp).await
     }

@@ -272,6 +272,13 @@ async fn a_token_beyond_the_live_cap_is_refused_and_earlier_ones_keep_working() 
         Some(1.0),
         "{metrics}"
     );
+    let logs = t.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("access")
+            && l.contains("builtin=token")
+            && l.contains("reason=too_many_tokens")),
+        "the access line names the outcome: {logs}"
+    );
     let (status, events) = t
         .admin()
         .get(&format!("{}/audit-events", org_path(&org)))
