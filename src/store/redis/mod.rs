@@ -510,18 +510,7 @@ impl Store for RedisStore {
                         .arg(org),
                 )
                 .await?;
-            let _: () = self
-                .query_on(
-                    Lane::Request,
-                    "put_token",
-                    redis::cmd("SET")
-                        .arg(k.tok(hash))
-                        .arg(json)
-                        .arg("EX")
-                        .arg(ttl),
-                )
-                .await?;
-            return Ok(());
+            return self.cluster_set_token(hash, json, ttl).await;
         }
         let _: i64 = self
             .invoke_on(
@@ -585,17 +574,7 @@ impl Store for RedisStore {
         }
         if self.cluster() {
             // Indexed first, as in put_token.
-            let _: () = self
-                .query_on(
-                    Lane::Request,
-                    "put_token",
-                    redis::cmd("SET")
-                        .arg(k.tok(hash))
-                        .arg(json)
-                        .arg("EX")
-                        .arg(ttl),
-                )
-                .await?;
+            self.cluster_set_token(hash, json, ttl).await?;
         }
         Ok(TokenPut::Stored)
     }
