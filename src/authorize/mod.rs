@@ -17,7 +17,7 @@ mod outcome;
 pub mod pathnorm;
 
 pub use decide::{authorize, Lookup};
-pub(crate) use decide::{check_request, decide, plan, Load, Plan};
+pub(crate) use decide::{check_request, check_source, decide, plan, Load, Plan};
 pub use facts::{
     parse_bearer, parse_query, Bearer, EnvironmentParam, HeaderFacts, QueryFacts, RequestFacts,
 };

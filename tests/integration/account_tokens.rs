@@ -423,6 +423,22 @@ async fn with_ip_allowlist_on_requests_every_request_is_checked() {
         assert!(!denied.to_string().contains("203.0.113.9"), "{denied}");
     }
     assert_eq!(echo.count(), 1, "refused requests reach no upstream");
+    let whoami = |from: &'static str| {
+        t.http()
+            .get(t.proxy_url("/api/v1/service-account/whoami"))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", from)
+            .send()
+    };
+    assert_eq!(
+        whoami("198.51.100.8").await.expect("whoami").status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        whoami("203.0.113.9").await.expect("whoami").status(),
+        StatusCode::FORBIDDEN,
+        "whoami is a request too"
+    );
 
     // Without the flag, the list binds only the token endpoint.
     let (_, _, id2, secret2) = account(&t, json!({"ip_allowlist": ["198.51.100.0/24"]})).await;
