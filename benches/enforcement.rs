@@ -53,6 +53,7 @@ fn bench(c: &mut Criterion) {
         client_id: "sa_client".into(),
         scopes,
         expires_at: i64::MAX,
+        allowed_sources: None,
         header_values: Default::default(),
     });
     let env = EnvironmentRole {
@@ -65,29 +66,85 @@ fn bench(c: &mut Criterion) {
         role: Some(Role::Member),
     };
     let bearer = format!("Bearer tg_at_{}", "a".repeat(43));
+    let decide = |set: &PolicySet, record: &Arc<TokenRecord>, target: &[u8]| {
+        let auth = [bearer.as_bytes()];
+        let facts = RequestFacts::gather(
+            "GET",
+            black_box(target),
+            HeaderFacts {
+                authorization: &auth,
+                content_length: false,
+                transfer_encoding: false,
+                host_missing: false,
+            },
+            false,
+        );
+        if record.allowed_sources.is_some() {
+            let _ = facts.source.set([10, 1, 2, 3].into());
+        }
+        authorize::authorize(
+            &facts,
+            set,
+            Lookup::Found(record),
+            Some(Lookup::Found(&env)),
+            1_000,
+        )
+    };
     c.bench_function("decide an allowed request (facts, plan, decide)", |b| {
         b.iter(|| {
-            let auth = [bearer.as_bytes()];
-            let facts = RequestFacts::gather(
-                "GET",
-                black_box(b"/api/v1/workflows/abc/runs?environmentId=prod"),
-                HeaderFacts {
-                    authorization: &auth,
-                    content_length: false,
-                    transfer_encoding: false,
-                    host_missing: false,
-                },
-                false,
-            );
-            authorize::authorize(
-                &facts,
+            decide(
                 &set,
-                Lookup::Found(&record),
-                Some(Lookup::Found(&env)),
-                1_000,
+                &record,
+                b"/api/v1/workflows/abc/runs?environmentId=prod",
             )
         })
     });
+    // The same request on a route bound to the tenant and the environment
+    // in its path, and by a token whose account checks every source.
+    let bound = bound_routes();
+    let checked = Arc::new(TokenRecord {
+        allowed_sources: Some(vec!["10.0.0.0/8".parse().unwrap_or_else(|_| unreachable!())].into()),
+        ..TokenRecord::clone(&record)
+    });
+    for (set, record, target) in [
+        (
+            &set,
+            &record,
+            &b"/api/v1/workflows/abc/runs?environmentId=prod"[..],
+        ),
+        (&bound, &record, b"/tenants/org/envs/prod/workflows/abc"),
+        (
+            &set,
+            &checked,
+            b"/api/v1/workflows/abc/runs?environmentId=prod",
+        ),
+    ] {
+        assert_eq!(
+            decide(set, record, target).outcome,
+            authorize::Outcome::Allow
+        );
+    }
+    c.bench_function("decide an allowed request on a tenant-bound route", |b| {
+        b.iter(|| decide(&bound, &record, b"/tenants/org/envs/prod/workflows/abc"))
+    });
+    c.bench_function("decide an allowed request with a source allowlist", |b| {
+        b.iter(|| {
+            decide(
+                &set,
+                &checked,
+                b"/api/v1/workflows/abc/runs?environmentId=prod",
+            )
+        })
+    });
+}
+
+fn bound_routes() -> PolicySet {
+    let text = "[[route]]\nname = \"bound\"\nmethods = [\"GET\"]\npath = \"/tenants/{tenantId}/envs/{envId}/workflows/**\"\n\
+                upstream = \"backend\"\nscope = \"workflows:read\"\nworkspace_role = \"member\"\n\
+                organization_param = \"tenantId\"\nenvironment_param = \"envId\"\n";
+    #[allow(clippy::expect_used)]
+    load_str("bench.toml", text, &default_resources(), |u| u == "backend")
+        .expect("bench policy loads")
 }
 
 criterion_group!(benches, bench);

@@ -309,6 +309,7 @@ mod tests {
             client_id: "sa_x".into(),
             scopes: ScopeSet::default(),
             expires_at: i64::MAX,
+            allowed_sources: None,
             header_values: Default::default(),
         })
     }

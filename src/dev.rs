@@ -70,6 +70,7 @@ pub async fn seed(registry: &Registry) -> Result<Demo, crate::registry::Registry
                 name: "demo".into(),
                 description: Some("created by tollgate serve --dev".into()),
                 scopes: resources.iter().map(|r| format!("{r}:write")).collect(),
+                policy: Default::default(),
             },
         )
         .await?;

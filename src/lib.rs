@@ -1,5 +1,6 @@
 //! tollgate: a reverse proxy that is a policy enforcement point for machine identities.
 
+pub mod account_policy;
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub mod authorize;

@@ -86,6 +86,15 @@ struct ExplainArgs {
     /// The service account's role in the environment's workspace (member, admin).
     #[arg(long)]
     role: Option<String>,
+    /// The token's organization, for routes with organization_param.
+    #[arg(long)]
+    organization: Option<String>,
+    /// The account's IP allowlist, checked on every request (CIDRs separated by spaces or commas).
+    #[arg(long)]
+    ip_allowlist: Option<String>,
+    /// The request's source address, for --ip-allowlist.
+    #[arg(long)]
+    source_ip: Option<String>,
 }
 
 /// Sets up logging from `TOLLGATE_LOG` (a tracing filter, default `info`)
@@ -325,7 +334,12 @@ fn run_explain(args: ExplainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match explain::explain(
+    let caller = explain::Caller {
+        organization: args.organization.clone(),
+        ip_allowlist: args.ip_allowlist.clone(),
+        source: args.source_ip.clone(),
+    };
+    match explain::explain_as(
         &rt.policy,
         &cfg,
         &args.method,
@@ -333,6 +347,7 @@ fn run_explain(args: ExplainArgs) -> ExitCode {
         args.query.as_deref(),
         &args.scopes,
         args.role.as_deref(),
+        &caller,
     ) {
         Ok(report) => {
             for line in &report.lines {

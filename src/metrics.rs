@@ -44,6 +44,8 @@ pub const TOKEN_OUTCOMES: &[&str] = &[
     "slow_down",
     "store_unavailable",
     "overloaded",
+    "too_many_tokens",
+    "issue_rate_limited",
 ];
 
 /// The `op` values of `tollgate_store_errors_total` the process uses.

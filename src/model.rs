@@ -8,6 +8,7 @@ use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::account_policy::AccountPolicy;
 use crate::scope::{Role, ScopeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ pub struct ServiceAccount {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Token settings and IP allowlist, shown as fields of the account.
+    #[serde(flatten)]
+    pub policy: AccountPolicy,
 }
 
 /// A credential as stored: the secret only as argon2id PHC hashes.
@@ -174,6 +178,15 @@ pub struct TokenRecord {
     /// Unix seconds.
     #[serde(rename = "x")]
     pub expires_at: i64,
+    /// The account's IP allowlist when it asked for every request to be
+    /// checked (`ip_allowlist_on_requests`), as it was at issuance.
+    #[serde(
+        rename = "n",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::account_policy::cidr_option"
+    )]
+    pub allowed_sources: Option<Arc<[ipnet::IpNet]>>,
     /// The organization, client and account ids and the scopes as header
     /// values (the proxy makes them on first use).
     #[serde(skip)]

@@ -2,6 +2,7 @@
 //! `load` turns policy files into a `PolicySet`; `matcher` finds the most
 //! specific route for a method and a normalised path.
 
+mod binding;
 mod load;
 mod matcher;
 
@@ -15,6 +16,7 @@ use crate::model::Derived;
 use crate::pathnorm;
 use crate::scope::{Role, Scope};
 
+pub use binding::{Binding, ParamSource};
 pub use load::{load_dir, load_files, load_str, PolicyError};
 use matcher::Matcher;
 
@@ -288,6 +290,8 @@ pub struct Route {
     pub counters: Derived<RouteCounters>,
     /// `rate_limit = { … }`: none costs the request nothing.
     pub rate_limit: Option<RateLimit>,
+    /// `organization_param` and `environment_param`; empty by default.
+    pub binding: Binding,
 }
 
 impl Route {

@@ -49,10 +49,15 @@ fn invalid(field: &str, problem: impl Into<String>) -> RegistryError {
 
 pub(crate) const MAX_GRACE_SECONDS: u64 = 86_400;
 
+mod policy;
+pub(crate) use policy::AccountPolicyPatch;
+
 pub(crate) struct NewServiceAccount {
     pub(crate) name: String,
     pub(crate) description: Option<String>,
     pub(crate) scopes: Vec<String>,
+    /// Token settings and IP allowlist; absent fields keep their defaults.
+    pub(crate) policy: AccountPolicyPatch,
 }
 
 #[derive(Default)]
@@ -62,6 +67,7 @@ pub(crate) struct ServiceAccountPatch {
     pub(crate) description: Option<Option<String>>,
     pub(crate) scopes: Option<Vec<String>>,
     pub(crate) status: Option<String>,
+    pub(crate) policy: AccountPolicyPatch,
 }
 
 #[derive(Default)]
@@ -89,6 +95,8 @@ pub struct Registry {
     audit: Audit,
     /// Evicts cached decisions here and in every other instance.
     bus: Arc<Bus>,
+    /// `tokens.max_ttl_seconds`: the bound of an account's token lifetime.
+    max_token_ttl: u64,
 }
 
 pub(crate) fn validate_name(field: &str, name: &str) -> RegistryResult<()> {
@@ -191,7 +199,15 @@ impl Registry {
             revoke_on,
             audit,
             bus,
+            max_token_ttl: 86_400,
         }
+    }
+
+    /// Bounds the token lifetime an account may be given
+    /// (`tokens.max_ttl_seconds`).
+    pub(crate) fn with_max_token_ttl(mut self, seconds: u64) -> Registry {
+        self.max_token_ttl = seconds;
+        self
     }
 
     /// What an account may be granted: the configured resources and `admin`.
@@ -332,6 +348,8 @@ impl Registry {
         validate_name("name", &input.name)?;
         validate_description(&input.description)?;
         let scopes = self.parse_scopes(&input.scopes)?;
+        let mut policy = crate::account_policy::AccountPolicy::default();
+        input.policy.apply(&mut policy, self.max_token_ttl)?;
         let (secret, hash) = self.new_secret().await?;
         let at = now();
         let sa = ServiceAccount {
@@ -343,6 +361,7 @@ impl Registry {
             status: SaStatus::Active,
             created_at: at,
             updated_at: at,
+            policy,
         };
         let cred = StoredCredential {
             id: new_id(),
@@ -425,7 +444,13 @@ impl Registry {
             Some("disabled") => Some(SaStatus::Disabled),
             Some(_) => return Err(invalid("status", "must be \"active\" or \"disabled\"")),
         };
-        let mut changed = Vec::new();
+        let was_checking_requests = sa.policy.request_allowlist();
+        let mut changed = patch.policy.apply(&mut sa.policy, self.max_token_ttl)?;
+        // Tokens carry the allowlist they were issued under: when requests
+        // are checked, a changed list applies to live tokens by revoking them.
+        let allowlist_changed = changed.iter().any(|f| f.starts_with("ip_allowlist"))
+            && sa.policy.request_allowlist() != was_checking_requests
+            && sa.policy.request_allowlist().is_some();
         if let Some(name) = patch.name {
             sa.name = name;
             changed.push("name");
@@ -464,6 +489,8 @@ impl Registry {
             "scope_change",
         )
         .await?;
+        self.revoke_if(allowlist_changed, org, sa_id, actor, "ip_allowlist_change")
+            .await?;
         self.revoke_if(
             self.revoke_on.disable && disabled_now,
             org,

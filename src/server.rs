@@ -108,14 +108,17 @@ impl App {
             .map_err(StartError::Store)?,
         });
         let audit = Audit::new(store.clone(), config.audit_max_events_per_org);
-        let registry = Arc::new(Registry::new(
-            store.clone(),
-            hasher.clone(),
-            config.resources.clone(),
-            config.tokens.revoke_on,
-            audit.clone(),
-            bus.clone(),
-        ));
+        let registry = Arc::new(
+            Registry::new(
+                store.clone(),
+                hasher.clone(),
+                config.resources.clone(),
+                config.tokens.revoke_on,
+                audit.clone(),
+                bus.clone(),
+            )
+            .with_max_token_ttl(config.tokens.max_ttl_seconds),
+        );
         let tokens = Arc::new(TokenEndpoint::new(
             store.clone(),
             hasher.clone(),
@@ -124,6 +127,7 @@ impl App {
             TokenSettings {
                 resources: config.resources.clone(),
                 ttl_seconds: config.tokens.ttl_seconds,
+                max_ttl_seconds: config.tokens.max_ttl_seconds,
                 throttle: config.throttle,
                 public_url: config.server.public_url.clone(),
             },

@@ -63,6 +63,7 @@ fn record(org: &str, sa: &str) -> TokenRecord {
         scopes: ScopeSet::parse_all(["tools:write", "knowledge:read"], &default_resources())
             .expect("valid scopes"),
         expires_at: 1_900_000_000,
+        allowed_sources: None,
         header_values: Default::default(),
     }
 }

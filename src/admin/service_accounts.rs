@@ -9,7 +9,7 @@ use super::error::AdminError;
 use super::input::{rotate_body, Fields, ListParams, A_STRING, A_STRING_OR_NULL};
 use super::reply::Reply;
 use super::{Call, Handled};
-use crate::registry::{NewServiceAccount, ServiceAccountPatch};
+use crate::registry::{AccountPolicyPatch, NewServiceAccount, ServiceAccountPatch};
 use crate::scope::ADMIN_RESOURCE;
 
 const SCOPE_LIST: &str = "a list of scope strings";
@@ -26,13 +26,36 @@ fn check_admin_grant(c: &Call<'_>, scopes: &[String]) -> Result<(), AdminError> 
     Ok(())
 }
 
+/// An operation's own fields and the account policy's.
+fn allowed<'a>(own: &[&'a str]) -> Vec<&'a str> {
+    own.iter()
+        .copied()
+        .chain(AccountPolicyPatch::FIELDS)
+        .collect()
+}
+
+/// The token settings and IP allowlist of a create or update body.
+fn policy_fields(f: &mut Fields) -> Result<AccountPolicyPatch, AdminError> {
+    Ok(AccountPolicyPatch {
+        token_ttl_seconds: f.nullable("token_ttl_seconds", "a positive integer or null")?,
+        max_live_tokens: f.nullable("max_live_tokens", "a positive integer or null")?,
+        token_issue_limit: f.nullable(
+            "token_issue_limit",
+            "{\"requests\": N, \"per\": \"1s\" | \"1m\" | \"1h\"} or null",
+        )?,
+        ip_allowlist: f.optional("ip_allowlist", "a list of CIDR strings")?,
+        ip_allowlist_on_requests: f.optional("ip_allowlist_on_requests", "true or false")?,
+    })
+}
+
 /// `POST`: the account and its first credential, whose secret is shown once.
 pub(super) async fn create(c: &Call<'_>) -> Handled {
-    let mut f = Fields::parse(c.body, &["name", "description", "scopes"])?;
+    let mut f = Fields::parse(c.body, &allowed(&["name", "description", "scopes"]))?;
     let input = NewServiceAccount {
         name: f.required("name", A_STRING)?,
         description: f.nullable("description", A_STRING_OR_NULL)?.flatten(),
         scopes: f.required("scopes", SCOPE_LIST)?,
+        policy: policy_fields(&mut f)?,
     };
     check_admin_grant(c, &input.scopes)?;
     let (sa, cred) = c
@@ -65,12 +88,16 @@ pub(super) async fn get(c: &Call<'_>) -> Handled {
 
 /// `PATCH {name?, description?, scopes?, status?}`.
 pub(super) async fn update(c: &Call<'_>) -> Handled {
-    let mut f = Fields::parse(c.body, &["name", "description", "scopes", "status"])?;
+    let mut f = Fields::parse(
+        c.body,
+        &allowed(&["name", "description", "scopes", "status"]),
+    )?;
     let patch = ServiceAccountPatch {
         name: f.optional("name", A_STRING)?,
         description: f.nullable("description", A_STRING_OR_NULL)?,
         scopes: f.optional("scopes", SCOPE_LIST)?,
         status: f.optional("status", "\"active\" or \"disabled\"")?,
+        policy: policy_fields(&mut f)?,
     };
     if let Some(scopes) = &patch.scopes {
         check_admin_grant(c, scopes)?;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
+use super::binding::{check_organization, environment_param};
 use super::facts::{Bearer, EnvironmentParam, RequestFacts};
 use super::outcome::{Decision, DenyReason, Identity, Outcome, RequestProblem, WorkspaceIdentity};
 use super::pathnorm::Target;
@@ -104,15 +105,20 @@ pub(crate) fn plan(facts: &RequestFacts, policy: &PolicySet) -> Plan {
         Ok(token) => Plan::Load(Load {
             route: route.clone(),
             token_hash: secret::token_hash(token),
-            environment_id: match (&facts.query.environment_id, route.workspace_role()) {
-                (EnvironmentParam::One(id), Some(_)) => Some(id.clone()),
-                _ => None,
+            environment_id: match route.workspace_role() {
+                Some(_) => match environment_param(route, facts).as_ref() {
+                    EnvironmentParam::One(id) => Some(id.clone()),
+                    _ => None,
+                },
+                None => None,
             },
         }),
     }
 }
 
-/// Phase 2: token (step 3), scope (step 4), workspace (step 5), allow
+/// Phase 2: token (step 3) and its account's source allowlist, scope
+/// (step 4), the route's organization
+/// binding, workspace (step 5), allow
 /// (step 6), then `mode`. `environment` is `None` when it was not loaded;
 /// a route that needs it then denies.
 pub(crate) fn decide(
@@ -142,11 +148,18 @@ pub(crate) fn decide(
         token: record.clone(),
         workspace: None,
     };
+    if let Err(reason) = check_source(record, facts.source.get().copied()) {
+        return finish(route, Err(reason), Some(identity));
+    }
     if let Err(reason) = check_scope(record, scope) {
         return finish(route, Err(reason), Some(identity));
     }
+    if let Err(reason) = check_organization(route, facts, record) {
+        return finish(route, Err(reason), Some(identity));
+    }
     if let Some(required) = workspace_role {
-        match check_workspace(*required, &facts.query.environment_id, record, environment) {
+        let param = environment_param(route, facts);
+        match check_workspace(*required, &param, record, environment) {
             Ok(workspace) => identity.workspace = Some(workspace),
             Err(reason) => return finish(route, Err(reason), Some(identity)),
         }
@@ -220,6 +233,22 @@ pub(crate) fn check_token(
     }
 }
 
+/// After step 3, for an account with `ip_allowlist_on_requests`: the
+/// request's source must be in the allowlist its token carries. A source
+/// that was not determined denies.
+pub(crate) fn check_source(
+    record: &TokenRecord,
+    source: Option<std::net::IpAddr>,
+) -> Result<(), DenyReason> {
+    let Some(list) = &record.allowed_sources else {
+        return Ok(());
+    };
+    match source {
+        Some(ip) if crate::account_policy::allowed(list, ip) => Ok(()),
+        _ => Err(DenyReason::IpNotAllowed),
+    }
+}
+
 /// Step 4: write covers read.
 pub(crate) fn check_scope(record: &TokenRecord, required: &Scope) -> Result<(), DenyReason> {
     if record.scopes.covers(required) {
@@ -257,6 +286,11 @@ pub(crate) fn check_workspace(
         }
         EnvironmentParam::Semicolon => {
             return Err(DenyReason::InvalidRequest(RequestProblem::QuerySemicolon))
+        }
+        EnvironmentParam::Conflict => {
+            return Err(DenyReason::InvalidRequest(
+                RequestProblem::EnvironmentIdConflict,
+            ))
         }
     };
     let denied = Err(DenyReason::WorkspaceAccessDenied);

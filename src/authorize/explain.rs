@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use super::decide::{authorize, check_bearer, check_request, check_scope, check_workspace, Lookup};
+use super::binding::{check_organization, environment_param};
+use super::decide::{
+    authorize, check_bearer, check_request, check_scope, check_source, check_workspace, route_path,
+    Lookup,
+};
 use super::facts::{EnvironmentParam, HeaderFacts, RequestFacts};
 use super::outcome::{Decision, DenyReason, Outcome};
 use crate::config::Config;
@@ -33,6 +37,74 @@ pub fn explain(
     scopes: &str,
     role: Option<&str>,
 ) -> Result<Explanation, String> {
+    explain_as(
+        policy,
+        cfg,
+        method,
+        path,
+        query,
+        scopes,
+        role,
+        &Caller::default(),
+    )
+}
+
+/// Who `tollgate explain` pretends the token belongs to, beyond its scopes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's organization (`--organization`); `explain-organization`
+    /// when not given.
+    pub organization: Option<String>,
+    /// The account's `ip_allowlist` with `ip_allowlist_on_requests`
+    /// (`--ip-allowlist`, CIDRs separated by spaces or commas): the token
+    /// then carries it.
+    pub ip_allowlist: Option<String>,
+    /// The request's source address (`--source-ip`).
+    pub source: Option<String>,
+}
+
+/// [`explain`] for a token of `caller`.
+#[allow(clippy::too_many_arguments)]
+pub fn explain_as(
+    policy: &PolicySet,
+    cfg: &Config,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    scopes: &str,
+    role: Option<&str>,
+    caller: &Caller,
+) -> Result<Explanation, String> {
+    let allowlist = match &caller.ip_allowlist {
+        None => None,
+        Some(list) => {
+            let items: Vec<String> = list
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            Some(
+                crate::proxy::netaddr::parse_cidrs(&items)
+                    .map_err(|e| format!("--ip-allowlist: {e}"))?,
+            )
+        }
+    };
+    let source = caller
+        .source
+        .as_deref()
+        .map(|s| {
+            s.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("--source-ip: {:?} is not an IP address", printable(s)))
+        })
+        .transpose()?;
+    if let Some(org) = &caller.organization {
+        if !crate::ids::is_valid_name_id(org) {
+            return Err(format!(
+                "--organization: {:?} is not an organization id ([A-Za-z0-9_-]{{1,64}})",
+                printable(org)
+            ));
+        }
+    }
     let scopes = ScopeSet::parse_all(scopes.split_whitespace(), &cfg.resources)
         .map_err(|e| format!("--scopes: {e}"))?;
     let role = match role {
@@ -54,7 +126,20 @@ pub fn explain(
         Some(&scopes),
         role,
         cfg.proxy.allow_semicolon_in_path,
+        &ExplainToken {
+            organization: caller.organization.clone(),
+            allowed_sources: allowlist.map(Arc::from),
+            source,
+        },
     ))
+}
+
+/// What `explain` pretends of the token beyond its scopes, parsed.
+#[derive(Clone, Debug, Default)]
+struct ExplainToken {
+    organization: Option<String>,
+    allowed_sources: Option<Arc<[ipnet::IpNet]>>,
+    source: Option<std::net::IpAddr>,
 }
 
 /// Runs the decision for a hypothetical request by a token carrying
@@ -62,6 +147,7 @@ pub fn explain(
 /// exists in the token's organization and the account has that role in its
 /// workspace; without, the account has no membership. The store is assumed
 /// reachable.
+#[allow(clippy::too_many_arguments)]
 fn explain_request(
     policy: &PolicySet,
     method: &str,
@@ -70,6 +156,7 @@ fn explain_request(
     scopes: Option<&ScopeSet>,
     role: Option<Role>,
     allow_semicolon: bool,
+    caller: &ExplainToken,
 ) -> Explanation {
     let raw = match query {
         Some(q) => format!("{path}?{q}"),
@@ -85,18 +172,29 @@ fn explain_request(
         ..HeaderFacts::default()
     };
     let facts = RequestFacts::gather(method, raw.as_bytes(), headers, allow_semicolon);
+    if let Some(source) = caller.source {
+        let _ = facts.source.set(source);
+    }
     let record = Arc::new(TokenRecord {
-        organization_id: "explain-organization".into(),
+        organization_id: caller
+            .organization
+            .clone()
+            .unwrap_or_else(|| "explain-organization".into()),
         service_account_id: "explain-service-account".into(),
         client_id: "sa_explain".into(),
         scopes: scopes.cloned().unwrap_or_default(),
         expires_at: i64::MAX,
+        allowed_sources: caller.allowed_sources.clone(),
         header_values: Default::default(),
     });
+    let route = check_request(&facts)
+        .ok()
+        .and_then(|target| policy.lookup(method, &route_path(target.path())));
+    let requested = route.map(|route| environment_param(route, &facts));
     let environment = EnvironmentRole {
         environment: Some(Arc::new(EnvironmentRef {
-            id: match &facts.query.environment_id {
-                EnvironmentParam::One(id) => id.clone(),
+            id: match requested.as_deref() {
+                Some(EnvironmentParam::One(id)) => id.clone(),
                 _ => "explain-environment".into(),
             },
             workspace_id: "explain-workspace".into(),
@@ -180,6 +278,22 @@ fn explain_checks(
             return lines;
         }
     }
+    if let Some(list) = &record.allowed_sources {
+        let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
+        let what = format!("check source address (ip_allowlist {})", shown.join(" "));
+        match (
+            check_source(record, facts.source.get().copied()),
+            facts.source.get(),
+        ) {
+            (Ok(()), Some(ip)) => lines.push(format!("{what}: ok ({ip})")),
+            (Ok(()), None) => lines.push(format!("{what}: ok")),
+            (Err(r), ip) => {
+                let ip = ip.map_or("no --source-ip given".to_string(), ToString::to_string);
+                lines.push(format!("{what}: {} ({ip})", fail(r)));
+                return lines;
+            }
+        }
+    }
     match check_scope(record, scope) {
         Ok(()) => lines.push(format!("check scope {scope}: ok")),
         Err(r) => {
@@ -187,12 +301,34 @@ fn explain_checks(
             return lines;
         }
     }
+    if let Some(source) = &route.binding.organization {
+        let what = format!("check organization ({})", source.describe());
+        match check_organization(route, facts, record) {
+            Ok(()) => lines.push(format!(
+                "{what}: ok (the token's organization {})",
+                record.organization_id
+            )),
+            Err(r) => {
+                let why = match r {
+                    DenyReason::OrganizationMismatch => {
+                        format!(" (the token's organization is {})", record.organization_id)
+                    }
+                    _ => String::new(),
+                };
+                lines.push(format!("{what}: {}{why}", fail(r)));
+                return lines;
+            }
+        }
+    }
     let Some(required) = workspace_role else {
         lines.push("check workspace: not required".into());
         return lines;
     };
-    let param = &facts.query.environment_id;
-    match check_workspace(*required, param, record, environment) {
+    let param = environment_param(route, facts);
+    if let Some(source) = &route.binding.environment {
+        lines.push(format!("environment from: {}", source.describe()));
+    }
+    match check_workspace(*required, &param, record, environment) {
         Ok(w) => lines.push(format!(
             "check workspace role {}: ok (role {} in environment {})",
             required.as_str(),

@@ -51,6 +51,9 @@ pub enum EnvironmentParam {
     /// The query holds a raw `;`, which Rack 2 and old Go split pairs on:
     /// which parameters the upstream sees cannot be told.
     Semicolon,
+    /// The route reads the environment from its path (`environment_param`)
+    /// and the query gives another value an upstream could read instead.
+    Conflict,
 }
 
 /// What the query string says that matters to the decision.
@@ -146,8 +149,13 @@ fn aliases_environment_id(name: &str) -> bool {
 }
 
 fn canonically_environment_id(name: &str) -> bool {
-    const TARGET: &str = "environmentId";
-    if name.len() < TARGET.len() {
+    canonically_named(name, "environmentId")
+}
+
+/// Whether some upstream framework may read the parameter `name` as
+/// `target` (an ASCII name), by the rules of [`aliases_environment_id`].
+pub(crate) fn canonically_named(name: &str, target: &str) -> bool {
+    if name.len() < target.len() {
         return false;
     }
     let strippable = |c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}';
@@ -156,9 +164,11 @@ fn canonically_environment_id(name: &str) -> bool {
     let name = name.split(['[', ']']).next().unwrap_or("");
     let name = name.trim_end_matches(|c: char| strippable(c) || c == '.');
     let mut chars = name.chars();
-    for want in TARGET.chars() {
+    for want in target.chars() {
         match chars.next() {
             Some(c) if c.eq_ignore_ascii_case(&want) => {}
+            // PHP turns `.` and ` ` inside a name into `_`.
+            Some('.' | ' ') if want == '_' => {}
             Some(c) if !c.is_ascii() => {
                 let mut upper = c.to_uppercase();
                 if upper.next() != Some(want.to_ascii_uppercase()) || upper.next().is_some() {
@@ -192,6 +202,11 @@ pub struct RequestFacts {
     pub length_conflict: bool,
     /// An HTTP/1.1 request without `Host`: RFC 9112 §3.2 says 400.
     pub host_missing: bool,
+    /// The client's address (the peer, or the trusted proxies'
+    /// `X-Forwarded-For` hop), set only when a token's account checks
+    /// every request's source (the decision reads the facts by reference,
+    /// hence set-once); unset then denies.
+    pub source: std::sync::OnceLock<std::net::IpAddr>,
 }
 
 impl RequestFacts {
@@ -210,6 +225,7 @@ impl RequestFacts {
             query,
             length_conflict: headers.content_length && headers.transfer_encoding,
             host_missing: headers.host_missing,
+            source: std::sync::OnceLock::new(),
         }
     }
 }

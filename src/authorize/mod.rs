@@ -3,11 +3,13 @@
 //! the results and the current time; `Denial` is the one mapping to HTTP.
 //!
 //! - `facts`: what the request says (bearer, query, headers);
+//! - `binding`: a route's `organization_param` and `environment_param`;
 //! - `decide`: the two phases, `plan` and `decide`, and their steps;
 //! - `outcome`: `Decision`, `DenyReason`, `RequestProblem`, `Denial`;
 //! - `explain`: `tollgate explain`, the decision printed step by step;
 //! - `pathnorm`: request-target safety and normalisation (step 1).
 
+mod binding;
 mod decide;
 pub mod explain;
 mod facts;
@@ -15,7 +17,7 @@ mod outcome;
 pub mod pathnorm;
 
 pub use decide::{authorize, Lookup};
-pub(crate) use decide::{check_request, decide, plan, Load, Plan};
+pub(crate) use decide::{check_request, check_source, decide, plan, Load, Plan};
 pub use facts::{
     parse_bearer, parse_query, Bearer, EnvironmentParam, HeaderFacts, QueryFacts, RequestFacts,
 };

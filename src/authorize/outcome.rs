@@ -28,6 +28,14 @@ pub enum RequestProblem {
     /// A decision listener's check request that does not describe the
     /// original request as its ingress convention says.
     CheckRequest,
+    /// The route's `organization_param` is a query parameter the request
+    /// does not give.
+    OrganizationParamMissing,
+    /// The organization parameter is repeated, spelled so that a framework
+    /// could read it as the name, or given in the query unlike the path.
+    OrganizationParamAmbiguous,
+    /// `environment_param`: a query value disagrees with the path.
+    EnvironmentIdConflict,
 }
 
 impl RequestProblem {
@@ -56,6 +64,15 @@ impl RequestProblem {
             RequestProblem::CheckRequest => {
                 "the check request does not describe the original request"
             }
+            RequestProblem::OrganizationParamMissing => {
+                "this route needs the organization in the query"
+            }
+            RequestProblem::OrganizationParamAmbiguous => {
+                "the organization parameter must be given once, agree with the path, and the query must not hold a raw ';'"
+            }
+            RequestProblem::EnvironmentIdConflict => {
+                "this route takes the environment from the path; a query value for it must agree"
+            }
         }
     }
 }
@@ -74,6 +91,12 @@ pub enum DenyReason {
     RateLimited,
     /// The account's daily or monthly quota is used up.
     QuotaExceeded,
+    /// The route's `organization_param` names another organization than the
+    /// token's.
+    OrganizationMismatch,
+    /// The token's account checks every request's source address
+    /// (`ip_allowlist_on_requests`) and this one is outside its allowlist.
+    IpNotAllowed,
 }
 
 impl DenyReason {
@@ -89,6 +112,8 @@ impl DenyReason {
             DenyReason::StoreUnavailable => "store_unavailable",
             DenyReason::RateLimited => "rate_limited",
             DenyReason::QuotaExceeded => "quota_exceeded",
+            DenyReason::OrganizationMismatch => "organization_mismatch",
+            DenyReason::IpNotAllowed => "ip_not_allowed",
         }
     }
 
@@ -102,7 +127,11 @@ impl DenyReason {
                     | RequestProblem::EnvironmentIdRepeated
                     | RequestProblem::EnvironmentIdInvalid
                     | RequestProblem::QuerySemicolon
+                    | RequestProblem::OrganizationParamMissing
+                    | RequestProblem::OrganizationParamAmbiguous
+                    | RequestProblem::EnvironmentIdConflict
             ),
+            DenyReason::OrganizationMismatch | DenyReason::IpNotAllowed => true,
             DenyReason::MissingToken
             | DenyReason::InvalidToken
             | DenyReason::InsufficientScope
@@ -260,6 +289,19 @@ impl Denial {
                 403,
                 "workspace_access_denied",
                 "the service account has no sufficient role in the environment's workspace".into(),
+                None,
+            ),
+            DenyReason::OrganizationMismatch => (
+                403,
+                "organization_mismatch",
+                "the access token belongs to another organization than the one the request names"
+                    .into(),
+                None,
+            ),
+            DenyReason::IpNotAllowed => (
+                403,
+                "ip_not_allowed",
+                "the service account may not make requests from this address".into(),
                 None,
             ),
             DenyReason::StoreUnavailable => (

@@ -74,6 +74,7 @@ pub(super) fn record(scopes: &str) -> Arc<TokenRecord> {
         client_id: "sa_client1".into(),
         scopes: ScopeSet::from_stored(scopes),
         expires_at: NOW + 900,
+        allowed_sources: None,
         header_values: Default::default(),
     })
 }

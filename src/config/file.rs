@@ -120,12 +120,16 @@ impl Default for Store {
 pub struct Tokens {
     pub ttl_seconds: u64,
     pub revoke_on: Vec<String>,
+    /// Longest lifetime a service account's `token_ttl_seconds` may ask for;
+    /// unset: `ttl_seconds`.
+    pub max_ttl_seconds: Option<u64>,
 }
 impl Default for Tokens {
     fn default() -> Self {
         Tokens {
             ttl_seconds: 900,
             revoke_on: Vec::new(),
+            max_ttl_seconds: None,
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct RevokeOn {
 pub struct TokenConfig {
     pub ttl_seconds: u64,
     pub revoke_on: RevokeOn,
+    /// The bound of an account's `token_ttl_seconds` (at least `ttl_seconds`).
+    pub max_ttl_seconds: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -314,9 +316,17 @@ impl TryFrom<&file::Tokens> for TokenConfig {
                 }
             }
         }
+        let max_ttl_seconds = t.max_ttl_seconds.unwrap_or(t.ttl_seconds);
+        if !(t.ttl_seconds..=86_400).contains(&max_ttl_seconds) {
+            return Err(invalid(
+                "tokens.max_ttl_seconds",
+                "must be between tokens.ttl_seconds and 86400",
+            ));
+        }
         Ok(TokenConfig {
             ttl_seconds: t.ttl_seconds,
             revoke_on,
+            max_ttl_seconds,
         })
     }
 }

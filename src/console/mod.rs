@@ -15,6 +15,7 @@
 mod overview;
 mod pages;
 mod session;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

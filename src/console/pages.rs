@@ -544,7 +544,7 @@ async fn sa_detail(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
          <tr><th scope=\"row\">status</th><td>{status}</td></tr>\
          <tr><th scope=\"row\">scopes</th><td><code>{scopes}</code></td></tr>\
          <tr><th scope=\"row\">created</th><td>{created}</td></tr>\
-         <tr><th scope=\"row\">updated</th><td>{updated}</td></tr></table>\
+         <tr><th scope=\"row\">updated</th><td>{updated}</td></tr>{settings}</table>\
          <h2>Credentials</h2><table><tr><th scope=\"col\">client_id</th><th scope=\"col\">name</th><th scope=\"col\">created</th><th scope=\"col\">last used</th><th scope=\"col\">rotation</th></tr>{rows}</table>\
          <h2>Actions</h2>{rotate}<p>{toggle} {revoke} <a href=\"{here}/delete\">Delete…</a></p>",
         id = s(&v, "id"),
@@ -553,6 +553,7 @@ async fn sa_detail(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
         scopes = esc(&scopes.join(" ")),
         created = s(&v, "created_at"),
         updated = s(&v, "updated_at"),
+        settings = super::settings::account_settings_rows(&v),
         toggle = button_form(
             cs,
             &format!("{here}/status"),

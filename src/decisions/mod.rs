@@ -153,7 +153,7 @@ impl Decider {
             Ok(_) => {
                 let rt = self.live.snapshot();
                 let Decided { mut decision, .. } =
-                    decide_request(self.store.as_ref(), &self.cache, &facts, &rt).await;
+                    decide_request(self.store.as_ref(), &self.cache, &facts, &rt, || None).await;
                 limit = self.limit(&decision).await;
                 apply_limit(&mut decision, limit);
                 decision

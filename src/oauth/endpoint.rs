@@ -23,7 +23,7 @@ use crate::hashing::{HashError, Hasher};
 use crate::metrics::Metrics;
 use crate::model::{SaStatus, TokenRecord};
 use crate::secret::{new_access_token, sha256, token_hash};
-use crate::store::{ClientLookup, Store, StoreError};
+use crate::store::{ClientLookup, Store, StoreError, TokenPut};
 
 /// How long a verified (client id, secret, current hash) stays trusted.
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
@@ -44,6 +44,14 @@ enum FailureCause {
     WrongSecret,
     /// The secret is right but the service account is disabled.
     Disabled,
+    /// The secret is right but the source address is outside the account's
+    /// `ip_allowlist`.
+    SourceNotAllowed,
+    /// The account holds `max_live_tokens` live tokens (429 `slow_down`).
+    LiveTokenCap,
+    /// The account was issued `token_issue_limit` tokens in its window
+    /// (429 `slow_down`).
+    IssueLimit,
 }
 
 impl FailureCause {
@@ -52,6 +60,9 @@ impl FailureCause {
             FailureCause::UnknownClient => "unknown_client",
             FailureCause::WrongSecret => "wrong_secret",
             FailureCause::Disabled => "service_account_disabled",
+            FailureCause::SourceNotAllowed => "source_not_allowed",
+            FailureCause::LiveTokenCap => "max_live_tokens",
+            FailureCause::IssueLimit => "token_issue_limit",
         }
     }
 }
@@ -68,6 +79,8 @@ pub struct OAuthInput<'a> {
 pub struct TokenSettings {
     pub resources: Vec<String>,
     pub ttl_seconds: u64,
+    /// The bound of an account's own token lifetime.
+    pub max_ttl_seconds: u64,
     pub throttle: ThrottleConfig,
     pub public_url: String,
 }
@@ -82,6 +95,7 @@ pub struct TokenEndpoint {
     /// `resources` and `admin`: what a token request may name.
     grantable: Vec<String>,
     ttl_seconds: u64,
+    max_ttl_seconds: u64,
     throttle: ThrottleConfig,
     public_url: String,
     /// SHA-256 of (client id, secret, current hash) → when it verified.
@@ -128,6 +142,7 @@ impl TokenEndpoint {
             grantable: crate::scope::grantable_resources(&settings.resources),
             resources: settings.resources,
             ttl_seconds: settings.ttl_seconds,
+            max_ttl_seconds: settings.max_ttl_seconds,
             throttle: settings.throttle,
             public_url: settings.public_url,
             verified: Mutex::new(HashMap::new()),
@@ -137,21 +152,22 @@ impl TokenEndpoint {
 
     /// `POST /api/auth/oauth2/token`.
     pub async fn token(&self, input: OAuthInput<'_>) -> OAuthResponse {
+        self.token_with_outcome(input).await.0
+    }
+
+    /// [`TokenEndpoint::token`] and its metric outcome (`issued`,
+    /// `too_many_tokens`, …), for the access log.
+    pub async fn token_with_outcome(&self, input: OAuthInput<'_>) -> (OAuthResponse, &'static str) {
         let m = Metrics::get();
         let started = Instant::now();
-        let resp = match self.issue(&input).await {
-            Ok(resp) => {
-                m.token_outcome(OUTCOME_ISSUED);
-                resp
-            }
-            Err(e) => {
-                m.token_outcome(e.outcome());
-                error_response(&e)
-            }
+        let (resp, outcome) = match self.issue(&input).await {
+            Ok(resp) => (resp, OUTCOME_ISSUED),
+            Err(e) => (error_response(&e), e.outcome()),
         };
+        m.token_outcome(outcome);
         m.token_issue_duration
             .observe(started.elapsed().as_secs_f64());
-        resp
+        (resp, outcome)
     }
 
     async fn issue(&self, input: &OAuthInput<'_>) -> Result<OAuthResponse, OAuthError> {
@@ -167,6 +183,19 @@ impl TokenEndpoint {
             .await?;
         let sa = &client.service_account;
         let cred = &client.credential;
+        if !sa.policy.allows(input.source) {
+            // The same answer as a wrong secret: a leaked secret tried from
+            // elsewhere learns nothing; the audit event says why.
+            let e = OAuthError::InvalidClient;
+            self.audit_failure(
+                ISSUE_FAILED,
+                &client,
+                &e,
+                Some(FailureCause::SourceNotAllowed),
+            )
+            .await;
+            return Err(e);
+        }
         // `admin:*` only when asked for by name: a token asked for without
         // `scope` never carries the management capability.
         let known = match req.scope {
@@ -182,19 +211,18 @@ impl TokenEndpoint {
         };
         let token = new_access_token();
         let now = now_unix();
+        let ttl = sa.policy.token_ttl(self.ttl_seconds, self.max_ttl_seconds);
         let record = TokenRecord {
             organization_id: sa.organization_id.clone(),
             service_account_id: sa.id.clone(),
             client_id: cred.client_id.clone(),
             scopes: scopes.clone(),
-            expires_at: now + self.ttl_seconds as i64,
+            expires_at: now + ttl as i64,
+            allowed_sources: sa.policy.request_allowlist(),
             header_values: Default::default(),
         };
         let hash = token_hash(token.expose_secret());
-        self.store
-            .put_token(&hash, &record, self.ttl_seconds)
-            .await
-            .map_err(|e| unavailable(Metrics::get(), "put_token", &e))?;
+        self.store_token(&client, &hash, &record, ttl).await?;
         self.touch(&client, now);
         self.audit
             .record(Event {
@@ -206,12 +234,55 @@ impl TokenEndpoint {
                 details: json!({
                     "credential_id": cred.id,
                     "scopes": scopes,
-                    "expires_in": self.ttl_seconds,
+                    "expires_in": ttl,
                     "auth_method": req.auth_method.as_str(),
                 }),
             })
             .await;
-        Ok(token_response(&token, self.ttl_seconds, &scopes))
+        Ok(token_response(&token, ttl, &scopes))
+    }
+
+    /// Stores the token, under the account's `max_live_tokens` and
+    /// `token_issue_limit` when it has them (one atomic store step).
+    async fn store_token(
+        &self,
+        client: &ClientLookup,
+        hash: &str,
+        record: &TokenRecord,
+        ttl: u64,
+    ) -> Result<(), OAuthError> {
+        let limits = client.service_account.policy.token_limits();
+        let unavailable = |e| unavailable(Metrics::get(), "put_token", &e);
+        if limits.is_none() {
+            return self
+                .store
+                .put_token(hash, record, ttl)
+                .await
+                .map_err(unavailable);
+        }
+        let (e, cause) = match self
+            .store
+            .put_token_limited(hash, record, ttl, limits)
+            .await
+            .map_err(unavailable)?
+        {
+            TokenPut::Stored => return Ok(()),
+            TokenPut::TooManyLive { retry_after_ms } => (
+                OAuthError::TooManyTokens {
+                    retry_after_secs: retry_after_ms.div_ceil(1000),
+                },
+                FailureCause::LiveTokenCap,
+            ),
+            TokenPut::IssueRateLimited { retry_after_ms } => (
+                OAuthError::IssueRateLimited {
+                    retry_after_secs: retry_after_ms.div_ceil(1000),
+                },
+                FailureCause::IssueLimit,
+            ),
+        };
+        self.audit_failure(ISSUE_FAILED, client, &e, Some(cause))
+            .await;
+        Err(e)
     }
 
     /// `POST /api/auth/oauth2/revoke` (RFC 7009): 200 for any well-formed,

@@ -47,6 +47,13 @@ pub enum OAuthError {
     UnsupportedGrantType,
     #[error("slow_down (retry after {retry_after_secs} s)")]
     SlowDown { retry_after_secs: u64 },
+    /// The account holds `max_live_tokens` live tokens: 429 `slow_down`
+    /// until one expires or is revoked.
+    #[error("slow_down: too many live tokens (retry after {retry_after_secs} s)")]
+    TooManyTokens { retry_after_secs: u64 },
+    /// The account reached its `token_issue_limit`: 429 `slow_down`.
+    #[error("slow_down: token issue limit (retry after {retry_after_secs} s)")]
+    IssueRateLimited { retry_after_secs: u64 },
     /// The store is unreachable or too slow.
     #[error("temporarily_unavailable (retry after {retry_after_secs} s)")]
     TemporarilyUnavailable { retry_after_secs: u64 },
@@ -127,7 +134,9 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget => "invalid_target",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
-            OAuthError::SlowDown { .. } => "slow_down",
+            OAuthError::SlowDown { .. }
+            | OAuthError::TooManyTokens { .. }
+            | OAuthError::IssueRateLimited { .. } => "slow_down",
             OAuthError::TemporarilyUnavailable { .. } | OAuthError::Overloaded { .. } => {
                 "temporarily_unavailable"
             }
@@ -139,6 +148,8 @@ impl OAuthError {
         match self {
             OAuthError::TemporarilyUnavailable { .. } => "store_unavailable",
             OAuthError::Overloaded { .. } => "overloaded",
+            OAuthError::TooManyTokens { .. } => "too_many_tokens",
+            OAuthError::IssueRateLimited { .. } => "issue_rate_limited",
             other => other.code(),
         }
     }
@@ -147,7 +158,9 @@ impl OAuthError {
         match self {
             OAuthError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::SlowDown { .. }
+            | OAuthError::TooManyTokens { .. }
+            | OAuthError::IssueRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::TemporarilyUnavailable { .. } | OAuthError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -172,6 +185,12 @@ impl OAuthError {
             OAuthError::SlowDown { .. } => {
                 Cow::Borrowed("too many failed token requests; retry later")
             }
+            OAuthError::TooManyTokens { .. } => Cow::Borrowed(
+                "this client holds as many live tokens as it may; reuse one, or retry after one expires",
+            ),
+            OAuthError::IssueRateLimited { .. } => Cow::Borrowed(
+                "tokens are issued to this client at a limited rate; reuse the token until it expires",
+            ),
             OAuthError::TemporarilyUnavailable { .. } => {
                 Cow::Borrowed("the service is temporarily unavailable; retry later")
             }
@@ -228,6 +247,8 @@ pub fn error_response(err: &OAuthError) -> OAuthResponse {
             headers.push(("WWW-Authenticate", format!("Basic realm=\"{REALM}\"")));
         }
         OAuthError::SlowDown { retry_after_secs }
+        | OAuthError::TooManyTokens { retry_after_secs }
+        | OAuthError::IssueRateLimited { retry_after_secs }
         | OAuthError::TemporarilyUnavailable { retry_after_secs }
         | OAuthError::Overloaded { retry_after_secs } => {
             headers.push(("Retry-After", (*retry_after_secs).max(1).to_string()));

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Auth, Method, MethodSet, Mode, PathPattern, PatternSegment, PolicySet, Route};
+use super::binding;
+use super::{
+    Auth, Binding, Method, MethodSet, Mode, PathPattern, PatternSegment, PolicySet, Route,
+};
 use crate::limits::RateLimit;
 use crate::scope::{Role, Scope};
 
@@ -78,9 +81,11 @@ struct RouteFile {
     mode: Option<String>,
     strip_prefix: Option<String>,
     rate_limit: Option<toml::Value>,
+    organization_param: Option<String>,
+    environment_param: Option<String>,
 }
 
-const ROUTE_KEYS: [&str; 10] = [
+const ROUTE_KEYS: [&str; 12] = [
     "name",
     "methods",
     "path",
@@ -91,6 +96,8 @@ const ROUTE_KEYS: [&str; 10] = [
     "mode",
     "strip_prefix",
     "rate_limit",
+    "organization_param",
+    "environment_param",
 ];
 const REQUIRED_KEYS: [&str; 3] = ["name", "path", "upstream"];
 
@@ -329,6 +336,7 @@ fn validate(
         .map(|v| RateLimit::parse(v, mode, auth == Auth::Public))
         .transpose()
         .map_err(|m| ("rate_limit", m))?;
+    let binding = bind(&file, &path, &auth)?;
     Ok(Route {
         name: file.name,
         source: label.to_string(),
@@ -340,6 +348,45 @@ fn validate(
         strip_prefix,
         counters: Default::default(),
         rate_limit,
+        binding,
+    })
+}
+
+/// `organization_param` and `environment_param` (`super::binding`).
+fn bind(file: &RouteFile, path: &PathPattern, auth: &Auth) -> Result<Binding, FieldError> {
+    let organization = match file.organization_param.as_deref() {
+        None => None,
+        Some(_) if *auth == Auth::Public => {
+            return Err((
+                "organization_param",
+                "not allowed with auth = \"none\" (there is no token to compare with)".into(),
+            ))
+        }
+        Some(name) => {
+            Some(binding::organization(path, name).map_err(|m| ("organization_param", m))?)
+        }
+    };
+    let environment = match file.environment_param.as_deref() {
+        None => None,
+        Some(_) if !matches!(auth, Auth::Token { workspace_role: Some(_), .. }) => {
+            return Err((
+                "environment_param",
+                "needs workspace_role = \"member\" or \"admin\" (only a workspace check reads the environment)".into(),
+            ))
+        }
+        Some(name) => Some(binding::environment(path, name).map_err(|m| ("environment_param", m))?),
+    };
+    if let (Some(o), Some(e)) = (&organization, &environment) {
+        if o.name() == e.name() {
+            return Err((
+                "environment_param",
+                "must not name the same parameter as organization_param".into(),
+            ));
+        }
+    }
+    Ok(Binding {
+        organization,
+        environment,
     })
 }
 

@@ -6,6 +6,7 @@
 //! again here too.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -227,7 +228,10 @@ impl Gateway {
         let Decided {
             mut decision,
             load: loaded_with,
-        } = decide_request(self.store.as_ref(), &self.cache, &facts, &rt).await;
+        } = decide_request(self.store.as_ref(), &self.cache, &facts, &rt, || {
+            ctx.peer.map(|peer| self.source_address(session, peer))
+        })
+        .await;
         let verdict = self.limit(session, ctx, &decision).await;
         apply_limit(&mut decision, verdict);
         m.authz_duration.observe(started.elapsed().as_secs_f64());
@@ -388,6 +392,7 @@ pub(crate) async fn decide_request(
     cache: &DecisionCache,
     facts: &RequestFacts,
     rt: &Runtime,
+    source: impl FnOnce() -> Option<IpAddr>,
 ) -> Decided {
     match authorize::plan(facts, &rt.policy) {
         Plan::Decided(decision) => Decided {
@@ -396,6 +401,19 @@ pub(crate) async fn decide_request(
         },
         Plan::Load(load) => {
             let loaded = load_access(store, cache, &load).await;
+            // Only a token whose account checks every request's source
+            // (`ip_allowlist_on_requests`) costs the address resolution; no
+            // address known leaves the check to deny.
+            let checks_source = loaded.as_ref().is_ok_and(|f| {
+                f.token
+                    .as_ref()
+                    .is_some_and(|t| t.allowed_sources.is_some())
+            });
+            if checks_source {
+                if let Some(address) = source() {
+                    let _ = facts.source.set(address);
+                }
+            }
             Decided {
                 decision: decide_with(&load, facts, loaded),
                 load: Some(load),

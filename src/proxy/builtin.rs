@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::authorize::{self, Bearer, Denial, DenyReason, RequestFacts};
 use crate::metrics::Metrics;
+use crate::model::TokenRecord;
 use crate::oauth::endpoint::OAuthInput;
 use crate::oauth::{OAuthResponse, MAX_BODY_BYTES};
 use crate::secret::{looks_like_access_token, token_hash};
@@ -134,6 +135,13 @@ impl Gateway {
         }
     }
 
+    /// Whether a token whose account checks every request's source
+    /// (`ip_allowlist_on_requests`) may be used from this request's source.
+    fn source_allowed(&self, session: &Session, ctx: &Ctx, rec: &TokenRecord) -> bool {
+        let source = ctx.peer.map(|peer| self.source_address(session, peer));
+        authorize::check_source(rec, source).is_ok()
+    }
+
     pub(super) fn source_address(&self, session: &Session, peer: IpAddr) -> IpAddr {
         let xff: Vec<&[u8]> = session
             .req_header()
@@ -201,7 +209,9 @@ impl Gateway {
         let resp = if revoke {
             self.tokens.revoke(input).await
         } else {
-            self.tokens.token(input).await
+            let (resp, outcome) = self.tokens.token_with_outcome(input).await;
+            ctx.token_outcome = Some(outcome);
+            resp
         };
         self.oauth(session, ctx, resp).await
     }
@@ -216,6 +226,12 @@ impl Gateway {
             Bearer::Missing => DenyReason::MissingToken,
             Bearer::Present(t) if looks_like_access_token(t.expose_secret()) => {
                 match self.store.get_token(&token_hash(t.expose_secret())).await {
+                    Ok(Some(rec))
+                        if rec.expires_at > OffsetDateTime::now_utc().unix_timestamp()
+                            && !self.source_allowed(session, ctx, &rec) =>
+                    {
+                        DenyReason::IpNotAllowed
+                    }
                     Ok(Some(rec))
                         if rec.expires_at > OffsetDateTime::now_utc().unix_timestamp() =>
                     {

@@ -26,6 +26,9 @@ pub(crate) struct Ctx {
     pub(super) upstream: Option<Arc<Upstream>>,
     /// A built-in endpoint served by tollgate itself.
     pub(super) builtin: Option<&'static str>,
+    /// The token endpoint's outcome (`issued`, `too_many_tokens`, …): the
+    /// access line's `reason` for a token request.
+    pub(super) token_outcome: Option<&'static str>,
     /// Status of an answer tollgate wrote itself.
     pub(super) local_status: Option<u16>,
     pub(super) peer: Option<IpAddr>,

@@ -218,7 +218,7 @@ impl Gate for Gateway {
             route = %route,
             builtin = %ctx.builtin.unwrap_or("-"),
             decision = %decision.map_or("-", |d| d.outcome.decision()),
-            reason = %decision.map_or("-", |d| d.outcome.reason()),
+            reason = %decision.map_or(ctx.token_outcome.unwrap_or("-"), |d| d.outcome.reason()),
             status,
             organization_id = %caller.map_or("-", |c| c.organization_id.as_str()),
             client_id = %caller.map_or("-", |c| c.client_id.as_str()),

@@ -543,6 +543,7 @@ mod tests {
                 client_id: "sa_client1".into(),
                 scopes: crate::scope::ScopeSet::from_stored("logs:read workflows:write"),
                 expires_at: i64::MAX,
+                allowed_sources: None,
                 header_values: Default::default(),
             }),
             workspace: Some(authorize::WorkspaceIdentity {

@@ -61,6 +61,7 @@ mod tests {
             client_id: "sa_c".into(),
             scopes: ScopeSet::default(),
             expires_at: i64::MAX,
+            allowed_sources: None,
             header_values: Default::default(),
         }
     }

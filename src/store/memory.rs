@@ -1,7 +1,7 @@
 //! The embedded store: everything in one mutex-guarded map set. Same
 //! behaviour as Redis, nothing persists. For `serve --dev` and trials.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{
     quota_fit, window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, QuotaGrant,
-    QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult,
+    QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult, TokenLimits, TokenPut,
 };
 use crate::limits::{AccountLimits, Period};
 use crate::model::{
@@ -39,11 +39,17 @@ struct State {
     /// Quota counters: (org, sa, period label) → count.
     quota: HashMap<Key3, u64>,
     account_limits: BTreeMap<Key2, AccountLimits>,
+    /// (org, sa) → its token issuances (unix ms) within its issue window.
+    issued: HashMap<Key2, VecDeque<i64>>,
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+}
+
+fn now_unix() -> i64 {
+    now_ms().div_euclid(1000)
 }
 
 // The one wall-clock read of this store (clippy.toml's team rule).
@@ -53,10 +59,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn now_unix() -> i64 {
-    now_ms() / 1000
 }
 
 fn k2(a: &str, b: &str) -> Key2 {
@@ -82,6 +84,16 @@ impl MemoryStore {
 }
 
 impl State {
+    fn insert_token(&mut self, hash: &str, rec: &TokenRecord, ttl_secs: u64, now: i64) {
+        self.puts_since_sweep += 1;
+        if self.puts_since_sweep >= 1024 {
+            self.puts_since_sweep = 0;
+            self.tokens.retain(|_, (_, exp)| *exp > now);
+        }
+        self.tokens
+            .insert(hash.to_string(), (rec.clone(), now + ttl_secs as i64));
+    }
+
     fn live_token(&self, hash: &str, now: i64) -> Option<&TokenRecord> {
         self.tokens
             .get(hash)
@@ -379,15 +391,46 @@ impl Store for MemoryStore {
     }
 
     async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()> {
+        self.with(|s| s.insert_token(hash, rec, ttl_secs, now_unix()))
+    }
+
+    async fn put_token_limited(
+        &self,
+        hash: &str,
+        rec: &TokenRecord,
+        ttl_secs: u64,
+        limits: TokenLimits,
+    ) -> StoreResult<TokenPut> {
         self.with(|s| {
-            let now = now_unix();
-            s.puts_since_sweep += 1;
-            if s.puts_since_sweep >= 1024 {
-                s.puts_since_sweep = 0;
-                s.tokens.retain(|_, (_, exp)| *exp > now);
+            let now_ms = now_ms();
+            let now = now_ms.div_euclid(1000);
+            let (org, sa) = (&rec.organization_id, &rec.service_account_id);
+            if let Some(max) = limits.max_live {
+                let live = s.tokens.values().filter(|(r, exp)| {
+                    *exp > now && r.organization_id == *org && r.service_account_id == *sa
+                });
+                let (count, oldest) = live.fold((0u64, i64::MAX), |(n, oldest), (_, exp)| {
+                    (n + 1, oldest.min(*exp))
+                });
+                if count >= max {
+                    let retry_after_ms = (oldest * 1000 - now_ms).max(0) as u64;
+                    return TokenPut::TooManyLive { retry_after_ms };
+                }
             }
-            s.tokens
-                .insert(hash.to_string(), (rec.clone(), now + ttl_secs as i64));
+            if let Some((per, window)) = limits.issue_rate {
+                let log = s.issued.entry(k2(org, sa)).or_default();
+                while log.front().is_some_and(|t| *t <= now_ms - window as i64) {
+                    log.pop_front();
+                }
+                if log.len() as u64 >= per {
+                    let first = log.front().copied().unwrap_or(now_ms);
+                    let retry_after_ms = (first + window as i64 - now_ms).max(1) as u64;
+                    return TokenPut::IssueRateLimited { retry_after_ms };
+                }
+                log.push_back(now_ms);
+            }
+            s.insert_token(hash, rec, ttl_secs, now);
+            TokenPut::Stored
         })
     }
 

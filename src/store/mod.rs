@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 
+pub use crate::account_policy::{TokenLimits, TokenPut};
 use crate::limits::AccountLimits;
+
 use crate::model::{
     AccessFacts, AuditEvent, Environment, Membership, ServiceAccount, StoredAdminKey,
     StoredCredential, TokenRecord, Workspace,
@@ -125,6 +127,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a token record under its hash with a TTL, indexed by its account.
     async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()>;
+    /// `put_token` unless the account is at a limit, checked in the same
+    /// atomic step: `limits.max_live` live tokens, or `limits.issue_rate`
+    /// issuances within its window (an issuance counts only when stored).
+    async fn put_token_limited(
+        &self,
+        hash: &str,
+        rec: &TokenRecord,
+        ttl_secs: u64,
+        limits: TokenLimits,
+    ) -> StoreResult<TokenPut>;
     async fn get_token(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
     /// Deletes the token if it belongs to the given account.
     async fn revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool>;

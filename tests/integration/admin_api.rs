@@ -19,6 +19,12 @@ const SA_FIELDS: &[&str] = &[
     "status",
     "created_at",
     "updated_at",
+    // Token settings and IP allowlist (contract §4.2).
+    "token_ttl_seconds",
+    "max_live_tokens",
+    "token_issue_limit",
+    "ip_allowlist",
+    "ip_allowlist_on_requests",
 ];
 const CREDENTIAL_FIELDS: &[&str] = &[
     "id",

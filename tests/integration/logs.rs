@@ -248,6 +248,10 @@ async fn the_token_endpoint_is_logged_as_a_builtin_without_a_route() {
     assert_eq!(line["builtin"], "token");
     assert_eq!(line["route"], "-");
     assert_eq!(line["status"], 401);
+    assert_eq!(
+        line["reason"], "invalid_client",
+        "the token endpoint's outcome"
+    );
     assert_eq!(line["method"], "POST");
 }
 

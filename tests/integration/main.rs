@@ -8,6 +8,7 @@
 
 mod common;
 
+mod account_tokens;
 mod admin_api;
 mod browser;
 mod cli;
@@ -30,6 +31,7 @@ mod openapi;
 mod outage;
 mod rate_limits;
 mod reload;
+mod tenancy;
 mod tenant_admin;
 mod tls;
 mod upstream_frameworks;

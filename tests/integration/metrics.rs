@@ -50,18 +50,19 @@ const ROUTES: [&str; 4] = [
 ];
 
 const DECISIONS: [&str; 3] = ["allow", "deny", "report_deny"];
-const REASONS: [&str; 9] = [
+const REASONS: [&str; 10] = [
     "ok",
     "public",
     "missing_token",
     "invalid_token",
     "insufficient_scope",
     "workspace_access_denied",
+    "organization_mismatch",
     "invalid_request",
     "no_route",
     "store_unavailable",
 ];
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 11] = [
     "issued",
     "invalid_client",
     "invalid_scope",
@@ -71,6 +72,8 @@ const OUTCOMES: [&str; 9] = [
     "slow_down",
     "store_unavailable",
     "overloaded",
+    "too_many_tokens",
+    "issue_rate_limited",
 ];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 

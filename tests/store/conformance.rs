@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
+use tollgate::account_policy::{AccountPolicy, IssueLimit, Per};
 use tollgate::ids::{new_client_id, new_id, new_sortable_id};
 use tollgate::model::{
     AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership, SaStatus,
@@ -15,7 +16,9 @@ use tollgate::model::{
 };
 use tollgate::scope::{default_resources, Role, ScopeSet};
 use tollgate::secret::{expose, new_access_token, token_hash};
-use tollgate::store::{EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreResult};
+use tollgate::store::{
+    EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreResult, TokenLimits, TokenPut,
+};
 
 /// A look-up that found the token and was not asked for an environment.
 fn token_only(rec: &TokenRecord) -> AccessFacts {
@@ -59,6 +62,9 @@ pub async fn run_all(store: &dyn Store) {
     audit_log_is_capped_and_paginated(store).await;
     admin_keys_are_kept_per_organization(store).await;
     rate_and_quota_counters_and_account_limits(store).await;
+    account_policy_is_stored_with_the_account(store).await;
+    live_tokens_are_capped_per_account(store).await;
+    issuance_is_limited_per_account_and_window(store).await;
     expiring.check(store).await;
 }
 
@@ -104,6 +110,7 @@ fn account(org: &str, name: &str) -> ServiceAccount {
         status: SaStatus::Active,
         created_at: at(0),
         updated_at: at(0),
+        policy: AccountPolicy::default(),
     }
 }
 
@@ -172,6 +179,7 @@ fn token(sa: &ServiceAccount) -> (String, TokenRecord) {
         client_id: new_client_id(),
         scopes: sa.scopes.clone(),
         expires_at: now_unix() + 300,
+        allowed_sources: None,
         header_values: Default::default(),
     };
     (token_hash(expose(&plain)), rec)
@@ -1535,4 +1543,161 @@ async fn rate_and_quota_counters_and_account_limits(store: &dyn Store) {
         ok(store.get_account_limits(&org, &sa.id).await, "get"),
         None
     );
+}
+/// The token settings and allowlist live with the account: written by
+/// create and update, read back by get, list and the client look-up, and
+/// the token record carries its allowlist.
+async fn account_policy_is_stored_with_the_account(store: &dyn Store) {
+    let org = new_id();
+    let mut sa = account(&org, "with-policy");
+    sa.policy = AccountPolicy {
+        token_ttl_seconds: Some(120),
+        max_live_tokens: Some(3),
+        token_issue_limit: Some(IssueLimit {
+            requests: 5,
+            per: Per::Minute,
+        }),
+        ip_allowlist: vec!["10.0.0.0/8".parse().expect("cidr")],
+        ip_allowlist_on_requests: true,
+    };
+    let cred = credential(&sa, "c");
+    ok(store.create_service_account(&sa, &cred).await, "create");
+    assert_eq!(
+        ok(store.get_service_account(&org, &sa.id).await, "get"),
+        Some(sa.clone())
+    );
+    let found = ok(store.find_client(&cred.client_id).await, "find_client").expect("found");
+    assert_eq!(found.service_account.policy, sa.policy);
+    sa.policy.ip_allowlist.clear();
+    sa.policy.token_issue_limit = None;
+    assert!(ok(store.update_service_account(&sa).await, "update"));
+    assert_eq!(
+        ok(store.list_service_accounts(&org).await, "list"),
+        vec![sa.clone()]
+    );
+
+    let (hash, mut rec) = token(&sa);
+    rec.allowed_sources = Some(vec!["192.0.2.0/24".parse().expect("cidr")].into());
+    ok(store.put_token(&hash, &rec, 60).await, "put_token");
+    assert_eq!(
+        ok(store.lookup_access(&hash, None).await, "lookup_access"),
+        token_only(&rec)
+    );
+}
+
+async fn put_limited(
+    store: &dyn Store,
+    sa: &ServiceAccount,
+    ttl: u64,
+    limits: TokenLimits,
+) -> (TokenPut, String) {
+    let (hash, rec) = token(sa);
+    let put = ok(
+        store.put_token_limited(&hash, &rec, ttl, limits).await,
+        "put_token_limited",
+    );
+    (put, hash)
+}
+
+/// `max_live` counts the account's live tokens only: another account's,
+/// expired and revoked ones do not count; a refused token is not stored.
+async fn live_tokens_are_capped_per_account(store: &dyn Store) {
+    let org = new_id();
+    let sa = stored_account(store, &org, "capped").await;
+    let other = stored_account(store, &org, "other").await;
+    let cap = TokenLimits {
+        max_live: Some(2),
+        issue_rate: None,
+    };
+    stored_token(store, &other, 60).await;
+    stored_token(store, &other, 60).await;
+    let (first, first_hash) = put_limited(store, &sa, 60, cap).await;
+    assert_eq!(first, TokenPut::Stored);
+    let (second, _) = put_limited(store, &sa, 90, cap).await;
+    assert_eq!(second, TokenPut::Stored);
+    let (third, third_hash) = put_limited(store, &sa, 60, cap).await;
+    match third {
+        TokenPut::TooManyLive { retry_after_ms } => assert!(
+            (55_000..=61_000).contains(&retry_after_ms),
+            "the oldest live token expires in about 60 s: {retry_after_ms}"
+        ),
+        other => panic!("a third live token must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        ok(store.get_token(&third_hash).await, "get_token"),
+        None,
+        "a refused token is not stored"
+    );
+    ok(
+        store.revoke_token(&first_hash, &org, &sa.id).await,
+        "revoke",
+    );
+    let (after_revoke, _) = put_limited(store, &sa, 60, cap).await;
+    assert_eq!(
+        after_revoke,
+        TokenPut::Stored,
+        "a revoked token frees its place"
+    );
+
+    let short = stored_account(store, &org, "short").await;
+    let (one, _) = put_limited(
+        store,
+        &short,
+        1,
+        TokenLimits {
+            max_live: Some(1),
+            issue_rate: None,
+        },
+    )
+    .await;
+    assert_eq!(one, TokenPut::Stored);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (after_expiry, _) = put_limited(
+        store,
+        &short,
+        60,
+        TokenLimits {
+            max_live: Some(1),
+            issue_rate: None,
+        },
+    )
+    .await;
+    assert_eq!(
+        after_expiry,
+        TokenPut::Stored,
+        "an expired token frees its place"
+    );
+}
+
+/// `issue_rate` counts stored issuances of the account within a sliding
+/// window; refusals do not count, and the window moves on.
+async fn issuance_is_limited_per_account_and_window(store: &dyn Store) {
+    let org = new_id();
+    let sa = stored_account(store, &org, "limited").await;
+    let other = stored_account(store, &org, "unlimited").await;
+    let limit = TokenLimits {
+        max_live: None,
+        issue_rate: Some((3, 1_500)),
+    };
+    for i in 0..3 {
+        let (put, _) = put_limited(store, &sa, 60, limit).await;
+        assert_eq!(put, TokenPut::Stored, "issuance {i}");
+    }
+    for _ in 0..2 {
+        match put_limited(store, &sa, 60, limit).await.0 {
+            TokenPut::IssueRateLimited { retry_after_ms } => {
+                assert!((1..=1_500).contains(&retry_after_ms), "{retry_after_ms}")
+            }
+            other => panic!("a fourth issuance within the window is refused, got {other:?}"),
+        }
+    }
+    let (others, _) = put_limited(store, &other, 60, limit).await;
+    assert_eq!(
+        others,
+        TokenPut::Stored,
+        "another account has its own count"
+    );
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let (later, _) = put_limited(store, &sa, 60, limit).await;
+    assert_eq!(later, TokenPut::Stored, "the window has moved on");
 }

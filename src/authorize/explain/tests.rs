@@ -13,6 +13,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         Some(Role::Member),
         false,
+        &ExplainToken::default(),
     );
     assert_eq!(e.exit_code, 0);
     assert_eq!(
@@ -24,7 +25,6 @@ fn explain_prints_each_check_and_the_decision() {
             "check token: ok (scopes: workflows:read)",
             "check scope workflows:read: ok",
             "check workspace role member: ok (role member in environment e1)",
-            "check quota: the account's daily and monthly quotas when set (admin API; over them: 429 quota_exceeded)",
             "decision: allow",
         ]
     );
@@ -37,6 +37,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         None,
         false,
+        &ExplainToken::default(),
     );
     assert_eq!(e.exit_code, 3);
     assert_eq!(
@@ -56,31 +57,68 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         None,
         false,
+        &ExplainToken::default(),
     );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny workspace_access_denied")
     );
 
-    let e = explain_request(&set, "GET", "/api/v1/status", None, None, None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/api/v1/status",
+        None,
+        None,
+        None,
+        false,
+        &ExplainToken::default(),
+    );
     assert_eq!(
         (e.exit_code, e.lines.last().map(String::as_str)),
         (0, Some("decision: allow"))
     );
 
-    let e = explain_request(&set, "GET", "/nowhere", None, Some(&scopes), None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/nowhere",
+        None,
+        Some(&scopes),
+        None,
+        false,
+        &ExplainToken::default(),
+    );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny no_route")
     );
 
-    let e = explain_request(&set, "GET", "/api/v1/logs/x", None, None, None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/api/v1/logs/x",
+        None,
+        None,
+        None,
+        false,
+        &ExplainToken::default(),
+    );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny missing_token")
     );
 
-    let e = explain_request(&set, "GET", "/a/%2F", None, None, None, false);
+    let e = explain_request(
+        &set,
+        "GET",
+        "/a/%2F",
+        None,
+        None,
+        None,
+        false,
+        &ExplainToken::default(),
+    );
     assert_eq!(
         e.lines.last().map(String::as_str),
         Some("decision: deny invalid_request")
@@ -97,6 +135,7 @@ fn explain_prints_each_check_and_the_decision() {
         Some(&scopes),
         Some(Role::Member),
         false,
+        &ExplainToken::default(),
     );
     assert_eq!(e.exit_code, 3);
     let n = e.lines.len();
@@ -107,6 +146,97 @@ fn explain_prints_each_check_and_the_decision() {
             "decision: deny insufficient_scope",
         ]
     );
+}
+
+#[test]
+fn explain_checks_the_source_against_a_given_allowlist() {
+    let set = policy();
+    let scopes = ScopeSet::from_stored("logs:read");
+    let token = |source: Option<&str>| ExplainToken {
+        allowed_sources: Some(Arc::from(vec!["10.0.0.0/8".parse().expect("cidr")])),
+        source: source.map(|s| s.parse().expect("ip")),
+        ..ExplainToken::default()
+    };
+    let run = |source| {
+        explain_request(
+            &set,
+            "GET",
+            "/api/v1/logs/x",
+            None,
+            Some(&scopes),
+            None,
+            false,
+            &token(source),
+        )
+    };
+    let e = run(Some("10.1.2.3"));
+    assert_eq!(e.exit_code, 0, "{:?}", e.lines);
+    assert!(e
+        .lines
+        .iter()
+        .any(|l| l == "check source address (ip_allowlist 10.0.0.0/8): ok (10.1.2.3)"));
+    for source in [Some("192.0.2.1"), None] {
+        let e = run(source);
+        assert_eq!(e.exit_code, 3);
+        assert_eq!(
+            e.lines.last().map(String::as_str),
+            Some("decision: deny ip_not_allowed")
+        );
+    }
+    // Without an allowlist the check is not shown.
+    let e = explain_request(
+        &set,
+        "GET",
+        "/api/v1/logs/x",
+        None,
+        Some(&scopes),
+        None,
+        false,
+        &ExplainToken::default(),
+    );
+    assert!(!e.lines.iter().any(|l| l.contains("source address")));
+}
+
+#[test]
+fn explain_shows_the_organization_check_of_a_bound_route() {
+    let set = crate::policy::load_str(
+        "t.toml",
+        "[[route]]\nname = \"t\"\npath = \"/t/{tenantId}/**\"\nupstream = \"u\"\nscope = \"logs:read\"\norganization_param = \"tenantId\"\n",
+        &crate::scope::default_resources(),
+        |_| true,
+    )
+    .expect("valid");
+    let scopes = ScopeSet::from_stored("logs:read");
+    let as_org = |org: &str| ExplainToken {
+        organization: Some(org.into()),
+        ..ExplainToken::default()
+    };
+    let e = explain_request(
+        &set,
+        "GET",
+        "/t/acme/x",
+        None,
+        Some(&scopes),
+        None,
+        false,
+        &as_org("acme"),
+    );
+    assert_eq!(e.exit_code, 0);
+    assert!(e.lines.iter().any(|l| l
+        == "check organization (path parameter {tenantId}): ok (the token's organization acme)"));
+    let e = explain_request(
+        &set,
+        "GET",
+        "/t/acme/x",
+        None,
+        Some(&scopes),
+        None,
+        false,
+        &as_org("globex"),
+    );
+    assert_eq!(e.exit_code, 3);
+    assert!(e.lines.iter().any(|l| l
+        == "check organization (path parameter {tenantId}): fail: organization_mismatch (the token's organization is globex)"));
 }
 
 #[test]

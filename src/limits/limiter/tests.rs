@@ -28,6 +28,7 @@ fn caller(sa: &str) -> TokenRecord {
         scopes: Default::default(),
         expires_at: i64::MAX,
         header_values: Default::default(),
+        allowed_sources: None,
     }
 }
 
@@ -122,6 +123,7 @@ async fn an_override_applies_to_its_account_and_a_quota_refuses_when_used_up() {
         status: crate::model::SaStatus::Active,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        policy: Default::default(),
     };
     let cred = crate::model::StoredCredential {
         id: "c".into(),

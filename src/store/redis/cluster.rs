@@ -29,6 +29,26 @@ const REVOKE_CHUNK: isize = 500;
 /// round trips, ordered so that a failure half-way never leaves a live token
 /// outside its account's index (where a revocation could not find it).
 impl RedisStore {
+    /// The second step of issuing a token on a cluster: the token key, in
+    /// its own slot, once its account's index holds it.
+    pub(super) async fn cluster_set_token(
+        &self,
+        hash: &str,
+        json: String,
+        ttl: u64,
+    ) -> StoreResult<()> {
+        self.query_on(
+            Lane::Request,
+            "put_token",
+            redis::cmd("SET")
+                .arg(self.keys.tok(hash))
+                .arg(json)
+                .arg("EX")
+                .arg(ttl),
+        )
+        .await
+    }
+
     /// Every master answers, not just one node.
     pub(super) async fn cluster_ping(&self) -> StoreResult<()> {
         self.bounded(async {

@@ -15,6 +15,7 @@
 //! | `P:{reg}:mem:<org>:<ws>` | hash | sa id → Membership JSON |
 //! | `P:{reg}:samem:<org>:<sa>` | set | workspaces the account is a member of |
 //! | `P:{reg}:satok:<org>:<sa>` | zset | token hashes scored by expiry (unix ms) |
+//! | `P:{reg}:issue:<org>:<sa>` | zset | token hashes scored by issuance (unix ms), within the account's `token_issue_limit` window |
 //! | `P:{reg}:toksa:<org>` | set | accounts that may have live tokens |
 //! | `P:{reg}:tokorg` | set | organizations that may have live tokens |
 //! | `P:{reg}:audit:<org>` | zset | event ids, score 0 (lexical = time order) |
@@ -126,6 +127,10 @@ impl Keys {
     }
     pub(super) fn satok(&self, org: &str, sa: &str) -> String {
         format!("{}satok:{org}:{sa}", self.reg)
+    }
+    /// The account's issuances within its `token_issue_limit` window.
+    pub(super) fn issue(&self, org: &str, sa: &str) -> String {
+        format!("{}issue:{org}:{sa}", self.reg)
     }
     pub(super) fn toksa_prefix(&self) -> String {
         format!("{}toksa:", self.reg)

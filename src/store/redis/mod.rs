@@ -22,7 +22,7 @@ use self::link::{Lane, Link};
 use self::scripts::Scripts;
 use super::{
     window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, QuotaGrant,
-    QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult,
+    QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult, TokenLimits, TokenPut,
 };
 use crate::limits::AccountLimits;
 use crate::model::{
@@ -517,18 +517,7 @@ impl Store for RedisStore {
                         .arg(org),
                 )
                 .await?;
-            let _: () = self
-                .query_on(
-                    Lane::Request,
-                    "put_token",
-                    redis::cmd("SET")
-                        .arg(k.tok(hash))
-                        .arg(json)
-                        .arg("EX")
-                        .arg(ttl),
-                )
-                .await?;
-            return Ok(());
+            return self.cluster_set_token(hash, json, ttl).await;
         }
         let _: i64 = self
             .invoke_on(
@@ -548,6 +537,53 @@ impl Store for RedisStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn put_token_limited(
+        &self,
+        hash: &str,
+        rec: &TokenRecord,
+        ttl_secs: u64,
+        limits: TokenLimits,
+    ) -> StoreResult<TokenPut> {
+        let k = &self.keys;
+        let (org, sa) = (&rec.organization_id, &rec.service_account_id);
+        let ttl = ttl_secs.max(1);
+        let json = encode("token", rec)?;
+        let (per, window) = limits.issue_rate.unwrap_or((0, 0));
+        let script = if self.cluster() {
+            &self.scripts.index_token_limited
+        } else {
+            &self.scripts.put_token_limited
+        };
+        let mut inv = script.prepare_invoke();
+        inv.key(k.satok(org, sa))
+            .key(k.toksa(org))
+            .key(k.tokorg())
+            .key(k.issue(org, sa))
+            .arg(ttl)
+            .arg(hash)
+            .arg(sa)
+            .arg(org)
+            .arg(limits.max_live.unwrap_or(0))
+            .arg(per)
+            .arg(window);
+        if !self.cluster() {
+            inv.key(k.tok(hash)).arg(&json);
+        }
+        let answer: Vec<i64> = self.invoke_on(Lane::Request, "put_token", &inv).await?;
+        let retry_after_ms = answer.get(1).copied().unwrap_or(0).max(0) as u64;
+        match answer.first() {
+            Some(0) => {}
+            Some(1) => return Ok(TokenPut::TooManyLive { retry_after_ms }),
+            Some(2) => return Ok(TokenPut::IssueRateLimited { retry_after_ms }),
+            _ => return Err(StoreError::Corrupt("put_token answer".into())),
+        }
+        if self.cluster() {
+            // Indexed first, as in put_token.
+            self.cluster_set_token(hash, json, ttl).await?;
+        }
+        Ok(TokenPut::Stored)
     }
 
     async fn get_token(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {

@@ -26,6 +26,10 @@ pub(super) struct Scripts {
     pub(super) delete_env: Script,
     pub(super) list_envs: Script,
     pub(super) put_token: Script,
+    /// `put_token` under an account's token limits.
+    pub(super) put_token_limited: Script,
+    /// Cluster: the index half of `put_token_limited`.
+    pub(super) index_token_limited: Script,
     /// Cluster: the index half of `put_token`.
     pub(super) index_token: Script,
     /// Cluster: takes revoked tokens out of their account's index.
@@ -65,6 +69,18 @@ impl Scripts {
             delete_env: lua!("delete_env"),
             list_envs: lua!("list_envs"),
             put_token: lua!("lib/now_ms", "lib/index_token", "put_token"),
+            put_token_limited: lua!(
+                "lib/now_ms",
+                "lib/token_limits",
+                "lib/index_token",
+                "put_token_limited"
+            ),
+            index_token_limited: lua!(
+                "lib/now_ms",
+                "lib/token_limits",
+                "lib/index_token",
+                "index_token_limited"
+            ),
             index_token: lua!("lib/now_ms", "lib/index_token", "index_token"),
             unindex_sa: lua!("unindex_sa"),
             unindex_org: lua!("unindex_org"),
