@@ -459,3 +459,41 @@ async fn decisions_are_counted_apart_from_the_proxys() {
     );
     assert!(proxy.unwrap_or(0.0) == 0.0, "counted as a proxy decision");
 }
+
+/// A token whose account checks every request's source
+/// (`ip_allowlist_on_requests`) is refused by the decision listener, whose
+/// peer is the ingress, while the proxy listener admits it from an allowed
+/// source: the decision listener fails closed rather than skip the check.
+#[tokio::test]
+async fn a_token_checked_per_request_by_source_is_refused_here() {
+    let d = Decisions::start("convention = \"traefik\"", "").await;
+    let (t, org) = (&d.world.tollgate, &d.world.org);
+    let admin = t.admin();
+    let (sa, client_id, secret) = admin
+        .create_service_account(org, &unique_id("sa"), &["tools:read"])
+        .await;
+    let sa_id = sa["id"].as_str().expect("sa id");
+    let (status, body) = admin
+        .patch(
+            &format!("{}/service-accounts/{sa_id}", org_path(org)),
+            json!({"ip_allowlist": ["0.0.0.0/0", "::/0"], "ip_allowlist_on_requests": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = t.issue_token(&client_id, &secret, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bearer = vec![format!(
+        "Authorization: Bearer {}",
+        body["access_token"].as_str().expect("token")
+    )];
+    let proxied = d.via_proxy("GET", "/api/v1/tools/x", &bearer).await;
+    assert_eq!(proxied.status, 200, "{}", proxied.body_str());
+    let got = d.traefik("GET", "/api/v1/tools/x", &bearer).await;
+    assert_eq!(got.status, 403, "{}", got.body_str());
+    assert!(
+        got.body_str().contains("ip_not_allowed"),
+        "{}",
+        got.body_str()
+    );
+    assert!(got.header("x-tollgate-client-id").is_none());
+}

@@ -25,6 +25,7 @@ fn explain_prints_each_check_and_the_decision() {
             "check token: ok (scopes: workflows:read)",
             "check scope workflows:read: ok",
             "check workspace role member: ok (role member in environment e1)",
+            "check quota: the account's daily and monthly quotas when set (admin API; over them: 429 quota_exceeded)",
             "decision: allow",
         ]
     );
