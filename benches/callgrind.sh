@@ -5,7 +5,8 @@
 # route with a scope and a workspace check, proxies on one worker thread.
 #
 # Cases: (b) the bare pingora passthrough, (c) tollgate with its decision
-# cache (hits), (d) tollgate with cache.ttl_ms = 0. Each proxy runs alone under
+# cache (hits), (d) tollgate with cache.ttl_ms = 0, (e) the decision listener
+# (nginx convention, cache hits) asked as examples/decisions/nginx.conf asks it. Each proxy runs alone under
 # callgrind; after WARMUP requests the counters are zeroed, REQUESTS more are
 # sent over CONNS keep-alive connections, and the counters are dumped. The
 # dumps stay in OUT for callgrind_annotate.
@@ -55,8 +56,9 @@ cat >"$WORK/drive.py" <<'PY'
 import selectors, socket, sys
 host, port, path, n, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 auth = sys.argv[6] if len(sys.argv) > 6 else ""
+extra = sys.argv[7] if len(sys.argv) > 7 else ""
 req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-       + (f"Authorization: Bearer {auth}\r\n" if auth else "") + "\r\n").encode()
+       + (f"Authorization: Bearer {auth}\r\n" if auth else "") + extra + "\r\n").encode()
 sel = selectors.DefaultSelector()
 sent = done = bad = 0
 def send(s):
@@ -93,7 +95,7 @@ if bad:
     sys.exit(f"{bad} of {n} answers were not 200")
 PY
 drive() { # n port path [token]
-  python3 "$WORK/drive.py" 127.0.0.1 "$2" "$3" "$1" "$CONNS" "${4:-}"
+  python3 "$WORK/drive.py" 127.0.0.1 "$2" "$3" "$1" "$CONNS" "${4:-}" "${DRIVE_EXTRA:-}"
 }
 
 total_ir() { # callgrind dump -> total Ir
@@ -141,6 +143,17 @@ for c in $CASES; do
       TOLLGATE_ADMIN_KEY=$ADMIN_KEY TOLLGATE_LOG=$LOG_LEVEL \
         measure "$c" "$P" "/api/v1/workflows/x?environmentId=bench-env" \
         "http://127.0.0.1:$AD/healthz" "$BIN/tollgate" serve --config "$WORK/$c.toml"
+      ;;
+    e)
+      # The decision listener (nginx convention, cache on) asked as
+      # examples/decisions/nginx.conf's /_tollgate asks it.
+      P=$(free_port); AD=$(free_port); ME=$(free_port); DL=$(free_port)
+      write_config e 500 "$P" "$AD" "$ME"
+      sed -i "/^threads = /a decisions_listen = \"127.0.0.1:$DL\"" "$WORK/e.toml"
+      printf '[decisions]\nconvention = "nginx"\n' >>"$WORK/e.toml"
+      DRIVE_EXTRA=$'X-Original-Method: GET\r\nX-Original-URI: /api/v1/workflows/x?environmentId=bench-env\r\n' \
+        TOLLGATE_ADMIN_KEY=$ADMIN_KEY TOLLGATE_LOG=$LOG_LEVEL \
+        measure e "$DL" /_tollgate "http://127.0.0.1:$AD/healthz" "$BIN/tollgate" serve --config "$WORK/e.toml"
       ;;
     *) echo "unknown case $c" >&2; exit 2 ;;
   esac

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::config::Convention;
 
@@ -21,9 +21,19 @@ pub(crate) struct Original<'a> {
 /// description of the 400 answered.
 pub(crate) type Malformed = &'static str;
 
+// The convention's header names, parsed once rather than per check request.
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
 /// The one value of a header the convention needs: missing, repeated,
 /// empty or not text refuses the check request.
-fn one<'a>(headers: &'a HeaderMap, name: &str, why: Malformed) -> Result<&'a str, Malformed> {
+fn one<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    why: Malformed,
+) -> Result<&'a str, Malformed> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (Some(v), None) => match v.to_str() {
@@ -62,7 +72,7 @@ impl Convention {
                 method: method(
                     one(
                         headers,
-                        "x-original-method",
+                        &X_ORIGINAL_METHOD,
                         "the nginx convention needs exactly one X-Original-Method header",
                     )?,
                     "X-Original-Method is not an HTTP method",
@@ -70,7 +80,7 @@ impl Convention {
                 target: Cow::Borrowed(
                     one(
                         headers,
-                        "x-original-uri",
+                        &X_ORIGINAL_URI,
                         "the nginx convention needs exactly one X-Original-URI header",
                     )?
                     .as_bytes(),
@@ -80,7 +90,7 @@ impl Convention {
                 method: method(
                     one(
                         headers,
-                        "x-forwarded-method",
+                        &X_FORWARDED_METHOD,
                         "the traefik convention needs exactly one X-Forwarded-Method header",
                     )?,
                     "X-Forwarded-Method is not an HTTP method",
@@ -88,7 +98,7 @@ impl Convention {
                 target: Cow::Borrowed(
                     one(
                         headers,
-                        "x-forwarded-uri",
+                        &X_FORWARDED_URI,
                         "the traefik convention needs exactly one X-Forwarded-Uri header",
                     )?
                     .as_bytes(),

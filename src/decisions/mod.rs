@@ -195,7 +195,9 @@ impl Decider {
     }
 
     fn verdict(&self, decision: Decision) -> Verdict {
-        let mut identity = HeaderMap::new();
+        // Room for the identity headers and the answer's own (Cache-Control,
+        // Content-Length, a denial's) without growing the map per request.
+        let mut identity = HeaderMap::with_capacity(16);
         let denial = match decision.denial() {
             Some(d) => Some(d),
             None => match decision.identity.as_ref() {
