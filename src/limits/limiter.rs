@@ -151,10 +151,11 @@ impl Limiter {
         if route.rate_limit.is_none() && caller.is_none() {
             return Verdict::Unlimited;
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        match self.check_now(route, caller, source, now) {
+        // The clock is read only when a quota is counted.
+        let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+        match self.check_now_with(route, caller, source, &now) {
             Some(v) => v,
-            None => Box::pin(self.check(route, caller, source, now)).await,
+            None => Box::pin(self.check(route, caller, source, now())).await,
         }
     }
 
@@ -170,6 +171,18 @@ impl Limiter {
         source: Option<IpAddr>,
         now_unix: i64,
     ) -> Option<Verdict> {
+        self.check_now_with(route, caller, source, &|| now_unix)
+    }
+
+    /// [`check_now`](Limiter::check_now) with the time (unix seconds) read
+    /// only when a quota needs it.
+    fn check_now_with(
+        &self,
+        route: &Route,
+        caller: Option<&TokenRecord>,
+        source: Option<IpAddr>,
+        now_unix: &dyn Fn() -> i64,
+    ) -> Option<Verdict> {
         let rate = route.rate_limit.as_ref();
         let Some(caller) = caller else {
             return match rate {
@@ -182,7 +195,7 @@ impl Limiter {
         match (rate, quota) {
             (None, None) => Some(Verdict::Unlimited),
             (Some(rl), None) => self.rate_now(route, rl, Some(caller), account.as_deref(), source),
-            (None, Some(limits)) => match self.quota_now(caller, limits, now_unix)? {
+            (None, Some(limits)) => match self.quota_now(caller, limits, now_unix())? {
                 None => Some(Verdict::Ok),
                 Some(refusal) => Some(Verdict::Limited(refusal)),
             },
