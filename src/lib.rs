@@ -11,6 +11,7 @@ pub(crate) mod console;
 pub mod decisions;
 pub mod dev;
 pub(crate) mod errors;
+pub(crate) mod hangup;
 pub(crate) mod hashing;
 pub mod ids;
 pub mod limits;

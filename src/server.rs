@@ -359,14 +359,7 @@ const RELOAD_POLL: Duration = Duration::from_millis(500);
 impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let live = &self.app.live;
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on file change only");
-                None
-            }
-        };
+        let mut hangup = crate::hangup::Hangup::listen("reload on file change only");
         let (dir, config_file) = match live.source() {
             PolicySource::Dir(d) => (Some(d.clone()), self.app.config.source.clone()),
             PolicySource::Embedded { .. } => (None, None),
@@ -386,12 +379,7 @@ impl BackgroundService for Background {
                         return;
                     }
                 }
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                () = hangup.recv() => {
                     live.reload("SIGHUP");
                     loaded_fp = fp(&dir);
                     last_seen = loaded_fp.clone();

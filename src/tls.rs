@@ -92,14 +92,7 @@ pub struct Reloader(pub Listeners);
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Reloader {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS reload on file change only");
-                None
-            }
-        };
+        let mut hangup = crate::hangup::Hangup::listen("TLS reload on file change only");
         let listeners: Vec<_> = self.0.all().cloned().collect();
         let mut polls = vec![None; listeners.len()];
         let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
@@ -110,12 +103,7 @@ impl pingora::services::background::BackgroundService for Reloader {
                         return;
                     }
                 }
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                () = hangup.recv() => {
                     for l in &listeners {
                         l.reload("SIGHUP");
                     }
