@@ -86,12 +86,12 @@ pub fn initialise_series(listener: &str) {
     METRICS.refused.with_label_values(&[listener]);
 }
 
-const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 72\r\nconnection: close\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"request head too large\"}";
-const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: 71\r\nconnection: close\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"request head too slow\"}";
+pub(crate) const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 72\r\nconnection: close\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"request head too large\"}";
+pub(crate) const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: 71\r\nconnection: close\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"request head too slow\"}";
 
 /// A head at least this large makes the connection hand freed memory back
 /// to the OS when it closes.
-const LARGE_HEAD: usize = 16 * 1024;
+pub(crate) const LARGE_HEAD: usize = 16 * 1024;
 
 /// How long after a large head's connection closed freed memory goes back
 /// to the OS: past mimalloc's purge delay (10 ms, 100 ms for arenas), and
@@ -108,6 +108,25 @@ pub struct Limited<A> {
     open: AtomicUsize,
     tls: Option<Arc<crate::tls::TlsListener>>,
     h2: crate::config::H2Config,
+    http1: Option<Arc<dyn ServeHttp1>>,
+}
+
+/// An application that serves its HTTP/1 connections itself, rather than
+/// through pingora's HTTP/1 session: the decision listener, whose check
+/// requests are answered in place from the bytes read. It must apply the
+/// [`Limits`] of a request head itself ([`HeadScan`], [`TOO_LARGE`],
+/// [`TIMED_OUT`]), as [`HeadGuard`] does for pingora's.
+#[async_trait]
+pub trait ServeHttp1: Send + Sync {
+    /// Serves one plain HTTP/1 connection, accepted at `accepted`, until
+    /// it ends.
+    async fn serve_http1(
+        &self,
+        stream: Stream,
+        limits: Limits,
+        accepted: Instant,
+        shutdown: &ShutdownWatch,
+    );
 }
 
 impl<A> Limited<A> {
@@ -120,7 +139,14 @@ impl<A> Limited<A> {
             open: AtomicUsize::new(0),
             tls: None,
             h2: crate::config::H2Config::default(),
+            http1: None,
         }
+    }
+
+    /// Serves HTTP/1 connections with `http1` instead of pingora's session.
+    pub fn with_http1(mut self, http1: Arc<dyn ServeHttp1>) -> Limited<A> {
+        self.http1 = Some(http1);
+        self
     }
 
     /// Terminates TLS on this listener.
@@ -205,9 +231,21 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             return None;
         }
         let connection = Arc::new(connection);
-        CONNECTION
-            .scope(connection, self.serve_http1(stream, accepted, shutdown))
-            .await;
+        match &self.http1 {
+            Some(own) => {
+                CONNECTION
+                    .scope(
+                        connection,
+                        own.serve_http1(stream, self.limits, accepted, shutdown),
+                    )
+                    .await
+            }
+            None => {
+                CONNECTION
+                    .scope(connection, self.serve_http1(stream, accepted, shutdown))
+                    .await
+            }
+        }
         None
     }
 
@@ -675,7 +713,7 @@ impl Peek for Replay {}
 /// [`RELEASE_AFTER`] (a flood costs a few collections a second, not one per
 /// connection), and one collection [`RELEASE_AFTER`] later, on whichever
 /// thread runs it, purges the tail and the process-wide arenas.
-fn release_memory_soon() {
+pub(crate) fn release_memory_soon() {
     thread_local! {
         static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
     }
@@ -719,9 +757,9 @@ enum Mode {
 
 /// Finds where a request head ends, whatever reads it arrives in.
 #[derive(Debug, Default)]
-struct HeadScan {
+pub(crate) struct HeadScan {
     /// Bytes of the head so far (up to its end once found).
-    count: usize,
+    pub(crate) count: usize,
     /// The last byte other than CR was LF.
     lf: bool,
     /// Something other than CR and LF came: empty lines before a request
@@ -736,7 +774,7 @@ impl HeadScan {
     /// Jumps from line feed to line feed (`memchr`): only the bytes of an
     /// empty line are looked at one by one, so a head costs about a dozen
     /// instructions a line rather than several a byte.
-    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
         let mut from = 0;
         for lf in memchr::memchr_iter(b'\n', bytes) {
             if only_cr(&bytes[from..lf]) {

@@ -27,21 +27,71 @@ const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
+/// The header fields of a check request, however they were read: pingora's
+/// map (HTTP/2) or the fields parsed in place (HTTP/1, [`super::http1`]).
+/// Values borrow the bytes read (`'v`), not the list of fields.
+pub(crate) trait CheckHeaders<'v>: Copy {
+    /// The first two values of `name` and how many there are (0, 1 or 2:
+    /// two means repeated).
+    fn first_two(self, name: &HeaderName) -> ([&'v [u8]; 2], usize);
+    /// Calls `f` with the name of each field, once per name, lowercase.
+    fn each_name(self, f: &mut dyn FnMut(&str));
+}
+
+impl<'v> CheckHeaders<'v> for &'v HeaderMap {
+    fn first_two(self, name: &HeaderName) -> ([&'v [u8]; 2], usize) {
+        crate::proxy::first_two(self.get_all(name))
+    }
+
+    fn each_name(self, f: &mut dyn FnMut(&str)) {
+        self.keys().for_each(|n| f(n.as_str()));
+    }
+}
+
+impl<'v> CheckHeaders<'v> for &[httparse::Header<'v>] {
+    fn first_two(self, name: &HeaderName) -> ([&'v [u8]; 2], usize) {
+        let mut found = self
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+            .map(|h| h.value);
+        match (found.next(), found.next()) {
+            (None, _) => ([b"", b""], 0),
+            (Some(a), None) => ([a, b""], 1),
+            (Some(a), Some(b)) => ([a, b], 2),
+        }
+    }
+
+    fn each_name(self, f: &mut dyn FnMut(&str)) {
+        for (i, h) in self.iter().enumerate() {
+            let seen = self[..i]
+                .iter()
+                .any(|e| e.name.eq_ignore_ascii_case(h.name));
+            if !seen {
+                f(&h.name.to_ascii_lowercase());
+            }
+        }
+    }
+}
+
 /// The one value of a header the convention needs: missing, repeated,
 /// empty or not text refuses the check request.
-fn one<'a>(
-    headers: &'a HeaderMap,
+fn one<'v>(
+    headers: impl CheckHeaders<'v>,
     name: &HeaderName,
     why: Malformed,
-) -> Result<&'a str, Malformed> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (Some(v), None) => match v.to_str() {
+) -> Result<&'v str, Malformed> {
+    match headers.first_two(name) {
+        ([v, _], 1) if is_text(v) => match std::str::from_utf8(v) {
             Ok(s) if !s.trim().is_empty() => Ok(s.trim()),
             _ => Err(why),
         },
         _ => Err(why),
     }
+}
+
+/// Visible ASCII, space and tab: what `HeaderValue::to_str` accepts.
+fn is_text(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// An RFC 9110 method: a token.
@@ -64,7 +114,7 @@ impl Convention {
         self,
         check_method: &'a str,
         check_target: &'a [u8],
-        headers: &'a HeaderMap,
+        headers: impl CheckHeaders<'a>,
         path_prefix: &str,
     ) -> Result<Original<'a>, Malformed> {
         match self {

@@ -22,6 +22,7 @@
 pub mod config;
 mod convention;
 mod grpc;
+mod http1;
 mod metrics;
 mod service;
 

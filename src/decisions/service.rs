@@ -1,9 +1,10 @@
 //! The decision listener: HTTP/1 check requests (nginx, Traefik, Envoy's
-//! HTTP service) and HTTP/2 without TLS (h2c, told by its connection
-//! preface) for Envoy's gRPC ext_authz and HTTP/2 check requests, all under
-//! the limits and HTTP/2 bounds every listener applies
-//! ([`crate::listen::Limited`]). One request is one decision; the listener answers no other
-//! path of its own.
+//! HTTP service, read and answered by [`super::http1`]) and HTTP/2 without
+//! TLS (h2c, told by its connection preface) for Envoy's gRPC ext_authz and
+//! HTTP/2 check requests (pingora's HTTP/2 server), all under the limits
+//! and HTTP/2 bounds every listener applies ([`crate::listen::Limited`]).
+//! One request is one decision; the listener answers no other path of its
+//! own.
 
 use std::sync::Arc;
 
@@ -19,26 +20,28 @@ use pingora::server::ShutdownWatch;
 use crate::listen::{Limited, Limits};
 
 use super::config::Convention;
-use super::convention::Original;
+use super::convention::{CheckHeaders, Malformed, Original};
+use super::http1::CheckHttp1;
 use super::{grpc, CheckInput, Decider, Verdict};
 
-/// The check requests of one connection, HTTP/1 or HTTP/2.
+/// The check requests of an HTTP/2 connection, one stream each.
 pub(crate) struct DecisionHttp {
     decider: Arc<Decider>,
 }
 
-/// The listener: HTTP/1, and h2c (always on here: Envoy's gRPC ext_authz
-/// speaks it) with the HTTP/2 bounds of every listener (`server.h2_*`),
+/// The listener: HTTP/1 served by [`CheckHttp1`], and h2c (always on
+/// here: Envoy's gRPC ext_authz speaks it) with the HTTP/2 bounds of every listener (`server.h2_*`),
 /// under [`Limited`]'s connection and head limits.
 pub(crate) fn decision_service(
     decider: Decider,
     limits: Limits,
     h2: crate::config::H2Config,
 ) -> Limited<DecisionHttp> {
-    let http = DecisionHttp {
-        decider: Arc::new(decider),
-    };
-    Limited::new(http, limits, "decisions").with_h2(crate::config::H2Config { h2c: true, ..h2 })
+    let decider = Arc::new(decider);
+    let http1 = CheckHttp1::new(decider.clone());
+    Limited::new(DecisionHttp { decider }, limits, "decisions")
+        .with_h2(crate::config::H2Config { h2c: true, ..h2 })
+        .with_http1(Arc::new(http1))
 }
 
 #[async_trait]
@@ -81,27 +84,76 @@ impl HttpServerApp for DecisionHttp {
 }
 
 impl DecisionHttp {
-    /// An HTTP check request: the original request as the convention
-    /// describes it, decided and answered.
+    /// An HTTP check request over HTTP/2: the original request as the
+    /// convention describes it, decided and answered.
     async fn answer(&self, session: &mut ServerSession) -> Result<()> {
         // A check request's body is not the original request's: drained, unread.
         if session.drain_request_body().await.is_err() {
             session.set_keepalive(None);
         }
-        let decider = &self.decider;
         let req = session.req_header();
-        let convention = decider.convention();
-        let original = convention.original(
+        let check = Check::read(
+            &self.decider,
             req.method.as_str(),
             req.raw_path(),
             &req.headers,
-            decider.path_prefix(),
         );
-        let verdict = match original {
+        let answer = check.decide(&self.decider).await;
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = answer.status;
+        parts.headers = answer.headers;
+        session
+            .write_response_header(Box::new(ResponseHeader::from(parts)))
+            .await?;
+        session
+            .write_response_body(Bytes::from(answer.body), true)
+            .await
+    }
+}
+
+/// What a check request asks, read from its method, target and fields as
+/// the listener's convention says, whichever protocol it came in.
+pub(crate) struct Check<'a> {
+    original: std::result::Result<Original<'a>, Malformed>,
+    authorization: ([&'a [u8]; 2], usize),
+    /// Envoy's HTTP service: the received fields to remove upstream unless
+    /// the answer sets them (client-sent identity headers, and
+    /// `Authorization` unless forwarded).
+    removable: Vec<String>,
+}
+
+impl<'a> Check<'a> {
+    pub(crate) fn read(
+        decider: &Decider,
+        method: &'a str,
+        target: &'a [u8],
+        headers: impl CheckHeaders<'a>,
+    ) -> Check<'a> {
+        let convention = decider.convention();
+        let mut removable = Vec::new();
+        if convention == Convention::Envoy {
+            let rules = decider.headers();
+            headers.each_name(&mut |n| {
+                if rules.is_identity_header(n)
+                    || (n == "authorization" && !rules.forwards_authorization())
+                {
+                    removable.push(n.to_string());
+                }
+            });
+        }
+        Check {
+            original: convention.original(method, target, headers, decider.path_prefix()),
+            authorization: headers.first_two(&http::header::AUTHORIZATION),
+            removable,
+        }
+    }
+
+    /// Decides on the original request and makes the answer.
+    pub(crate) async fn decide(self, decider: &Decider) -> Answer {
+        let verdict = match self.original {
             Err(why) => decider.refuse(why),
             Ok(Original { method, target }) => {
-                let (authorization, count) =
-                    crate::proxy::first_two(req.headers.get_all(http::header::AUTHORIZATION));
+                let (authorization, count) = self.authorization;
                 decider
                     .decide(CheckInput {
                         method,
@@ -111,84 +163,72 @@ impl DecisionHttp {
                     .await
             }
         };
-        let extra = match convention {
-            Convention::Envoy => envoy_headers_to_remove(decider, &req.headers, &verdict),
-            Convention::Nginx | Convention::Traefik => None,
+        let remove = if verdict.denial.is_some() {
+            None
+        } else {
+            let names: Vec<&str> = self
+                .removable
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !verdict.identity.contains_key(*n))
+                .collect();
+            (!names.is_empty()).then(|| names.join(", "))
         };
-        write(session, verdict, extra).await
+        Answer::new(verdict, remove)
     }
-}
-
-/// Envoy's HTTP service takes the headers to remove upstream from
-/// `x-envoy-auth-headers-to-remove`: the client-sent identity headers the
-/// answer does not overwrite, and `Authorization` unless forwarded.
-fn envoy_headers_to_remove(
-    decider: &Decider,
-    received: &HeaderMap,
-    verdict: &Verdict,
-) -> Option<String> {
-    if verdict.denial.is_some() {
-        return None;
-    }
-    let rules = decider.headers();
-    let names: Vec<&str> = received
-        .keys()
-        .map(|n| n.as_str())
-        .filter(|n| {
-            (rules.is_identity_header(n) && !verdict.identity.contains_key(*n))
-                || (*n == "authorization" && !rules.forwards_authorization())
-        })
-        .collect();
-    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// The answer to an HTTP check request: 200 and the identity headers, or
 /// the proxy's denial (status, JSON body, `WWW-Authenticate`). The head is
 /// built from its parts: the identity headers move into it as they are,
 /// parsed once, with no case map to keep.
-async fn write(
-    session: &mut ServerSession,
-    verdict: Verdict,
-    remove: Option<String>,
-) -> Result<()> {
-    let (mut parts, ()) = http::Response::new(()).into_parts();
-    let mut headers = verdict.identity;
-    let body = match &verdict.denial {
-        Some(denial) => {
-            parts.status = http::StatusCode::from_u16(denial.status)
-                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            for (name, value) in denial
-                .headers()
-                .into_iter()
-                .chain(verdict.limit_headers.clone())
-            {
-                if let Ok(value) = http::HeaderValue::from_str(&value) {
-                    headers.insert(http::HeaderName::from_static(name), value);
+pub(crate) struct Answer {
+    pub status: http::StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    fn new(verdict: Verdict, remove: Option<String>) -> Answer {
+        let mut status = http::StatusCode::OK;
+        let mut headers = verdict.identity;
+        let body = match &verdict.denial {
+            Some(denial) => {
+                status = http::StatusCode::from_u16(denial.status)
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                for (name, value) in denial
+                    .headers()
+                    .into_iter()
+                    .chain(verdict.limit_headers.clone())
+                {
+                    if let Ok(value) = http::HeaderValue::from_str(&value) {
+                        headers.insert(http::HeaderName::from_static(name), value);
+                    }
                 }
+                denial.body()
             }
-            denial.body()
-        }
-        None => {
+            None => {
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
+                );
+                Vec::new()
+            }
+        };
+        if let Some(remove) = remove.and_then(|r| http::HeaderValue::from_str(&r).ok()) {
             headers.insert(
-                http::header::CACHE_CONTROL,
-                http::HeaderValue::from_static("no-store"),
+                http::HeaderName::from_static("x-envoy-auth-headers-to-remove"),
+                remove,
             );
-            Vec::new()
         }
-    };
-    if let Some(remove) = remove.and_then(|r| http::HeaderValue::from_str(&r).ok()) {
         headers.insert(
-            http::HeaderName::from_static("x-envoy-auth-headers-to-remove"),
-            remove,
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
         );
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
-    headers.insert(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(body.len()),
-    );
-    parts.headers = headers;
-    session
-        .write_response_header(Box::new(ResponseHeader::from(parts)))
-        .await?;
-    session.write_response_body(Bytes::from(body), true).await
 }

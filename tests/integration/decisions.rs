@@ -8,6 +8,7 @@
 //! Envoy's gRPC ext_authz, `nginx` a real nginx with `auth_request`.
 
 mod grpc;
+mod http1;
 mod nginx;
 
 use std::net::SocketAddr;
@@ -84,9 +85,19 @@ impl Decisions {
         decisions_toml: &str,
         extra: &str,
     ) -> Decisions {
+        Decisions::start_server(opts, "", decisions_toml, extra).await
+    }
+
+    /// As [`Decisions::start_with`], with these lines in `[server]` too.
+    pub(crate) async fn start_server(
+        opts: TollgateOptions,
+        server_toml: &str,
+        decisions_toml: &str,
+        extra: &str,
+    ) -> Decisions {
         let port = free_port();
         let opts = opts.toml(format!(
-            "[server]\ndecisions_listen = \"127.0.0.1:{port}\"\n[decisions]\n{decisions_toml}\n{extra}"
+            "[server]\ndecisions_listen = \"127.0.0.1:{port}\"\n{server_toml}\n[decisions]\n{decisions_toml}\n{extra}"
         ));
         let world =
             World::start_with_policy(opts, POLICY, &["workflows:write", "tools:read"]).await;
