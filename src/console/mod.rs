@@ -6,12 +6,14 @@
 //! - [`session`]: sign-in with an admin key exchanged for an HttpOnly,
 //!   SameSite=Strict cookie (Secure over TLS) with idle and absolute
 //!   expiry; a CSRF token per session checked on every POST;
-//! - [`pages`]: one function per screen;
+//! - [`pages`]: one function per screen, built from [`markup`]'s tables,
+//!   controls and forms;
 //! - [`overview`]: the authorization overview from the process's counters.
 //!
 //! No secret is ever put in a URL: keys are posted, secrets are shown only
 //! in the answer to the POST that made them.
 
+mod markup;
 mod overview;
 mod pages;
 mod session;

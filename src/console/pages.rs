@@ -7,8 +7,12 @@ use http::header::LOCATION;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::markup::{
+    button_form, captioned_table, code, copyable, csrf_input, field_row, form, input, row, select,
+    table, value, Submit, ID_ATTRS, NAME_ATTRS,
+};
 use super::overview::WINDOW;
-use super::session::{sign_out, SessionView};
+use super::session::sign_out;
 use super::{html, Ctx, Form};
 use crate::admin::{esc, AdminReply, Reach};
 use crate::ids::{is_valid_generated_id, is_valid_name_id};
@@ -37,40 +41,6 @@ pub(super) fn message(status: StatusCode, text: &str) -> AdminReply {
             esc(text)
         ),
         None,
-    )
-}
-
-fn csrf_input(s: &SessionView) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        esc(&s.csrf)
-    )
-}
-
-/// A one-button form that posts to `action`.
-fn button_form(
-    s: &SessionView,
-    action: &str,
-    label: &str,
-    fields: &[(&str, &str)],
-    danger: bool,
-) -> String {
-    let hidden: String = fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                esc(k),
-                esc(v)
-            )
-        })
-        .collect();
-    format!(
-        "<form class=\"inline\" method=\"post\" action=\"{}\">{}{hidden}<button type=\"submit\"{}>{}</button></form>",
-        esc(action),
-        csrf_input(s),
-        if danger { " class=\"danger\"" } else { "" },
-        esc(label)
     )
 }
 
@@ -154,11 +124,27 @@ fn s(v: &Value, k: &str) -> String {
     esc(v[k].as_str().unwrap_or(""))
 }
 
+/// The scopes of the account `v`, space-separated and escaped.
+fn scopes(v: &Value) -> String {
+    let scopes: Vec<&str> = v["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    esc(&scopes.join(" "))
+}
+
 fn time_or_never(v: &Value, k: &str) -> String {
     match v[k].as_str() {
         Some(t) => format!("<time datetime=\"{0}\">{0}</time>", esc(t)),
         None => "never".to_string(),
     }
+}
+
+/// A page of the console that answers 200 without a script.
+fn page(ctx: &Ctx<'_>, title: &str, org: Option<&str>, body: &str) -> AdminReply {
+    layout(ctx, StatusCode::OK, title, org, body, None)
 }
 
 pub(super) async fn route(
@@ -258,13 +244,6 @@ async fn list(ctx: &Ctx<'_>, path: &str) -> (StatusCode, Value) {
     ctx.api(Method::GET, path, Some("limit=200"), None).await
 }
 
-/// The one row a table of `columns` shows when `rows` has none.
-fn empty_row(rows: &mut String, columns: usize, text: &str) {
-    if rows.is_empty() {
-        rows.push_str(&format!("<tr><td colspan=\"{columns}\">{text}</td></tr>"));
-    }
-}
-
 /// Deletes the object at `path`, then back to `to` (or the refusal).
 async fn remove(ctx: &Ctx<'_>, org: &str, path: &str, to: &str) -> AdminReply {
     change(ctx, org, Method::DELETE, path, None, to).await
@@ -310,14 +289,17 @@ fn orgs(ctx: &Ctx<'_>) -> AdminReply {
         "<p class=\"error\" role=\"alert\">An organization id is 1 to 64 of A-Z a-z 0-9 _ -.</p>"
             .to_string()
     };
+    let open = form(
+        Submit::Get { search: false },
+        "/console/orgs",
+        &[input("Organization id", "text", "org", "org", ID_ATTRS)],
+        "Open",
+    );
     let body = format!(
         "{error}<p>tollgate keeps no list of organizations: an organization exists as soon as \
-         something uses its id. Open one by id.</p>\
-         <form method=\"get\" action=\"/console/orgs\"><label for=\"org\">Organization id</label> \
-         <input type=\"text\" id=\"org\" name=\"org\" required pattern=\"[A-Za-z0-9_\\-]{{1,64}}\"> \
-         <button type=\"submit\">Open</button></form>"
+         something uses its id. Open one by id.</p>{open}"
     );
-    layout(ctx, StatusCode::OK, "Organizations", None, &body, None)
+    page(ctx, "Organizations", None, &body)
 }
 
 async fn sa_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
@@ -351,22 +333,17 @@ async fn sa_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
         if !status_filter.is_empty() && sa["status"].as_str() != Some(status_filter) {
             continue;
         }
-        let scopes: Vec<&str> = sa["scopes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/console/o/{o}/sa/{id}\">{name}</a></td><td>{status}</td><td><code>{scopes}</code></td><td>{created}</td></tr>",
-            id = s(sa, "id"),
-            name = s(sa, "name"),
-            status = s(sa, "status"),
-            scopes = esc(&scopes.join(" ")),
-            created = s(sa, "created_at"),
-        ));
+        rows.push_str(&row(&[
+            format!(
+                "<a href=\"/console/o/{o}/sa/{}\">{}</a>",
+                s(sa, "id"),
+                s(sa, "name")
+            ),
+            s(sa, "status"),
+            code(&scopes(sa)),
+            s(sa, "created_at"),
+        ]));
     }
-    empty_row(&mut rows, 4, "No service accounts.");
     let selected = |v: &str| if status_filter == v { " selected" } else { "" };
     let more = v["next_cursor"]
         .as_str()
@@ -379,27 +356,32 @@ async fn sa_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
             format!("<p><a href=\"/console/o/{o}?{}\">More</a></p>", esc(&next))
         })
         .unwrap_or_default();
-    let body = format!(
-        "<p><a href=\"/console/o/{o}/sa/new\">Create a service account</a></p>\
-         <form method=\"get\" action=\"/console/o/{o}\" role=\"search\">\
-         <label for=\"q\">Name contains</label> <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\"> \
-         <label for=\"status\">Status</label> <select id=\"status\" name=\"status\">\
-         <option value=\"\"{}>any</option><option value=\"active\"{}>active</option><option value=\"disabled\"{}>disabled</option></select> \
-         <button type=\"submit\">Search</button></form>\
-         <table><caption>Service accounts of {o}</caption><tr><th scope=\"col\">name</th><th scope=\"col\">status</th><th scope=\"col\">scopes</th><th scope=\"col\">created</th></tr>{rows}</table>{more}",
-        esc(q),
+    let statuses = format!(
+        "<option value=\"\"{}>any</option><option value=\"active\"{}>active</option>\
+         <option value=\"disabled\"{}>disabled</option>",
         selected(""),
         selected("active"),
         selected("disabled"),
     );
-    layout(
-        ctx,
-        StatusCode::OK,
-        "Service accounts",
-        Some(org),
-        &body,
-        None,
-    )
+    let search = form(
+        Submit::Get { search: true },
+        &format!("/console/o/{org}"),
+        &[
+            input("Name contains", "search", "q", "q", &value(q)),
+            select("Status", "status", "status", &statuses),
+        ],
+        "Search",
+    );
+    let accounts = captioned_table(
+        &format!("Service accounts of {o}"),
+        &["name", "status", "scopes", "created"],
+        &rows,
+        Some("No service accounts."),
+    );
+    let body = format!(
+        "<p><a href=\"/console/o/{o}/sa/new\">Create a service account</a></p>{search}{accounts}{more}"
+    );
+    page(ctx, "Service accounts", Some(org), &body)
 }
 
 /// The resource × read/write grid of scope checkboxes.
@@ -421,8 +403,8 @@ fn scope_grid(ctx: &Ctx<'_>, checked: &[&str]) -> String {
         ));
     }
     format!(
-        "<fieldset><legend>Scopes (write covers read; grant the least the integration needs)</legend>\
-         <table><tr><th scope=\"col\">resource</th><th scope=\"col\">read</th><th scope=\"col\">write</th></tr>{rows}</table></fieldset>"
+        "<fieldset><legend>Scopes (write covers read; grant the least the integration needs)</legend>{}</fieldset>",
+        table(&["resource", "read", "write"], &rows, None)
     )
 }
 
@@ -436,14 +418,7 @@ fn sa_new(ctx: &Ctx<'_>, org: &str) -> AdminReply {
         csrf_input(ctx.session),
         scope_grid(ctx, &[])
     );
-    layout(
-        ctx,
-        StatusCode::OK,
-        "Create a service account",
-        Some(org),
-        &body,
-        None,
-    )
+    page(ctx, "Create a service account", Some(org), &body)
 }
 
 /// The page that shows a secret once, with a copy button.
@@ -451,16 +426,12 @@ fn secret_page(ctx: &Ctx<'_>, org: &str, sa_id: &str, title: &str, cred: &Value)
     let o = esc(org);
     let body = format!(
         "<div class=\"secret\" role=\"alert\"><p><strong>Copy the client secret now.</strong> \
-         It is shown only this once; tollgate keeps only its hash.</p>\
-         <p><label for=\"client-id\">client_id</label><br><input type=\"text\" id=\"client-id\" readonly size=\"40\" value=\"{cid}\"> \
-         <button type=\"button\" data-copy=\"client-id\" hidden>Copy</button></p>\
-         <p><label for=\"client-secret\">client_secret</label><br><input type=\"text\" id=\"client-secret\" readonly size=\"60\" value=\"{secret}\"> \
-         <button type=\"button\" data-copy=\"client-secret\" hidden>Copy</button></p></div>\
+         It is shown only this once; tollgate keeps only its hash.</p>{cid}{secret}</div>\
          <p>Use them at the token endpoint (<code>POST /api/auth/oauth2/token</code>, \
          <code>grant_type=client_credentials</code>); cache the token until shortly before \
          <code>expires_in</code>.</p><p><a href=\"/console/o/{o}/sa/{sa}\">Go to the service account</a></p>",
-        cid = s(cred, "client_id"),
-        secret = s(cred, "client_secret"),
+        cid = copyable("client_id", "client-id", 40, &s(cred, "client_id")),
+        secret = copyable("client_secret", "client-secret", 60, &s(cred, "client_secret")),
         sa = esc(sa_id),
     );
     layout(
@@ -508,52 +479,53 @@ async fn sa_detail(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
     let mut rows = String::new();
     let list = creds["data"].as_array().cloned().unwrap_or_default();
     for c in &list {
-        rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            s(c, "client_id"),
+        rows.push_str(&row(&[
+            code(&s(c, "client_id")),
             s(c, "name"),
             s(c, "created_at"),
             time_or_never(c, "last_used_at"),
             match c["previous_secret_expires_at"].as_str() {
                 Some(t) => format!("old secret valid until {}", esc(t)),
                 None => "-".to_string(),
-            }
-        ));
+            },
+        ]));
     }
-    let scopes: Vec<&str> = v["scopes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
     let active = v["status"].as_str() == Some("active");
     let rotate = if list.len() == 1 {
-        format!(
-            "<form method=\"post\" action=\"{}/rotate\">{}<label for=\"grace\">Keep the old secret working for (seconds, 0 to 86400)</label> \
-             <input type=\"number\" id=\"grace\" name=\"grace_seconds\" min=\"0\" max=\"86400\" value=\"0\"> \
-             <button type=\"submit\">Rotate the secret</button></form>",
-            esc(&here),
-            csrf_input(cs)
+        let grace = input(
+            "Keep the old secret working for (seconds, 0 to 86400)",
+            "number",
+            "grace",
+            "grace_seconds",
+            " min=\"0\" max=\"86400\" value=\"0\"",
+        );
+        form(
+            Submit::Post(cs),
+            &format!("{here}/rotate"),
+            &[grace],
+            "Rotate the secret",
         )
     } else {
         "<p>Rotation here needs exactly one credential.</p>".to_string()
     };
+    let fields = [
+        field_row("id", &code(&s(&v, "id"))),
+        field_row("description", &s(&v, "description")),
+        field_row("status", &s(&v, "status")),
+        field_row("scopes", &code(&scopes(&v))),
+        field_row("created", &s(&v, "created_at")),
+        field_row("updated", &s(&v, "updated_at")),
+        super::settings::account_settings_rows(&v),
+    ]
+    .concat();
+    let credentials = table(
+        &["client_id", "name", "created", "last used", "rotation"],
+        &rows,
+        None,
+    );
     let body = format!(
-        "<table><tr><th scope=\"row\">id</th><td><code>{id}</code></td></tr>\
-         <tr><th scope=\"row\">description</th><td>{desc}</td></tr>\
-         <tr><th scope=\"row\">status</th><td>{status}</td></tr>\
-         <tr><th scope=\"row\">scopes</th><td><code>{scopes}</code></td></tr>\
-         <tr><th scope=\"row\">created</th><td>{created}</td></tr>\
-         <tr><th scope=\"row\">updated</th><td>{updated}</td></tr>{settings}</table>\
-         <h2>Credentials</h2><table><tr><th scope=\"col\">client_id</th><th scope=\"col\">name</th><th scope=\"col\">created</th><th scope=\"col\">last used</th><th scope=\"col\">rotation</th></tr>{rows}</table>\
+        "<table>{fields}</table><h2>Credentials</h2>{credentials}\
          <h2>Actions</h2>{rotate}<p>{toggle} {revoke} <a href=\"{here}/delete\">Delete…</a></p>",
-        id = s(&v, "id"),
-        desc = s(&v, "description"),
-        status = s(&v, "status"),
-        scopes = esc(&scopes.join(" ")),
-        created = s(&v, "created_at"),
-        updated = s(&v, "updated_at"),
-        settings = super::settings::account_settings_rows(&v),
         toggle = button_form(
             cs,
             &format!("{here}/status"),
@@ -561,16 +533,20 @@ async fn sa_detail(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
             &[("status", if active { "disabled" } else { "active" })],
             false
         ),
-        revoke = button_form(cs, &format!("{here}/revoke-tokens"), "Revoke all tokens", &[], false),
+        revoke = button_form(
+            cs,
+            &format!("{here}/revoke-tokens"),
+            "Revoke all tokens",
+            &[],
+            false
+        ),
         here = esc(&here),
     );
-    layout(
+    page(
         ctx,
-        StatusCode::OK,
         &format!("Service account {}", v["name"].as_str().unwrap_or("")),
         Some(org),
         &body,
-        None,
     )
 }
 
@@ -641,14 +617,7 @@ async fn sa_confirm_delete(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
         button_form(ctx.session, &format!("{here}/delete"), "Delete for good", &[], true),
         esc(&here)
     );
-    layout(
-        ctx,
-        StatusCode::OK,
-        "Delete the service account?",
-        Some(org),
-        &body,
-        None,
-    )
+    page(ctx, "Delete the service account?", Some(org), &body)
 }
 
 async fn sa_delete(ctx: &Ctx<'_>, org: &str, sa: &str) -> AdminReply {
@@ -664,23 +633,25 @@ async fn ws_list(ctx: &Ctx<'_>, org: &str) -> AdminReply {
     let o = esc(org);
     let mut rows = String::new();
     for ws in v["data"].as_array().into_iter().flatten() {
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/console/o/{o}/ws/{id}\">{name}</a></td><td><code>{id}</code></td><td>{}</td></tr>",
+        let id = s(ws, "id");
+        rows.push_str(&row(&[
+            format!("<a href=\"/console/o/{o}/ws/{id}\">{}</a>", s(ws, "name")),
+            code(&id),
             s(ws, "created_at"),
-            id = s(ws, "id"),
-            name = s(ws, "name"),
-        ));
+        ]));
     }
-    empty_row(&mut rows, 3, "No workspaces.");
-    let body = format!(
-        "<table><tr><th scope=\"col\">name</th><th scope=\"col\">id</th><th scope=\"col\">created</th></tr>{rows}</table>\
-         <h2>Add a workspace</h2><form method=\"post\" action=\"/console/o/{o}/ws\">{}\
-         <label for=\"ws-id\">Id</label> <input type=\"text\" id=\"ws-id\" name=\"id\" required pattern=\"[A-Za-z0-9_\\-]{{1,64}}\"> \
-         <label for=\"ws-name\">Name</label> <input type=\"text\" id=\"ws-name\" name=\"name\" required maxlength=\"128\"> \
-         <button type=\"submit\">Save</button></form>",
-        csrf_input(ctx.session)
+    let workspaces = table(&["name", "id", "created"], &rows, Some("No workspaces."));
+    let add = form(
+        Submit::Post(ctx.session),
+        &format!("/console/o/{org}/ws"),
+        &[
+            input("Id", "text", "ws-id", "id", ID_ATTRS),
+            input("Name", "text", "ws-name", "name", NAME_ATTRS),
+        ],
+        "Save",
     );
-    layout(ctx, StatusCode::OK, "Workspaces", Some(org), &body, None)
+    let body = format!("{workspaces}<h2>Add a workspace</h2>{add}");
+    page(ctx, "Workspaces", Some(org), &body)
 }
 
 async fn ws_create(ctx: &Ctx<'_>, org: &str, f: &Form) -> AdminReply {
@@ -738,31 +709,27 @@ async fn ws_detail(ctx: &Ctx<'_>, org: &str, ws: &str) -> AdminReply {
     let mut env_rows = String::new();
     for e in envs["data"].as_array().into_iter().flatten() {
         let id = e["id"].as_str().unwrap_or("");
-        env_rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            esc(id),
+        env_rows.push_str(&row(&[
+            code(&esc(id)),
             s(e, "name"),
-            button_form(cs, &format!("{here}/env/{id}/delete"), "Remove", &[], true)
-        ));
+            button_form(cs, &format!("{here}/env/{id}/delete"), "Remove", &[], true),
+        ]));
     }
-    empty_row(&mut env_rows, 3, "No environments.");
     let mut member_rows = String::new();
     for m in members["data"].as_array().into_iter().flatten() {
         let sa = m["service_account_id"].as_str().unwrap_or("");
-        member_rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            esc(sa),
+        member_rows.push_str(&row(&[
+            code(&esc(sa)),
             s(m, "role"),
             button_form(
                 cs,
                 &format!("{here}/members/{sa}/delete"),
                 "Remove",
                 &[],
-                true
-            )
-        ));
+                true,
+            ),
+        ]));
     }
-    empty_row(&mut member_rows, 3, "No members.");
     // The member picker: service accounts found by name, each with a role.
     let q = ctx.q("q");
     let mut picks = String::new();
@@ -799,28 +766,43 @@ async fn ws_detail(ctx: &Ctx<'_>, org: &str, ws: &str) -> AdminReply {
         }
         picks = format!("<ul>{picks}</ul>");
     }
-    let body = format!(
-        "<p>Workspace <code>{id}</code></p>\
-         <h2>Environments</h2><table><tr><th scope=\"col\">id</th><th scope=\"col\">name</th><th scope=\"col\"></th></tr>{env_rows}</table>\
-         <form method=\"post\" action=\"{h}/env\">{csrf}<label for=\"env-id\">Id</label> \
-         <input type=\"text\" id=\"env-id\" name=\"id\" required pattern=\"[A-Za-z0-9_\\-]{{1,64}}\"> \
-         <label for=\"env-name\">Name</label> <input type=\"text\" id=\"env-name\" name=\"name\" required maxlength=\"128\"> \
-         <button type=\"submit\">Add environment</button></form>\
-         <h2>Members</h2><table><tr><th scope=\"col\">service account</th><th scope=\"col\">role</th><th scope=\"col\"></th></tr>{member_rows}</table>\
-         <h3>Add members</h3><form method=\"get\" action=\"{h}\" role=\"search\"><label for=\"pick\">Find a service account by name</label> \
-         <input type=\"search\" id=\"pick\" name=\"q\" value=\"{q}\"> <button type=\"submit\">Find</button></form>{picks}",
-        id = s(&w, "id"),
-        h = esc(&here),
-        csrf = csrf_input(cs),
-        q = esc(q),
+    let envs = table(&["id", "name", ""], &env_rows, Some("No environments."));
+    let add_env = form(
+        Submit::Post(cs),
+        &format!("{here}/env"),
+        &[
+            input("Id", "text", "env-id", "id", ID_ATTRS),
+            input("Name", "text", "env-name", "name", NAME_ATTRS),
+        ],
+        "Add environment",
     );
-    layout(
+    let members = table(
+        &["service account", "role", ""],
+        &member_rows,
+        Some("No members."),
+    );
+    let find = form(
+        Submit::Get { search: true },
+        &here,
+        &[input(
+            "Find a service account by name",
+            "search",
+            "pick",
+            "q",
+            &value(q),
+        )],
+        "Find",
+    );
+    let body = format!(
+        "<p>Workspace <code>{}</code></p><h2>Environments</h2>{envs}{add_env}\
+         <h2>Members</h2>{members}<h3>Add members</h3>{find}{picks}",
+        s(&w, "id"),
+    );
+    page(
         ctx,
-        StatusCode::OK,
         &format!("Workspace {}", w["name"].as_str().unwrap_or("")),
         Some(org),
         &body,
-        None,
     )
 }
 
@@ -892,17 +874,15 @@ async fn audit(ctx: &Ctx<'_>, org: &str) -> AdminReply {
     }
     let mut rows = String::new();
     for e in &shown {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
+        rows.push_str(&row(&[
             s(e, "time"),
-            s(e, "actor"),
+            code(&s(e, "actor")),
             s(e, "action"),
-            s(e, "target"),
+            code(&s(e, "target")),
             s(e, "outcome"),
-            esc(&e["details"].to_string())
-        ));
+            code(&esc(&e["details"].to_string())),
+        ]));
     }
-    empty_row(&mut rows, 6, "No events match.");
     let o = esc(org);
     let more = cursor
         .map(|c| {
@@ -920,22 +900,43 @@ async fn audit(ctx: &Ctx<'_>, org: &str) -> AdminReply {
             )
         })
         .unwrap_or_default();
-    let body = format!(
-        "<form method=\"get\" action=\"/console/o/{o}/audit\" role=\"search\">\
-         <label for=\"actor\">Actor</label> <input type=\"search\" id=\"actor\" name=\"actor\" value=\"{}\"> \
-         <label for=\"sa\">Service account id</label> <input type=\"search\" id=\"sa\" name=\"sa\" value=\"{}\"> \
-         <label for=\"action\">Action</label> <input type=\"search\" id=\"action\" name=\"action\" value=\"{}\" placeholder=\"token.issue\"> \
-         <label for=\"from\">From (UTC)</label> <input type=\"datetime-local\" id=\"from\" name=\"from\" value=\"{}\"> \
-         <label for=\"to\">To (UTC)</label> <input type=\"datetime-local\" id=\"to\" name=\"to\" value=\"{}\"> \
-         <button type=\"submit\">Filter</button></form>\
-         <table><tr><th scope=\"col\">time</th><th scope=\"col\">actor</th><th scope=\"col\">action</th><th scope=\"col\">target</th><th scope=\"col\">outcome</th><th scope=\"col\">details</th></tr>{rows}</table>{more}",
-        esc(actor),
-        esc(sa),
-        esc(action),
-        esc(ctx.q("from")),
-        esc(ctx.q("to")),
+    let filter = form(
+        Submit::Get { search: true },
+        &format!("/console/o/{org}/audit"),
+        &[
+            input("Actor", "search", "actor", "actor", &value(actor)),
+            input("Service account id", "search", "sa", "sa", &value(sa)),
+            input(
+                "Action",
+                "search",
+                "action",
+                "action",
+                &format!("{} placeholder=\"token.issue\"", value(action)),
+            ),
+            input(
+                "From (UTC)",
+                "datetime-local",
+                "from",
+                "from",
+                &value(ctx.q("from")),
+            ),
+            input(
+                "To (UTC)",
+                "datetime-local",
+                "to",
+                "to",
+                &value(ctx.q("to")),
+            ),
+        ],
+        "Filter",
     );
-    layout(ctx, StatusCode::OK, "Audit events", Some(org), &body, None)
+    let events = table(
+        &["time", "actor", "action", "target", "outcome", "details"],
+        &rows,
+        Some("No events match."),
+    );
+    let body = format!("{filter}{events}{more}");
+    page(ctx, "Audit events", Some(org), &body)
 }
 
 /// Operators only: the routes are shared by every organization.
@@ -951,31 +952,28 @@ fn authz(ctx: &Ctx<'_>) -> AdminReply {
         );
     }
     let (rows, span) = ctx.admin.console().overview();
-    let mut table = String::new();
+    let mut table_rows = String::new();
     for ((route, decision, reason), recent, total) in &rows {
-        table.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{recent}</td><td>{total}</td></tr>",
-            esc(route),
+        table_rows.push_str(&row(&[
+            code(&esc(route)),
             esc(decision),
-            esc(reason)
-        ));
+            esc(reason),
+            recent.to_string(),
+            total.to_string(),
+        ]));
     }
-    empty_row(&mut table, 5, "No decisions yet.");
+    let decisions = table(
+        &["route", "decision", "reason", "recent", "since start"],
+        &table_rows,
+        Some("No decisions yet."),
+    );
     let body = format!(
         "<p>Decisions of this process on the proxy listener, by route and reason. \
-         \"Recent\" counts the last {} s (at most {} s: the console samples the counters while it is used).</p>\
-         <table><tr><th scope=\"col\">route</th><th scope=\"col\">decision</th><th scope=\"col\">reason</th><th scope=\"col\">recent</th><th scope=\"col\">since start</th></tr>{table}</table>",
+         \"Recent\" counts the last {} s (at most {} s: the console samples the counters while it is used).</p>{decisions}",
         span.as_secs(),
         WINDOW.as_secs()
     );
-    layout(
-        ctx,
-        StatusCode::OK,
-        "Authorization overview",
-        None,
-        &body,
-        None,
-    )
+    page(ctx, "Authorization overview", None, &body)
 }
 
 /// Admin keys of the organization: operators and organization keys list
@@ -985,40 +983,50 @@ async fn keys(ctx: &Ctx<'_>, org: &str) -> AdminReply {
     if !status.is_success() {
         return failed(ctx, Some(org), status, &v);
     }
-    let o = esc(org);
     let cs = ctx.session;
     let mut rows = String::new();
     for k in v["data"].as_array().into_iter().flatten() {
         let id = k["id"].as_str().unwrap_or("");
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        rows.push_str(&row(&[
             s(k, "name"),
             match k["workspace_id"].as_str() {
-                Some(ws) => format!("workspace <code>{}</code>", esc(ws)),
+                Some(ws) => format!("workspace {}", code(&esc(ws))),
                 None => "organization".to_string(),
             },
-            s(k, "created_by"),
+            code(&s(k, "created_by")),
             s(k, "created_at"),
             time_or_never(k, "last_used_at"),
-            button_form(cs, &format!("/console/o/{org}/keys/{id}/delete"), "Revoke", &[], true)
-        ));
+            button_form(
+                cs,
+                &format!("/console/o/{org}/keys/{id}/delete"),
+                "Revoke",
+                &[],
+                true,
+            ),
+        ]));
     }
-    empty_row(&mut rows, 6, "No admin keys.");
     let org_option = if matches!(cs.principal.reach, Reach::Operator) {
         "<option value=\"\">the whole organization</option>"
     } else {
         ""
     };
-    let body = format!(
-        "<table><tr><th scope=\"col\">name</th><th scope=\"col\">reaches</th><th scope=\"col\">made by</th><th scope=\"col\">created</th><th scope=\"col\">last used</th><th scope=\"col\"></th></tr>{rows}</table>\
-         <h2>Make a key</h2><form method=\"post\" action=\"/console/o/{o}/keys\">{}\
-         <label for=\"key-name\">Name</label> <input type=\"text\" id=\"key-name\" name=\"name\" required maxlength=\"128\"> \
-         <label for=\"key-ws\">Reaches</label> <select id=\"key-ws\" name=\"workspace\">{org_option}{}</select> \
-         <button type=\"submit\">Make the key</button></form>",
-        csrf_input(cs),
-        workspace_options(ctx, org).await,
+    let keys = table(
+        &["name", "reaches", "made by", "created", "last used", ""],
+        &rows,
+        Some("No admin keys."),
     );
-    layout(ctx, StatusCode::OK, "Admin keys", Some(org), &body, None)
+    let reaches = format!("{org_option}{}", workspace_options(ctx, org).await);
+    let make = form(
+        Submit::Post(cs),
+        &format!("/console/o/{org}/keys"),
+        &[
+            input("Name", "text", "key-name", "name", NAME_ATTRS),
+            select("Reaches", "key-ws", "workspace", &reaches),
+        ],
+        "Make the key",
+    );
+    let body = format!("{keys}<h2>Make a key</h2>{make}");
+    page(ctx, "Admin keys", Some(org), &body)
 }
 
 async fn workspace_options(ctx: &Ctx<'_>, org: &str) -> String {
@@ -1047,10 +1055,9 @@ async fn key_create(ctx: &Ctx<'_>, org: &str, f: &Form) -> AdminReply {
     }
     let body = format!(
         "<div class=\"secret\" role=\"alert\"><p><strong>Copy the key now.</strong> It is shown only this once.</p>\
-         <p><label for=\"admin-key\">admin key</label><br><input type=\"text\" id=\"admin-key\" readonly size=\"80\" value=\"{}\"> \
-         <button type=\"button\" data-copy=\"admin-key\" hidden>Copy</button></p></div>\
+         {}</div>\
          <p><a href=\"/console/o/{}/keys\">Back to the admin keys</a></p>",
-        s(&v, "key"),
+        copyable("admin key", "admin-key", 80, &s(&v, "key")),
         esc(org)
     );
     layout(

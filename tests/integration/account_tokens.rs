@@ -8,21 +8,13 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const POLICY: &str = r#"
-[[route]]
-name = "tools"
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
-"#;
-
-/// One instance with [`POLICY`] in front of `echo`, trusting 127.0.0.1 as
+/// One instance with [`TOOLS_ROUTE`] in front of `echo`, trusting 127.0.0.1 as
 /// a proxy, plus `extra` config.
 async fn instance(echo: &EchoUpstream, prefix: &str, extra: &str) -> Tollgate {
     Tollgate::start(
         TollgateOptions::new()
             .key_prefix(prefix)
-            .policy("p.toml", POLICY)
+            .policy("p.toml", TOOLS_ROUTE)
             .upstream("backend", &[echo.addr_string()])
             .toml(format!(
                 "[proxy]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[store]\ntimeout_ms = 2000\n{extra}"
@@ -384,7 +376,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     let t = Tollgate::start(
         TollgateOptions::new()
             .key_prefix(unique_prefix())
-            .policy("p.toml", POLICY)
+            .policy("p.toml", TOOLS_ROUTE)
             .upstream("backend", &[echo.addr_string()]),
     )
     .await;

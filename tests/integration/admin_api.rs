@@ -56,23 +56,12 @@ const AUDIT_FIELDS: &[&str] = &[
     "details",
 ];
 
-/// An instance whose one route's upstream nothing listens on.
-fn options() -> TollgateOptions {
-    tools_read_options(&dead_addr(), None)
-}
-
 fn sa_path(org: &str, sa: &str) -> String {
     format!("/v1/organizations/{org}/service-accounts/{sa}")
 }
 
 fn ws_path(org: &str, ws: &str) -> String {
     format!("/v1/organizations/{org}/workspaces/{ws}")
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
 }
 
 #[track_caller]
@@ -539,19 +528,19 @@ async fn registry_round_trip(tg: &Tollgate) {
 
 #[tokio::test]
 async fn every_registry_endpoint_answers_with_its_status_and_shape_on_redis() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     registry_round_trip(&tg).await;
 }
 
 #[tokio::test]
 async fn every_registry_endpoint_answers_with_its_status_and_shape_on_the_memory_store() {
-    let tg = Tollgate::start(options().memory()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None).memory()).await;
     registry_round_trip(&tg).await;
 }
 
 #[tokio::test]
 async fn secrets_are_shown_only_when_created_or_rotated() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, first) = new_account(&tg, &org, "shown-once", &["tools:read"]).await;
@@ -594,7 +583,7 @@ async fn secrets_are_shown_only_when_created_or_rotated() {
 
 #[tokio::test]
 async fn lists_walk_every_item_once_with_limit_and_after() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
 
@@ -662,7 +651,7 @@ async fn lists_walk_every_item_once_with_limit_and_after() {
 
 #[tokio::test]
 async fn limit_defaults_to_fifty_and_outside_one_to_two_hundred_is_rejected() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     for i in 0..51 {
@@ -695,7 +684,7 @@ async fn limit_defaults_to_fifty_and_outside_one_to_two_hundred_is_rejected() {
 
 #[tokio::test]
 async fn q_finds_service_accounts_by_case_insensitive_substring_of_the_name() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (billing, _, _) = new_account(&tg, &org, "Billing Export", &["chat:read"]).await;
@@ -738,7 +727,7 @@ async fn q_finds_service_accounts_by_case_insensitive_substring_of_the_name() {
 
 #[tokio::test]
 async fn malformed_service_account_bodies_name_the_field_and_write_nothing() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let path = format!("{}/service-accounts", org_path(&org));
@@ -816,7 +805,7 @@ async fn malformed_service_account_bodies_name_the_field_and_write_nothing() {
 
 #[tokio::test]
 async fn malformed_patches_name_the_field_and_change_nothing() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, _, _) = new_account(&tg, &org, "steady", &["chat:read"]).await;
@@ -871,7 +860,7 @@ async fn malformed_patches_name_the_field_and_change_nothing() {
 
 #[tokio::test]
 async fn malformed_workspace_environment_and_member_requests_name_the_field() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let ws = unique_id("ws");
@@ -936,7 +925,7 @@ async fn malformed_workspace_environment_and_member_requests_name_the_field() {
 
 #[tokio::test]
 async fn ids_that_do_not_match_their_pattern_are_rejected_and_named() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, _, _) = new_account(&tg, &org, "pattern", &["chat:read"]).await;
@@ -978,7 +967,7 @@ async fn ids_that_do_not_match_their_pattern_are_rejected_and_named() {
 
 #[tokio::test]
 async fn rotation_rejects_a_grace_period_outside_zero_to_one_day() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "grace", &["chat:read"]).await;
@@ -1028,7 +1017,7 @@ async fn rotation_rejects_a_grace_period_outside_zero_to_one_day() {
 
 #[tokio::test]
 async fn bodies_over_64_kib_are_refused_and_write_nothing() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let path = format!("{}/service-accounts", org_path(&org));
@@ -1067,7 +1056,7 @@ async fn bodies_over_64_kib_are_refused_and_write_nothing() {
 
 #[tokio::test]
 async fn a_missing_or_wrong_admin_key_is_unauthorized_everywhere_but_health() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, _, _) = new_account(&tg, &org, "guarded", &["chat:read"]).await;
@@ -1155,7 +1144,7 @@ async fn a_missing_or_wrong_admin_key_is_unauthorized_everywhere_but_health() {
 
 #[tokio::test]
 async fn another_organizations_objects_are_not_found() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let (org, intruder) = (unique_id("org"), unique_id("org"));
     let (sa, client_id, secret) = new_account(&tg, &org, "owned", &["chat:read"]).await;
@@ -1286,7 +1275,7 @@ async fn another_organizations_objects_are_not_found() {
 
 #[tokio::test]
 async fn unknown_ids_of_the_right_shape_are_not_found() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, _, _) = new_account(&tg, &org, "known", &["chat:read"]).await;
@@ -1323,7 +1312,7 @@ async fn unknown_ids_of_the_right_shape_are_not_found() {
 
 #[tokio::test]
 async fn account_level_rotation_needs_exactly_one_credential() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "two keys", &["chat:read"]).await;
@@ -1368,7 +1357,7 @@ async fn account_level_rotation_needs_exactly_one_credential() {
 
 #[tokio::test]
 async fn an_environment_id_belongs_to_one_workspace_of_one_organization() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let (org, other_org) = (unique_id("org"), unique_id("org"));
     let (ws, ws2, foreign_ws) = (unique_id("ws"), unique_id("ws"), unique_id("ws"));
@@ -1404,7 +1393,7 @@ async fn an_environment_id_belongs_to_one_workspace_of_one_organization() {
 
 #[tokio::test]
 async fn deleting_an_account_removes_its_credentials_and_memberships() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "doomed", &["chat:read"]).await;
@@ -1452,7 +1441,7 @@ async fn deleting_an_account_removes_its_credentials_and_memberships() {
 
 #[tokio::test]
 async fn deleting_a_workspace_removes_its_environments_and_memberships_and_frees_the_ids() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, _, _) = new_account(&tg, &org, "member", &["chat:read"]).await;
@@ -1512,7 +1501,7 @@ async fn deleting_a_workspace_removes_its_environments_and_memberships_and_frees
 
 #[tokio::test]
 async fn an_account_without_credentials_gets_no_tokens_until_one_is_added() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "keyless", &["chat:read"]).await;
@@ -1542,7 +1531,7 @@ async fn an_account_without_credentials_gets_no_tokens_until_one_is_added() {
 
 #[tokio::test]
 async fn a_credential_shows_when_it_was_last_used() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "used", &["chat:read"]).await;
     assert_eq!(
@@ -1563,7 +1552,7 @@ async fn a_credential_shows_when_it_was_last_used() {
 
 #[tokio::test]
 async fn rotation_without_grace_invalidates_the_old_secret_at_once() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, old) = new_account(&tg, &org, "rotating", &["chat:read"]).await;
@@ -1599,7 +1588,7 @@ async fn rotation_without_grace_invalidates_the_old_secret_at_once() {
 
 #[tokio::test]
 async fn rotation_with_grace_accepts_both_secrets_until_the_grace_ends() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, old) = new_account(&tg, &org, "graceful", &["chat:read"]).await;
@@ -1643,7 +1632,7 @@ async fn rotation_with_grace_accepts_both_secrets_until_the_grace_ends() {
 
 #[tokio::test]
 async fn rotating_again_during_a_grace_period_drops_the_oldest_secret() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, first) = new_account(&tg, &org, "twice", &["chat:read"]).await;
@@ -1667,7 +1656,7 @@ async fn rotating_again_during_a_grace_period_drops_the_oldest_secret() {
 
 #[tokio::test]
 async fn revoking_an_accounts_tokens_counts_them_and_stops_only_them() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "revoked", &["chat:read"]).await;
@@ -1710,7 +1699,7 @@ async fn revoking_an_accounts_tokens_counts_them_and_stops_only_them() {
 
 #[tokio::test]
 async fn revoking_an_organizations_tokens_stops_all_of_them_and_no_others() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let (org, other) = (unique_id("org"), unique_id("org"));
     let (sa, client_id, secret) = new_account(&tg, &org, "one", &["chat:read"]).await;
@@ -1749,7 +1738,7 @@ async fn revoking_an_organizations_tokens_stops_all_of_them_and_no_others() {
 
 #[tokio::test]
 async fn disabling_stops_new_tokens_and_enabling_allows_them_again() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "switch", &["chat:read"]).await;
@@ -1786,7 +1775,7 @@ async fn disabling_stops_new_tokens_and_enabling_allows_them_again() {
 
 #[tokio::test]
 async fn by_default_tokens_outlive_disable_rotate_scope_change_and_delete() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, client_id, secret) = new_account(&tg, &org, "lenient", &["chat:write"]).await;
@@ -1825,7 +1814,7 @@ async fn by_default_tokens_outlive_disable_rotate_scope_change_and_delete() {
 #[tokio::test]
 async fn revoke_on_every_event_stops_live_tokens_at_once() {
     let tg = Tollgate::start(
-        options()
+        tools_read_unreachable(None)
             .toml("[tokens]\nrevoke_on = [\"disable\", \"delete\", \"rotate\", \"scope_change\"]"),
     )
     .await;
@@ -1915,7 +1904,7 @@ async fn revoke_on_every_event_stops_live_tokens_at_once() {
 
 #[tokio::test]
 async fn every_mutation_is_audited_newest_first_with_actor_action_target_and_outcome() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let started = OffsetDateTime::now_utc() - time::Duration::seconds(1);
@@ -2029,7 +2018,7 @@ async fn every_mutation_is_audited_newest_first_with_actor_action_target_and_out
 
 #[tokio::test]
 async fn refused_mutations_are_audited_as_failures_and_reads_are_not_audited() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let admin = tg.admin();
     let org = unique_id("org");
     let (sa, _, _) = new_account(&tg, &org, "refusals", &["chat:read"]).await;
@@ -2121,7 +2110,7 @@ async fn a_configured_key_name_is_the_audit_actor() {
         },
     )
     .expect("hash");
-    let tg = Tollgate::start(options().toml(format!(
+    let tg = Tollgate::start(tools_read_unreachable(None).toml(format!(
         "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
     )))
     .await;
@@ -2148,7 +2137,7 @@ async fn a_configured_key_name_is_the_audit_actor() {
 
 #[tokio::test]
 async fn health_answers_without_a_key_and_readiness_follows_the_store() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let client = tg.admin().without_key();
     let (status, _) = client.get("/healthz").await;
     assert_eq!(status, StatusCode::OK);
@@ -2160,7 +2149,7 @@ async fn health_answers_without_a_key_and_readiness_follows_the_store() {
 async fn with_the_store_unreachable_readyz_is_503_and_admin_calls_fail_fast() {
     let timeout_ms = 300;
     let tg = Tollgate::start(
-        options()
+        tools_read_unreachable(None)
             .redis_url(format!("redis://{}/0", dead_addr()))
             .toml(format!("[store]\ntimeout_ms = {timeout_ms}"))
             .no_wait_ready(),
@@ -2274,9 +2263,13 @@ async fn guessing_admin_keys_does_not_hold_up_the_token_endpoint() {
         &real,
     )
     .expect("hash");
-    let tg = Tollgate::start(options().argon2_at_default_cost("").toml(format!(
-        "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
-    )))
+    let tg = Tollgate::start(
+        tools_read_unreachable(None)
+            .argon2_at_default_cost("")
+            .toml(format!(
+                "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
+            )),
+    )
     .await;
     let org = unique_id("org");
     let (_, client_id, secret) = tg

@@ -39,15 +39,6 @@ fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-const ROUTE: &str = r#"
-[[route]]
-name = "tools-read"
-methods = ["GET"]
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
-"#;
-
 /// A folder with `tollgate.toml` (the given text plus a memory store, a
 /// policy folder and an upstream) and `policies/routes.toml`.
 struct ConfigDir {
@@ -61,7 +52,7 @@ impl ConfigDir {
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir(dir.path().join("policies")).expect("policy dir");
-        std::fs::write(dir.path().join("policies/routes.toml"), ROUTE).expect("policy");
+        std::fs::write(dir.path().join("policies/routes.toml"), TOOLS_READ_ROUTE).expect("policy");
         let config = format!(
             "{extra_config}\n\n[policies]\ndir = \"policies\"\n\n\
              [upstreams.backend]\naddrs = [\"127.0.0.1:7001\"]\n"
@@ -322,7 +313,7 @@ async fn hash_key_prints_an_argon2id_hash_that_the_server_accepts_as_an_admin_ke
     let tg = Tollgate::start(
         TollgateOptions::new()
             .upstream("backend", &[dead_addr()])
-            .policy("routes.toml", ROUTE)
+            .policy("routes.toml", TOOLS_READ_ROUTE)
             .toml(format!(
                 "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}, \
                  {{ name = \"other\", hash = '{}' }}]",

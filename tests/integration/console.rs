@@ -138,7 +138,7 @@ impl<'a> Browser<'a> {
 
 #[tokio::test]
 async fn sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_it() {
-    let tg = Tollgate::start(tools_read_options(&dead_addr(), Some("member"))).await;
+    let tg = Tollgate::start(tools_read_unreachable(Some("member"))).await;
     let mut b = Browser::new(&tg);
     let page = b.get("/console/orgs").await;
     assert_eq!(
@@ -235,7 +235,7 @@ async fn sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_it() {
 
 #[tokio::test]
 async fn posts_without_the_session_s_csrf_token_change_nothing() {
-    let tg = Tollgate::start(tools_read_options(&dead_addr(), Some("member"))).await;
+    let tg = Tollgate::start(tools_read_unreachable(Some("member"))).await;
     let org = unique_id("org");
     let mut b = Browser::new(&tg);
     b.sign_in(tg.admin_key()).await;
@@ -270,7 +270,7 @@ async fn posts_without_the_session_s_csrf_token_change_nothing() {
 
 #[tokio::test]
 async fn an_organization_key_sees_no_other_organization_and_revocation_ends_its_session() {
-    let tg = Tollgate::start(tools_read_options(&dead_addr(), Some("member"))).await;
+    let tg = Tollgate::start(tools_read_unreachable(Some("member"))).await;
     let (acme, globex) = (unique_id("acme"), unique_id("globex"));
     let (sa, _, _) = tg
         .admin()
@@ -513,7 +513,7 @@ async fn a_service_account_s_whole_life_through_the_console() {
 
 #[tokio::test]
 async fn an_organization_admin_makes_and_revokes_a_workspace_key_in_the_console() {
-    let tg = Tollgate::start(tools_read_options(&dead_addr(), Some("member"))).await;
+    let tg = Tollgate::start(tools_read_unreachable(Some("member"))).await;
     let org = unique_id("org");
     tg.admin().put_workspace(&org, "team").await;
     let (_, made) = tg

@@ -15,46 +15,15 @@ use std::net::SocketAddr;
 
 use crate::common::*;
 
-/// A public route, workspace-member routes, a scope-only route and a route
-/// whose scope the world's account lacks.
-pub(crate) const POLICY: &str = r#"
-[[route]]
-name = "public"
-methods = ["GET", "HEAD", "POST"]
-path = "/public/**"
-upstream = "backend"
-auth = "none"
-
-[[route]]
-name = "workflows-read"
-methods = ["GET", "HEAD"]
-path = "/api/v1/workflows/**"
-upstream = "backend"
-scope = "workflows:read"
-workspace_role = "member"
-
-[[route]]
-name = "workflows-write"
-methods = ["POST", "PUT", "PATCH", "DELETE"]
-path = "/api/v1/workflows/**"
-upstream = "backend"
-scope = "workflows:write"
-workspace_role = "member"
-
-[[route]]
-name = "tools"
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
-
+/// A route whose scope the world's account lacks: with [`WORKFLOW_ROUTES`]
+/// and [`TOOLS_ROUTE`], the policy of [`Decisions`].
+const LOGS_ROUTE: &str = r#"
 [[route]]
 name = "logs"
 path = "/api/v1/logs/**"
 upstream = "backend"
 scope = "logs:read"
 "#;
-
-pub(crate) const REALM: &str = "Bearer realm=\"tollgate\"";
 
 /// The identity headers an allowed workspace request carries.
 pub(crate) const IDENTITY: [&str; 7] = [
@@ -99,8 +68,12 @@ impl Decisions {
         let opts = opts.toml(format!(
             "[server]\ndecisions_listen = \"127.0.0.1:{port}\"\n{server_toml}\n[decisions]\n{decisions_toml}\n{extra}"
         ));
-        let world =
-            World::start_with_policy(opts, POLICY, &["workflows:write", "tools:read"]).await;
+        let world = World::start_with_policy(
+            opts,
+            &[WORKFLOW_ROUTES, TOOLS_ROUTE, LOGS_ROUTE].concat(),
+            &["workflows:write", "tools:read"],
+        )
+        .await;
         Decisions {
             world,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

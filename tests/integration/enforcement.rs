@@ -8,33 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// Read and write routes under `/api/v1/workflows` that need a workspace
-/// member, an admin route listing every method, a scope-only route, a
-/// public route and a report-mode route.
-const POLICY: &str = r#"
-[[route]]
-name = "public"
-methods = ["GET", "HEAD", "POST"]
-path = "/public/**"
-upstream = "backend"
-auth = "none"
-
-[[route]]
-name = "workflows-read"
-methods = ["GET", "HEAD"]
-path = "/api/v1/workflows/**"
-upstream = "backend"
-scope = "workflows:read"
-workspace_role = "member"
-
-[[route]]
-name = "workflows-write"
-methods = ["POST", "PUT", "PATCH", "DELETE"]
-path = "/api/v1/workflows/**"
-upstream = "backend"
-scope = "workflows:write"
-workspace_role = "member"
-
+/// With [`WORKFLOW_ROUTES`] and [`TOOLS_ROUTE`]: an admin route under
+/// `/api/v1/workflows` listing every method, and a report-mode route.
+const ADMIN_AND_REPORT_ROUTES: &str = r#"
 [[route]]
 name = "workflows-admin"
 methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -42,12 +18,6 @@ path = "/api/v1/workflows/admin/**"
 upstream = "backend"
 scope = "workflows:write"
 workspace_role = "admin"
-
-[[route]]
-name = "tools"
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
 
 [[route]]
 name = "audit-report"
@@ -58,16 +28,21 @@ workspace_role = "member"
 mode = "report"
 "#;
 
-const REALM: &str = "Bearer realm=\"tollgate\"";
+/// Read and write routes under `/api/v1/workflows` that need a workspace
+/// member, an admin route listing every method, a scope-only route, a
+/// public route and a report-mode route.
+fn policy() -> String {
+    [WORKFLOW_ROUTES, TOOLS_ROUTE, ADMIN_AND_REPORT_ROUTES].concat()
+}
 
-/// A [`World`] with [`POLICY`]. The account holds `workflows:write tools:read` (no `logs:*`), role `member`.
+/// A [`World`] with [`policy`]. The account holds `workflows:write tools:read` (no `logs:*`), role `member`.
 async fn world() -> World {
     world_with(TollgateOptions::new()).await
 }
 
 /// [`world`] with these options.
 async fn world_with(opts: TollgateOptions) -> World {
-    World::start_with_policy(opts, POLICY, &["workflows:write", "tools:read"]).await
+    World::start_with_policy(opts, &policy(), &["workflows:write", "tools:read"]).await
 }
 
 impl World {
@@ -1067,7 +1042,7 @@ async fn a_store_that_never_answers_is_a_quick_503_not_a_hang() {
         TollgateOptions::new()
             .redis_url(format!("redis://{addr}/0"))
             .toml("[store]\ntimeout_ms = 200")
-            .policy("routes.toml", POLICY)
+            .policy("routes.toml", policy())
             .upstream("backend", &[echo.addr_string()])
             .no_wait_ready(),
     )

@@ -9,12 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::*;
-use crate::tls::EDGE_POLICY;
+use crate::tls::edge_policy;
 
 async fn h2_world(extra: &str) -> World {
     World::start_with_policy(
         TollgateOptions::new().toml(extra),
-        EDGE_POLICY,
+        &edge_policy(),
         &["tools:read"],
     )
     .await
@@ -293,7 +293,7 @@ async fn target(delay: Duration, extra: &str) -> Target {
     let tollgate = Tollgate::start(
         TollgateOptions::new()
             .memory()
-            .policy("routes.toml", EDGE_POLICY)
+            .policy("routes.toml", edge_policy())
             .upstream("backend", &[echo.addr_string()])
             .toml(extra),
     )
@@ -414,7 +414,7 @@ async fn an_h2_upstream_over_tls_is_reached_by_alpn() {
     let outer = Tollgate::start(
         TollgateOptions::new()
             .memory()
-            .policy("routes.toml", EDGE_POLICY)
+            .policy("routes.toml", edge_policy())
             .upstream(
                 "backend",
                 &[format!("localhost:{}", inner.tollgate.proxy_addr().port())],

@@ -6,21 +6,12 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const POLICY: &str = r#"
-[[route]]
-name = "status-public"
-methods = ["GET"]
-path = "/api/v1/status"
-upstream = "app"
-auth = "none"
-"#;
-
 async fn start(extra: &str) -> Tollgate {
     Tollgate::start(
         TollgateOptions::new()
             .memory()
             .upstream("app", &[dead_addr()])
-            .policy("routes.toml", POLICY)
+            .policy("routes.toml", APP_STATUS_ROUTE)
             .toml(extra),
     )
     .await

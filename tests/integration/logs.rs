@@ -5,28 +5,20 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const POLICY: &str = r#"
-[[route]]
-name = "tools-read"
-methods = ["GET"]
-path = "/api/v1/tools/**"
-upstream = "app"
-scope = "tools:read"
-
+/// `logs-read`: `GET /api/v1/logs/**` to `app` with `logs:read`.
+const LOGS_READ_ROUTE: &str = r#"
 [[route]]
 name = "logs-read"
 methods = ["GET"]
 path = "/api/v1/logs/**"
 upstream = "app"
 scope = "logs:read"
-
-[[route]]
-name = "status-public"
-methods = ["GET"]
-path = "/api/v1/status"
-upstream = "app"
-auth = "none"
 "#;
+
+/// `tools-read`, `logs-read` and `status-public`, all to `app`.
+fn policy() -> String {
+    [APP_TOOLS_READ_ROUTE, LOGS_READ_ROUTE, APP_STATUS_ROUTE].concat()
+}
 
 /// The fields every access line carries.
 const ACCESS_FIELDS: [&str; 11] = [
@@ -47,7 +39,7 @@ async fn start(upstream: &EchoUpstream, format: &str, filter: &str) -> Tollgate 
     Tollgate::start(
         TollgateOptions::new()
             .upstream("app", &[upstream.addr_string()])
-            .policy("routes.toml", POLICY)
+            .policy("routes.toml", policy())
             .env("TOLLGATE_LOG_FORMAT", format)
             .log_filter(filter),
     )
@@ -524,7 +516,7 @@ async fn the_error_line_for_a_failed_upstream_names_no_path_or_query() {
     let tg = Tollgate::start(
         TollgateOptions::new()
             .upstream("app", &[dead_addr()])
-            .policy("routes.toml", POLICY)
+            .policy("routes.toml", policy())
             .env("TOLLGATE_LOG_FORMAT", "text"),
     )
     .await;

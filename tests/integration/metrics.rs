@@ -10,14 +10,9 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const POLICY: &str = r#"
-[[route]]
-name = "tools-read"
-methods = ["GET"]
-path = "/api/v1/tools/**"
-upstream = "app"
-scope = "tools:read"
-
+/// A workspace-member write route and a report-mode route: the middle of
+/// [`policy`].
+const WRITE_AND_REPORT_ROUTES: &str = r#"
 [[route]]
 name = "workflows-write"
 methods = ["POST"]
@@ -33,14 +28,17 @@ path = "/api/v1/logs/**"
 upstream = "app"
 scope = "logs:read"
 mode = "report"
-
-[[route]]
-name = "status-public"
-methods = ["GET"]
-path = "/api/v1/status"
-upstream = "app"
-auth = "none"
 "#;
+
+/// The routes of [`ROUTES`], in that order, all to `app`.
+fn policy() -> String {
+    [
+        APP_TOOLS_READ_ROUTE,
+        WRITE_AND_REPORT_ROUTES,
+        APP_STATUS_ROUTE,
+    ]
+    .concat()
+}
 
 const ROUTES: [&str; 4] = [
     "tools-read",
@@ -185,7 +183,7 @@ impl World {
         let tollgate = Tollgate::start(
             TollgateOptions::new()
                 .upstream("app", &[upstream.addr_string()])
-                .policy("routes.toml", POLICY)
+                .policy("routes.toml", policy())
                 .toml("[throttle]\nwindow_seconds = 86400\nmax_failures_per_client_source = 2\n")
                 .env("TOLLGATE_ACTIVE_TOKENS_INTERVAL_MS", "100"),
         )
@@ -645,7 +643,7 @@ async fn every_label_value_comes_from_a_bounded_set() {
 #[tokio::test]
 async fn policy_reloads_are_counted_by_result_and_the_route_gauge_follows_the_set_in_force() {
     let upstream = EchoUpstream::start();
-    let one_route = POLICY
+    let one_route = policy()
         .split("\n[[route]]")
         .take(2)
         .collect::<Vec<_>>()
@@ -696,7 +694,7 @@ async fn policy_reloads_are_counted_by_result_and_the_route_gauge_follows_the_se
         1.0
     );
 
-    tg.write_policy("routes.toml", POLICY);
+    tg.write_policy("routes.toml", &policy());
     eventually(
         Duration::from_secs(10),
         "the new set is counted",

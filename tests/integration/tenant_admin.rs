@@ -6,17 +6,6 @@
 
 use crate::common::*;
 
-/// An instance whose one route's upstream nothing listens on.
-fn options() -> TollgateOptions {
-    tools_read_options(&dead_addr(), None)
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
-}
-
 /// Makes a key of `org` (scoped to `ws` when given) with `by`; returns the
 /// key object and the key.
 async fn make_key(by: &Admin, org: &str, ws: Option<&str>, name: &str) -> (Value, String) {
@@ -67,7 +56,7 @@ fn unknown_id() -> String {
 
 #[tokio::test]
 async fn another_organization_s_objects_answer_byte_for_byte_like_unknown_ones() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let operator = tg.admin();
     let (acme, globex) = (unique_id("acme"), unique_id("globex"));
     // globex has one of everything.
@@ -291,7 +280,7 @@ async fn another_organization_s_objects_answer_byte_for_byte_like_unknown_ones()
 
 #[tokio::test]
 async fn keys_are_shown_once_listed_without_secrets_and_stop_when_revoked() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let operator = tg.admin();
     let org = unique_id("org");
     operator.put_workspace(&org, "team").await;
@@ -378,7 +367,7 @@ async fn keys_are_shown_once_listed_without_secrets_and_stop_when_revoked() {
 
 #[tokio::test]
 async fn a_workspace_key_manages_its_workspace_s_members_and_environments_only() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let operator = tg.admin();
     let org = unique_id("org");
     operator.put_workspace(&org, "team").await;
@@ -472,7 +461,7 @@ async fn a_workspace_key_manages_its_workspace_s_members_and_environments_only()
 
 #[tokio::test]
 async fn audit_events_name_the_key_that_acted() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let operator = tg.admin();
     let org = unique_id("org");
     let (made, key) = make_key(&operator, &org, None, "release bot").await;
@@ -522,7 +511,7 @@ async fn management_token(
 
 #[tokio::test]
 async fn a_management_token_administers_its_own_organization_only() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let org = unique_id("org");
     let other = unique_id("other");
     let (self_id, client_id, token) =
@@ -609,7 +598,7 @@ async fn a_management_token_administers_its_own_organization_only() {
 
 #[tokio::test]
 async fn admin_read_only_reads_and_admin_scopes_come_only_when_asked_for() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let org = unique_id("org");
     let (_, _, token) = management_token(&tg, &org, &["admin:read"], "admin:read").await;
     let reader = tg.admin().with_key(&token);
@@ -652,7 +641,7 @@ async fn admin_read_only_reads_and_admin_scopes_come_only_when_asked_for() {
 
 #[tokio::test]
 async fn guessing_stored_keys_is_throttled_per_source() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let org = unique_id("org");
     let (made, key) = make_key(&tg.admin(), &org, None, "real").await;
     let id = str_of(&made, "id");
@@ -675,7 +664,7 @@ async fn guessing_stored_keys_is_throttled_per_source() {
 
 #[tokio::test]
 async fn guessing_management_tokens_is_throttled_per_source() {
-    let tg = Tollgate::start(options()).await;
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
     let path = format!("{}/service-accounts", org_path(&unique_id("org")));
     let mut statuses = Vec::new();
     for i in 0..11 {

@@ -7,19 +7,10 @@ use std::time::Duration;
 
 use crate::common::*;
 
-pub(crate) const EDGE_POLICY: &str = r#"
-[[route]]
-name = "public"
-path = "/public/**"
-upstream = "backend"
-auth = "none"
-
-[[route]]
-name = "tools"
-path = "/api/v1/tools/**"
-upstream = "backend"
-scope = "tools:read"
-"#;
+/// A public route and a `tools:read` one (also the HTTP/2 suite's).
+pub(crate) fn edge_policy() -> String {
+    [PUBLIC_ROUTE, TOOLS_ROUTE].concat()
+}
 
 pub(crate) struct TlsWorld {
     pub pki: Pki,
@@ -42,7 +33,7 @@ impl TlsWorld {
         let tollgate = Tollgate::start(
             TollgateOptions::new()
                 .memory()
-                .policy("routes.toml", EDGE_POLICY)
+                .policy("routes.toml", edge_policy())
                 .upstream("backend", &[echo.addr_string()])
                 .toml(format!(
                     "[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n{tls_extra}\n{extra}",

@@ -13,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use super::find;
+
 const MAX_HEAD: usize = 64 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -354,10 +356,6 @@ impl Conn {
             .ok_or("connection closed mid-body")?;
         Ok(String::from_utf8_lossy(&line[..line.len() - 2]).into_owned())
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 async fn read_request(conn: &mut Conn) -> Result<Option<RecordedRequest>, String> {

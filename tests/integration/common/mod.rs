@@ -14,6 +14,7 @@ mod echo;
 mod pair;
 mod pki;
 mod raw;
+mod routes;
 mod scripted;
 mod tollgate;
 mod world;
@@ -30,32 +31,24 @@ pub use pki::{curl, s_client, PemPair, Pki};
 pub use raw::{raw_http, raw_http_until_close, try_raw_http, RawConnection, RawResponse};
 pub use reqwest::header::HeaderMap;
 pub use reqwest::{Method, StatusCode};
+pub use routes::*;
 pub use scripted::ScriptedUpstream;
 pub use serde_json::{json, Value};
 pub use shared::{free_port, PrivateRedis, IO_TIMEOUT};
 pub use tollgate::{metric_samples, metric_value, StoreKind, Tollgate, TollgateOptions};
 pub use world::World;
 
-/// One `GET /api/v1/tools/**` route (`tools-read`, scope `tools:read`, on the
-/// upstream `backend`), needing the workspace role `role` when given: the
-/// policy of the admin and console suites, whose tests seldom call it
-/// (tollgate refuses to start without routes).
-pub fn tools_read_policy(role: Option<&str>) -> String {
-    let mut policy = String::from(
-        "[[route]]\nname = \"tools-read\"\nmethods = [\"GET\"]\npath = \"/api/v1/tools/**\"\n\
-         upstream = \"backend\"\nscope = \"tools:read\"\n",
-    );
-    if let Some(role) = role {
-        policy.push_str(&format!("workspace_role = \"{role}\"\n"));
-    }
-    policy
-}
-
 /// A Redis-backed instance with [`tools_read_policy`] and `backend` at `upstream`.
 pub fn tools_read_options(upstream: &str, role: Option<&str>) -> TollgateOptions {
     TollgateOptions::new()
         .upstream("backend", &[upstream])
         .policy("tools-read.toml", tools_read_policy(role))
+}
+
+/// [`tools_read_options`] whose upstream nothing listens on: for suites
+/// that never reach it.
+pub fn tools_read_unreachable(role: Option<&str>) -> TollgateOptions {
+    tools_read_options(&dead_addr(), role)
 }
 
 /// The admin API's path of organization `org`.
@@ -75,6 +68,16 @@ pub fn redis_url() -> String {
     }
 }
 
+/// `v[key]` as a string; panics naming the key when it is not one.
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+}
+
+/// The `WWW-Authenticate` challenge of a denial without a token.
+pub const REALM: &str = "Bearer realm=\"tollgate\"";
+
 /// A Redis key prefix no other test uses: `tgtest:<16 hex digits>`.
 pub fn unique_prefix() -> String {
     format!("tgtest:{:016x}", rand::random::<u64>())
@@ -90,6 +93,12 @@ pub fn unique_id(kind: &str) -> String {
 /// + 10000, for its bus).
 pub fn free_port_pair(offset: u16) -> u16 {
     free_ports_apart(Some(offset))
+}
+
+/// Where `needle` first occurs in `haystack` (the echo upstream and the
+/// raw client look for the end of a head this way).
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A loopback address nothing listens on (for connect-refused tests).

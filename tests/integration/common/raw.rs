@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::time::{timeout, Instant};
 
-use super::IO_TIMEOUT;
+use super::{find, IO_TIMEOUT};
 
 /// Sends `request` as is and returns the bytes of one complete response
 /// (framed by Content-Length or chunking, else read to end of stream).
@@ -223,10 +223,6 @@ fn response_end(buf: &[u8], head_request: bool) -> Option<usize> {
         }
         return None;
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn parse_head(head: &str) -> Option<(u16, Vec<(String, String)>)> {

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{denials, Decisions, IDENTITY, REALM};
+use super::{denials, Decisions, IDENTITY};
 use crate::common::*;
 
 /// The `http {}` body docs/decisions.md recommends, with `{decisions}`,

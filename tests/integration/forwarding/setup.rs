@@ -4,15 +4,6 @@
 
 use crate::common::*;
 
-/// The route that needs no token: `/public/**` to the upstream `backend`.
-pub const PUBLIC_ROUTE: &str = r#"
-[[route]]
-name = "public"
-path = "/public/**"
-upstream = "backend"
-auth = "none"
-"#;
-
 /// A tollgate with [`PUBLIC_ROUTE`] alone, in front of `upstream`.
 pub async fn tollgate_before(upstream: &ScriptedUpstream) -> Tollgate {
     Tollgate::start(
