@@ -171,26 +171,47 @@ decisions_case() {
   wait_http "http://127.0.0.1:$ad/healthz"
   [ -n "${TOKEN:-}" ] || make_account "$ad" "$p"
   local target="/api/v1/workflows/x?environmentId=bench-env" auth_h=(-H "Authorization: Bearer $TOKEN")
+  # A second tollgate on the same store whose decision listener is a Unix
+  # socket, as for an nginx on the same host.
+  local p2 ad2 me2 sock="$WORK/decisions.sock" tg_uds_pid
+  p2=$(free_port); ad2=$(free_port); me2=$(free_port)
+  write_config decisions_uds 500 "$p2" "$ad2" "$me2"
+  sed -i "/^threads = /a decisions_socket_mode = \"0666\"" "$WORK/decisions_uds.toml"
+  sed -i "/^threads = /a decisions_listen = \"unix:$sock\"" "$WORK/decisions_uds.toml"
+  printf '[decisions]\nconvention = "nginx"\n' >>"$WORK/decisions_uds.toml"
+  local tg_pid=$TG_PID_LAST
+  start_tollgate "$WORK/decisions_uds.toml"
+  tg_uds_pid=$TG_PID_LAST
+  wait_http "http://127.0.0.1:$ad2/healthz"
   plain=$(free_port); auth=$(free_port); auth_nokeep=$(free_port)
+  local auth_uds auth_uds_pid
+  auth_uds=$(free_port)
   nginx_on dec_plain "$plain" "upstream bench { server 127.0.0.1:$UP; keepalive 64; }
 server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  local plain_pid=${PIDS[-1]} auth_pid
   local snippet
   snippet=$(grep -v '^#' examples/decisions/nginx.conf)
   snippet=${snippet//\{decisions\}/127.0.0.1:$dl}
   snippet=${snippet//\{backend\}/127.0.0.1:$UP}
   nginx_on dec_auth "$auth" "${snippet//\{listen\}/127.0.0.1:$auth}"
+  auth_pid=${PIDS[-1]}
   snippet=$(grep -v -e '^#' -e '^    keepalive 32;' examples/decisions/nginx.conf)
   snippet=${snippet//\{decisions\}/127.0.0.1:$dl}
   snippet=${snippet//\{backend\}/127.0.0.1:$UP}
   nginx_on dec_auth_nokeep "$auth_nokeep" "${snippet//\{listen\}/127.0.0.1:$auth_nokeep}"
-  for u in "http://127.0.0.1:$auth$target" "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$p$target"; do
+  snippet=$(grep -v '^#' examples/decisions/nginx.conf)
+  snippet=${snippet//\{decisions\}/unix:$sock}
+  snippet=${snippet//\{backend\}/127.0.0.1:$UP}
+  nginx_on dec_auth_uds "$auth_uds" "${snippet//\{listen\}/127.0.0.1:$auth_uds}"
+  auth_uds_pid=${PIDS[-1]}
+  for u in "http://127.0.0.1:$auth$target" "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$auth_uds$target" "http://127.0.0.1:$p$target"; do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" "${auth_h[@]}")" = 200 ] \
       || { echo "set-up failed: the benchmark request is not allowed on $u" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
   done
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$auth$target")" = 401 ] \
     || { echo "set-up failed: nginx + tollgate let a request without a token through" >&2; exit 1; }
   local rounds=${SIDE_ROUNDS:-5} dur=${SIDE_DURATION:-5s} x b
-  I_AUTH=(); I_NOKEEP=(); I_INLINE=(); I_DIRECT=()
+  I_AUTH=(); I_NOKEEP=(); I_INLINE=(); I_DIRECT=(); I_UDS=()
   # The decision listener asked directly, as nginx's /_tollgate asks it.
   local direct_h=(-H "X-Original-Method: GET" -H "X-Original-URI: $target")
   pair() { # url_x url_b [wrk args of x] -> PAIR_RATIO
@@ -212,9 +233,31 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
     pair "http://127.0.0.1:$p$target" "http://127.0.0.1:$plain$target"; I_INLINE+=("$PAIR_RATIO")
     pair "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$plain$target"; I_NOKEEP+=("$PAIR_RATIO")
     pair "http://127.0.0.1:$dl/" "http://127.0.0.1:$plain$target" "${direct_h[@]}"; I_DIRECT+=("$PAIR_RATIO")
-    echo "(i) round $r: nginx+tollgate/nginx ${I_AUTH[-1]}, tollgate inline/nginx ${I_INLINE[-1]}, without keep-alive to tollgate ${I_NOKEEP[-1]}, decision listener alone/nginx ${I_DIRECT[-1]}" >&2
+    pair "http://127.0.0.1:$auth_uds$target" "http://127.0.0.1:$plain$target"; I_UDS+=("$PAIR_RATIO")
+    echo "(i) round $r: nginx+tollgate/nginx ${I_AUTH[-1]}, over a Unix socket ${I_UDS[-1]}, tollgate inline/nginx ${I_INLINE[-1]}, without keep-alive to tollgate ${I_NOKEEP[-1]}, decision listener alone/nginx ${I_DIRECT[-1]}" >&2
   done
-  I_LINE="(i) side by side with nginx alone (1 worker, same CPU), $rounds rounds of $dur, wrk -c$((CONNS / 2)) each: nginx + auth_request -> tollgate (cache on) / nginx = $(median "${I_AUTH[@]}") (${I_AUTH[*]}); tollgate inline / nginx = $(median "${I_INLINE[@]}") (${I_INLINE[*]}); nginx + tollgate without keep-alive to tollgate / nginx = $(median "${I_NOKEEP[@]}") (${I_NOKEEP[*]}); tollgate's decision listener asked directly / nginx = $(median "${I_DIRECT[@]}") (${I_DIRECT[*]})"
+  # Where the CPU goes: each set-up alone (not side by side), the CPU time
+  # (user + system, from /proc) each process spent per request answered.
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  alone() { # url pid... -> ALONE_US (per process, per request)
+    local url=$1; shift
+    local before=() p i=0
+    for p in "$@"; do before+=("$(cpu_ticks "$p")"); done
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$((CONNS / 2))" -d"$dur" "${auth_h[@]}" "$url" >"$WORK/i_alone.txt"
+    local n hz
+    n=$(awk '/requests in/ {print $1}' "$WORK/i_alone.txt"); hz=$(getconf CLK_TCK)
+    ALONE_US=()
+    for p in "$@"; do
+      ALONE_US+=("$(awk -v a="${before[$i]}" -v b="$(cpu_ticks "$p")" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')")
+      i=$((i + 1))
+    done
+  }
+  alone "http://127.0.0.1:$plain$target" "$plain_pid"; local cpu_plain=${ALONE_US[0]}
+  alone "http://127.0.0.1:$auth$target" "$auth_pid" "$tg_pid"; local cpu_auth=${ALONE_US[0]} cpu_tg=${ALONE_US[1]}
+  alone "http://127.0.0.1:$auth_uds$target" "$auth_uds_pid" "$tg_uds_pid"; local cpu_auth_uds=${ALONE_US[0]} cpu_tg_uds=${ALONE_US[1]}
+  I_CPU_LINE="(i) CPU per request, each set-up alone ($dur): nginx alone ${cpu_plain} us; nginx with auth_request ${cpu_auth} us + tollgate's decision listener ${cpu_tg} us; over a Unix socket, nginx ${cpu_auth_uds} us + tollgate ${cpu_tg_uds} us"
+  echo "$I_CPU_LINE"
+  I_LINE="(i) side by side with nginx alone (1 worker, same CPU), $rounds rounds of $dur, wrk -c$((CONNS / 2)) each: nginx + auth_request -> tollgate (cache on) / nginx = $(median "${I_AUTH[@]}") (${I_AUTH[*]}); tollgate inline / nginx = $(median "${I_INLINE[@]}") (${I_INLINE[*]}); nginx + tollgate without keep-alive to tollgate / nginx = $(median "${I_NOKEEP[@]}") (${I_NOKEEP[*]}); tollgate's decision listener asked directly / nginx = $(median "${I_DIRECT[@]}") (${I_DIRECT[*]}); nginx + auth_request -> tollgate over a Unix socket / nginx = $(median "${I_UDS[@]}") (${I_UDS[*]})"
   echo "$I_LINE"
 }
 
@@ -722,3 +765,4 @@ echo "fresh tollgate RSS: ${FRESH_START} MiB at start, ${FRESH_IDLE} MiB holding
 echo "fresh passthrough RSS: ${PT_START} MiB at start, ${PT_IDLE} MiB holding 1,000 idle keep-alive connections (${PT_OK} with 200)"
 echo "$H_LINE"
 echo "$I_LINE"
+echo "$I_CPU_LINE"

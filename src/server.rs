@@ -17,7 +17,7 @@ use crate::admin::{Admin, AdminHttp, AdminKeys};
 use crate::audit::Audit;
 use crate::bus::Bus;
 use crate::cache::DecisionCache;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, ListenAddr};
 use crate::hashing::Hasher;
 use crate::listen::{Limited, Serve};
 use crate::oauth::endpoint::{TokenEndpoint, TokenSettings};
@@ -302,7 +302,7 @@ fn decisions_service(
     // Its series exist, at zero, whether or not it is on: dashboards and
     // alerts that name them see a series from the start.
     crate::decisions::initialise_series();
-    let addr = cfg.server.decisions_listen?;
+    let addr = cfg.server.decisions_listen.clone()?;
     let decider = match crate::decisions::Decider::new(
         app.store.clone(),
         app.cache.clone(),
@@ -321,7 +321,17 @@ fn decisions_service(
         "tollgate decisions".to_string(),
         crate::decisions::decision_service(decider, cfg.server.limits, cfg.server.h2),
     );
-    service.add_listener(listener(&addr.to_string()));
+    match &addr {
+        ListenAddr::Tcp(a) => service.add_listener(listener(&a.to_string())),
+        ListenAddr::Unix { path, mode } => {
+            use std::os::unix::fs::PermissionsExt;
+            service.add_listener(
+                ListenerConfig::uds(path.display().to_string())
+                    .permissions(std::fs::Permissions::from_mode(*mode))
+                    .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
+            )
+        }
+    }
     tracing::info!(
         decisions_listen = %addr,
         convention = cfg.decisions.convention.map_or("-", |c| c.as_str()),

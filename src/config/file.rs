@@ -39,6 +39,8 @@ pub struct Server {
     pub max_connections: usize,
     /// The decision listener's address; empty: off.
     pub decisions_listen: String,
+    /// Permission bits of the decision listener's Unix socket, in octal.
+    pub decisions_socket_mode: String,
     pub tls: Option<Tls>,
     pub admin_tls: Option<Tls>,
     pub metrics_tls: Option<Tls>,
@@ -60,6 +62,7 @@ impl Default for Server {
             request_head_timeout_ms: 10_000,
             max_connections: 10_000,
             decisions_listen: String::new(),
+            decisions_socket_mode: "0660".into(),
             tls: None,
             admin_tls: None,
             metrics_tls: None,

@@ -28,8 +28,8 @@ pub use edge::{ClientAuth, H2Config, TlsConfig, TlsSniConfig, UpstreamProtocol};
 
 pub use crate::oauth::throttle::ThrottleConfig;
 pub use sections::{
-    canonical_header, AdminKey, Backend, CacheConfig, IdentityHeaders, ProxyConfig, RevokeOn,
-    ServerConfig, StoreConfig, TokenConfig, UpstreamConfig, OVERRIDE_HEADERS,
+    canonical_header, AdminKey, Backend, CacheConfig, IdentityHeaders, ListenAddr, ProxyConfig,
+    RevokeOn, ServerConfig, StoreConfig, TokenConfig, UpstreamConfig, OVERRIDE_HEADERS,
 };
 
 /// The validated configuration.

@@ -33,7 +33,7 @@ pub struct ServerConfig {
     /// Limits every listener applies to each client connection.
     pub limits: crate::listen::Limits,
     /// `server.decisions_listen`: the decision listener (off when `None`).
-    pub decisions_listen: Option<SocketAddr>,
+    pub decisions_listen: Option<ListenAddr>,
     /// TLS on the proxy, admin and metrics listeners (`server.tls`,
     /// `server.admin_tls`, `server.metrics_tls`); `None`: plain TCP.
     pub tls: Option<super::edge::TlsConfig>,
@@ -172,6 +172,56 @@ fn address(key: &str, v: &str) -> Result<SocketAddr, Invalid> {
         .map_err(|_| invalid(key, format!("{v:?} is not an address like 127.0.0.1:8080")))
 }
 
+/// Where a listener listens: a TCP address, or a Unix socket
+/// (`unix:/absolute/path`) for an ingress on the same host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    /// The socket's path and the permission bits it is created with.
+    Unix {
+        path: PathBuf,
+        mode: u32,
+    },
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix { path, .. } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// `ADDR:PORT`, or `unix:/path` with its mode (`mode_key`'s octal value).
+fn listen_addr(key: &str, v: &str, mode: &str) -> Result<ListenAddr, Invalid> {
+    let Some(path) = v.strip_prefix("unix:") else {
+        return v.parse().map(ListenAddr::Tcp).map_err(|_| {
+            invalid(
+                key,
+                format!("{v:?} is not an address like 127.0.0.1:9100 or unix:/run/tollgate/decisions.sock"),
+            )
+        });
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(invalid(
+            key,
+            format!("{v:?}: a Unix socket needs an absolute path"),
+        ));
+    }
+    let mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            invalid(
+                "server.decisions_socket_mode",
+                format!("{mode:?} is not permission bits in octal, like \"0660\""),
+            )
+        })?;
+    Ok(ListenAddr::Unix { path, mode })
+}
+
 /// `upgrade_sock` stays as written; the caller resolves it against the
 /// config file's folder.
 impl TryFrom<&file::Server> for ServerConfig {
@@ -220,7 +270,11 @@ impl TryFrom<&file::Server> for ServerConfig {
             },
             decisions_listen: match s.decisions_listen.as_str() {
                 "" => None,
-                v => Some(address("server.decisions_listen", v)?),
+                v => Some(listen_addr(
+                    "server.decisions_listen",
+                    v,
+                    &s.decisions_socket_mode,
+                )?),
             },
             tls: super::edge::tls("server.tls", s.tls.as_ref())?,
             admin_tls: super::edge::tls("server.admin_tls", s.admin_tls.as_ref())?,

@@ -102,6 +102,7 @@ impl DecisionsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ListenAddr;
 
     fn file(convention: &str, path_prefix: &str) -> DecisionsFile {
         DecisionsFile {
@@ -142,6 +143,42 @@ mod tests {
     }
 
     #[test]
+    fn the_listener_may_be_a_unix_socket_with_its_mode() {
+        let nginx = "[decisions]\nconvention = \"nginx\"\n";
+        let on = parse(&format!(
+            "[server]\ndecisions_listen = \"unix:/run/tollgate/decisions.sock\"\n{nginx}"
+        ))
+        .unwrap();
+        assert_eq!(
+            on.server.decisions_listen,
+            Some(ListenAddr::Unix {
+                path: "/run/tollgate/decisions.sock".into(),
+                mode: 0o660
+            })
+        );
+        let open = parse(&format!(
+            "[server]\ndecisions_listen = \"unix:/run/d.sock\"\ndecisions_socket_mode = \"0666\"\n{nginx}"
+        ))
+        .unwrap();
+        assert!(matches!(
+            open.server.decisions_listen,
+            Some(ListenAddr::Unix { mode: 0o666, .. })
+        ));
+        let e = parse(&format!(
+            "[server]\ndecisions_listen = \"unix:run/d.sock\"\n{nginx}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "server.decisions_listen");
+        for bad in ["0999", "rw", "01777"] {
+            let e = parse(&format!(
+                "[server]\ndecisions_listen = \"unix:/run/d.sock\"\ndecisions_socket_mode = \"{bad}\"\n{nginx}"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key, "server.decisions_socket_mode", "{bad}");
+        }
+    }
+
+    #[test]
     fn the_listener_is_off_by_default_and_on_with_its_convention() {
         let off = parse("").unwrap();
         assert_eq!(off.server.decisions_listen, None);
@@ -152,7 +189,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             on.server.decisions_listen,
-            Some("127.0.0.1:9100".parse().unwrap())
+            Some(ListenAddr::Tcp("127.0.0.1:9100".parse().unwrap()))
         );
         assert_eq!(on.decisions.convention, Some(Convention::Envoy));
         assert_eq!(on.decisions.path_prefix, "/authz");

@@ -203,10 +203,9 @@ fn response(decider: &Decider, verdict: &Verdict, received: &[(&str, &[u8])]) ->
                     // Envoy's StatusCode values are the HTTP codes.
                     code: i32::from(denial.status),
                 }),
-                headers: denial
-                    .headers()
+                headers: verdict
+                    .denial_headers(denial)
                     .iter()
-                    .chain(&verdict.limit_headers)
                     .map(|(n, v)| header(n, v.as_bytes()))
                     .collect(),
                 body: String::from_utf8_lossy(&denial.body()).into_owned(),
@@ -214,11 +213,9 @@ fn response(decider: &Decider, verdict: &Verdict, received: &[(&str, &[u8])]) ->
             ..Default::default()
         },
         None => {
-            let set = &verdict.identity;
             let mut remove: Vec<String> = Vec::new();
             for (name, _) in received {
-                let spoofed =
-                    decider.headers().is_identity_header(name) && !set.contains_key(*name);
+                let spoofed = decider.headers().is_identity_header(name) && !verdict.sets(name);
                 let credential = name.eq_ignore_ascii_case("authorization")
                     && !decider.headers().forwards_authorization();
                 let name = name.to_ascii_lowercase();
@@ -232,7 +229,8 @@ fn response(decider: &Decider, verdict: &Verdict, received: &[(&str, &[u8])]) ->
                     ..Default::default()
                 }),
                 http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                    headers: set
+                    headers: verdict
+                        .identity
                         .iter()
                         .map(|(n, v)| header(n.as_str(), v.as_bytes()))
                         .collect(),

@@ -25,6 +25,7 @@
 //! [`HeadGuard`]: crate::listen::HeadGuard
 
 use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use bytes::{Buf, BytesMut};
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::listen::{self, HeadScan, Limits, ServeHttp1, LARGE_HEAD, TIMED_OUT, TOO_LARGE};
 
@@ -79,6 +80,8 @@ struct Connection {
     last_head: Instant,
     /// A head past [`LARGE_HEAD`] was read: give memory back at the end.
     large: bool,
+    /// The keep-alive idle timer ([`Connection::read_or_idle`]).
+    idle: Option<Pin<Box<Sleep>>>,
 }
 
 /// How a request is framed, from its head.
@@ -107,6 +110,7 @@ impl ServeHttp1 for CheckHttp1 {
             limits,
             last_head: accepted,
             large: false,
+            idle: None,
         };
         // The first head is due within the head timeout of the accept.
         let mut due = Some(accepted + limits.head_timeout);
@@ -281,15 +285,10 @@ impl Connection {
                 Some(at) => tokio::time::timeout_at(at, self.stream.read_buf(&mut self.read))
                     .await
                     .map_err(|_| TIMED_OUT)?,
-                None => {
-                    let idle_until = self.last_head + IDLE;
-                    match tokio::time::timeout_at(idle_until, self.stream.read_buf(&mut self.read))
-                        .await
-                    {
-                        Ok(read) => read,
-                        Err(_) => return Ok(None),
-                    }
-                }
+                None => match self.read_or_idle().await {
+                    Some(read) => read,
+                    None => return Ok(None),
+                },
             };
             match read {
                 Ok(0) | Err(_) => return Ok(None),
@@ -300,6 +299,30 @@ impl Connection {
                     due = Some(self.last_head + self.limits.head_timeout);
                 }
                 Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads between requests; `None` once the connection has been idle
+    /// for [`IDLE`] since its last head began. The timer is made once per
+    /// connection and pushed back only when it fires early, so that a
+    /// busy connection does not register a timer per request.
+    async fn read_or_idle(&mut self) -> Option<std::io::Result<usize>> {
+        let last_head = self.last_head;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last_head + IDLE)));
+        loop {
+            tokio::select! {
+                biased;
+                read = self.stream.read_buf(&mut self.read) => return Some(read),
+                () = idle.as_mut() => {
+                    let until = self.last_head + IDLE;
+                    if Instant::now() >= until {
+                        return None;
+                    }
+                    idle.as_mut().reset(until);
+                }
             }
         }
     }

@@ -29,13 +29,11 @@ mod service;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::HeaderMap;
-
 use crate::authorize::{self, Decision, Denial, DenyReason, HeaderFacts, Outcome, RequestFacts};
 use crate::cache::DecisionCache;
 use crate::config::{IdentityHeaders, ProxyConfig};
 use crate::limits::Limiter;
-use crate::proxy::{apply_limit, decide_request, Decided, HeaderRules};
+use crate::proxy::{apply_limit, decide_request, Decided, Fields, HeaderRules};
 use crate::runtime::Live;
 use crate::store::Store;
 
@@ -61,7 +59,7 @@ pub(crate) struct Decider {
 pub(crate) struct Verdict {
     pub decision: Decision,
     /// On an allowed request: the identity headers to set upstream.
-    pub identity: HeaderMap,
+    pub identity: Fields,
     /// On a denied one: what to answer the ingress's client.
     pub denial: Option<Denial>,
     /// Over a rate limit or quota: `Retry-After`, `RateLimit-Policy` and
@@ -72,6 +70,23 @@ pub(crate) struct Verdict {
 impl Verdict {
     pub(crate) fn status(&self) -> u16 {
         self.denial.as_ref().map_or(200, |d| d.status)
+    }
+
+    /// A denial's headers (Cache-Control among them), then a limit's,
+    /// which win over the denial's of the same name (`Retry-After`).
+    pub(crate) fn denial_headers(&self, denial: &Denial) -> Vec<(&'static str, String)> {
+        let limits = &self.limit_headers;
+        let mut headers = denial.headers();
+        headers.retain(|(n, _)| !limits.iter().any(|(l, _)| l == n));
+        headers.extend(limits.iter().cloned());
+        headers
+    }
+
+    /// Whether the answer sets the header `name` (any case).
+    pub(crate) fn sets(&self, name: &str) -> bool {
+        self.identity
+            .iter()
+            .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
     }
 }
 
@@ -181,7 +196,7 @@ impl Decider {
                 identity: None,
                 caller: None,
             },
-            identity: HeaderMap::new(),
+            identity: Fields::new(),
             limit_headers: Vec::new(),
             denial: Some(Denial {
                 status: 400,
@@ -197,16 +212,20 @@ impl Decider {
 
     fn verdict(&self, decision: Decision) -> Verdict {
         // Room for the identity headers and the answer's own (Cache-Control,
-        // Content-Length, a denial's) without growing the map per request.
-        let mut identity = HeaderMap::with_capacity(16);
+        // Content-Length, a denial's) without growing the list per request.
+        let mut identity = Fields::with_capacity(12);
         let denial = match decision.denial() {
             Some(d) => Some(d),
             None => match decision.identity.as_ref() {
                 Some(id) => match self.headers.identity_headers(id, &mut identity) {
                     Ok(()) => None,
                     // An identity value no header can carry: never allow
-                    // without the headers that say who is calling.
-                    Err(_) => Some(Denial::new(DenyReason::StoreUnavailable, None)),
+                    // without the headers that say who is calling, and
+                    // never answer with some of them.
+                    Err(_) => {
+                        identity.clear();
+                        Some(Denial::new(DenyReason::StoreUnavailable, None))
+                    }
                 },
                 None => None,
             },

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderMap;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::prelude::{ErrorType, Result};
@@ -23,6 +22,7 @@ use super::config::Convention;
 use super::convention::{CheckHeaders, Malformed, Original};
 use super::http1::CheckHttp1;
 use super::{grpc, CheckInput, Decider, Verdict};
+use crate::proxy::Fields;
 
 /// The check requests of an HTTP/2 connection, one stream each.
 pub(crate) struct DecisionHttp {
@@ -101,7 +101,7 @@ impl DecisionHttp {
         let answer = check.decide(&self.decider).await;
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = answer.status;
-        parts.headers = answer.headers;
+        parts.headers = answer.headers.into_iter().collect();
         session
             .write_response_header(Box::new(ResponseHeader::from(parts)))
             .await?;
@@ -170,7 +170,7 @@ impl<'a> Check<'a> {
                 .removable
                 .iter()
                 .map(String::as_str)
-                .filter(|n| !verdict.identity.contains_key(*n))
+                .filter(|n| !verdict.sets(n))
                 .collect();
             (!names.is_empty()).then(|| names.join(", "))
         };
@@ -184,47 +184,46 @@ impl<'a> Check<'a> {
 /// parsed once, with no case map to keep.
 pub(crate) struct Answer {
     pub status: http::StatusCode,
-    pub headers: HeaderMap,
+    /// The identity headers or the denial's, then the answer's own; each
+    /// name once.
+    pub headers: Fields,
     pub body: Vec<u8>,
 }
 
 impl Answer {
-    fn new(verdict: Verdict, remove: Option<String>) -> Answer {
+    fn new(mut verdict: Verdict, remove: Option<String>) -> Answer {
         let mut status = http::StatusCode::OK;
-        let mut headers = verdict.identity;
+        let mut headers = std::mem::take(&mut verdict.identity);
         let body = match &verdict.denial {
             Some(denial) => {
                 status = http::StatusCode::from_u16(denial.status)
                     .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                for (name, value) in denial
-                    .headers()
-                    .into_iter()
-                    .chain(verdict.limit_headers.clone())
-                {
+                headers.clear();
+                for (name, value) in verdict.denial_headers(denial) {
                     if let Ok(value) = http::HeaderValue::from_str(&value) {
-                        headers.insert(http::HeaderName::from_static(name), value);
+                        headers.push((http::HeaderName::from_static(name), value));
                     }
                 }
                 denial.body()
             }
             None => {
-                headers.insert(
+                headers.push((
                     http::header::CACHE_CONTROL,
                     http::HeaderValue::from_static("no-store"),
-                );
+                ));
                 Vec::new()
             }
         };
         if let Some(remove) = remove.and_then(|r| http::HeaderValue::from_str(&r).ok()) {
-            headers.insert(
+            headers.push((
                 http::HeaderName::from_static("x-envoy-auth-headers-to-remove"),
                 remove,
-            );
+            ));
         }
-        headers.insert(
+        headers.push((
             http::header::CONTENT_LENGTH,
             http::HeaderValue::from(body.len()),
-        );
+        ));
         Answer {
             status,
             headers,

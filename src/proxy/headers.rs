@@ -405,12 +405,34 @@ fn environment_values(env: &EnvironmentRef) -> Option<[HeaderValue; 2]> {
     ])
 }
 
+/// Where identity headers are written: the forwarded request's map (set,
+/// replacing what the client sent) or the decision listener's answer (a
+/// list, in order, no look-ups).
+pub(crate) trait IdentitySink {
+    fn put(&mut self, name: HeaderName, value: HeaderValue);
+}
+
+impl IdentitySink for http::HeaderMap {
+    fn put(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+}
+
+/// The header fields of an answer, in order.
+pub(crate) type Fields = Vec<(HeaderName, HeaderValue)>;
+
+impl IdentitySink for Fields {
+    fn put(&mut self, name: HeaderName, value: HeaderValue) {
+        self.push((name, value));
+    }
+}
+
 /// The identity headers. Their values are made once per record and kept
 /// with it ([`crate::model::Derived`]): a request whose token and
 /// environment come from the decision cache copies no id and allocates
 /// nothing here.
 fn insert_identity(
-    headers: &mut http::HeaderMap,
+    headers: &mut (impl IdentitySink + ?Sized),
     names: &InjectNames,
     id: &Identity,
 ) -> Result<()> {
@@ -420,10 +442,10 @@ fn insert_identity(
         .get_or_init(|| token_values(&id.token))
         .as_ref()
         .ok_or_else(invalid_identity_value)?;
-    headers.insert(names.organization_id.clone(), organization_id.clone());
-    headers.insert(names.client_id.clone(), client_id.clone());
-    headers.insert(names.service_account_id.clone(), service_account_id.clone());
-    headers.insert(names.scopes.clone(), scopes.clone());
+    headers.put(names.organization_id.clone(), organization_id.clone());
+    headers.put(names.client_id.clone(), client_id.clone());
+    headers.put(names.service_account_id.clone(), service_account_id.clone());
+    headers.put(names.scopes.clone(), scopes.clone());
     if let Some(ws) = &id.workspace {
         let env = &ws.environment;
         let [workspace_id, environment_id] = env
@@ -431,12 +453,12 @@ fn insert_identity(
             .get_or_init(|| environment_values(env))
             .as_ref()
             .ok_or_else(invalid_identity_value)?;
-        headers.insert(names.workspace_id.clone(), workspace_id.clone());
-        headers.insert(
+        headers.put(names.workspace_id.clone(), workspace_id.clone());
+        headers.put(
             names.workspace_role.clone(),
             HeaderValue::from_static(ws.role.as_str()),
         );
-        headers.insert(names.environment_id.clone(), environment_id.clone());
+        headers.put(names.environment_id.clone(), environment_id.clone());
     }
     Ok(())
 }
@@ -446,11 +468,7 @@ fn insert_identity(
 impl HeaderRules {
     /// The identity headers of an allowed decision, as the proxy would
     /// inject them.
-    pub(crate) fn identity_headers(
-        &self,
-        identity: &Identity,
-        out: &mut http::HeaderMap,
-    ) -> Result<()> {
+    pub(crate) fn identity_headers(&self, identity: &Identity, out: &mut Fields) -> Result<()> {
         insert_identity(out, &self.inject, identity)
     }
 

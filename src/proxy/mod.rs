@@ -32,4 +32,4 @@ pub mod upstream;
 pub(crate) use admit::{apply_limit, decide_request, first_two, Decided};
 pub(crate) use engine::Engine;
 pub(crate) use gateway::Gateway;
-pub(crate) use headers::HeaderRules;
+pub(crate) use headers::{Fields, HeaderRules};
