@@ -36,6 +36,15 @@ pub(crate) const IDENTITY: [&str; 7] = [
     "x-tollgate-environment-id",
 ];
 
+/// The routes: public, workspace-member, scope-only and one whose scope
+/// the world's account lacks.
+pub(crate) fn policy() -> String {
+    [WORKFLOW_ROUTES, TOOLS_ROUTE, LOGS_ROUTE].concat()
+}
+
+/// The world's account's scopes.
+pub(crate) const SCOPES: &[&str] = &["workflows:write", "tools:read"];
+
 /// A [`World`] (account with `workflows:write tools:read`, member of the
 /// workspace) whose tollgate also runs the decision listener with
 /// `[decisions]` as given.
@@ -68,12 +77,7 @@ impl Decisions {
         let opts = opts.toml(format!(
             "[server]\ndecisions_listen = \"127.0.0.1:{port}\"\n{server_toml}\n[decisions]\n{decisions_toml}\n{extra}"
         ));
-        let world = World::start_with_policy(
-            opts,
-            &[WORKFLOW_ROUTES, TOOLS_ROUTE, LOGS_ROUTE].concat(),
-            &["workflows:write", "tools:read"],
-        )
-        .await;
+        let world = World::start_with_policy(opts, &policy(), SCOPES).await;
         Decisions {
             world,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

@@ -20,8 +20,13 @@ use crate::common::*;
 /// `{backend}` and `{listen}` to fill in.
 pub(crate) const SNIPPET: &str = include_str!("../../../examples/decisions/nginx.conf");
 
-/// The snippet with its addresses filled in.
-pub(crate) fn snippet(decisions: SocketAddr, backend: &str, listen: SocketAddr) -> String {
+/// The snippet with its addresses filled in (`decisions`: an address, or
+/// `unix:/path`).
+pub(crate) fn snippet(
+    decisions: impl std::fmt::Display,
+    backend: &str,
+    listen: SocketAddr,
+) -> String {
     SNIPPET
         .replace("{decisions}", &decisions.to_string())
         .replace("{backend}", backend)
@@ -259,4 +264,43 @@ async fn nginx_fails_closed_without_tollgate() {
     assert_eq!(got.status, 503, "{}", nginx.errors());
     assert_eq!(got.json()["error"], "temporarily_unavailable");
     assert_eq!(echo.count(), 0);
+}
+
+/// The decision listener on a Unix socket (`unix:/path`, with
+/// `server.decisions_socket_mode`), asked by nginx over it: allowed with
+/// the identity, denied without a token.
+#[tokio::test]
+async fn nginx_asks_over_a_unix_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // nginx's workers run as another user: they must reach the socket.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sock = dir.path().join("decisions.sock");
+    let opts = TollgateOptions::new().toml(format!(
+        "[server]\ndecisions_listen = \"unix:{}\"\ndecisions_socket_mode = \"0666\"\n[decisions]\nconvention = \"nginx\"",
+        sock.display()
+    ));
+    let world = World::start_with_policy(opts, &super::policy(), super::SCOPES).await;
+    let mode = std::fs::metadata(&sock)
+        .expect("the socket exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666, "{mode:o}");
+    let echo = world.echo.addr_string();
+    let unix = format!("unix:{}", sock.display());
+    let Some(nginx) = Nginx::start(|listen| snippet(&unix, &echo, listen)).await else {
+        return;
+    };
+    let target = format!("/api/v1/workflows/run?environmentId={}", world.env);
+    let got = nginx.send("GET", &target, &[world.bearer()]).await;
+    assert_eq!(got.status, 200, "{}\n{}", got.body_str(), nginx.errors());
+    let seen = world.echo.last().expect("forwarded");
+    assert_eq!(
+        seen.header("x-tollgate-organization-id"),
+        Some(world.org.as_str())
+    );
+    world.echo.clear();
+    let denied = nginx.send("GET", &target, &[]).await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(world.echo.count(), 0, "a denial was forwarded");
 }
