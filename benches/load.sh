@@ -238,7 +238,7 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
   done
   # Where the CPU goes: each set-up alone (not side by side), the CPU time
   # (user + system, from /proc) each process spent per request answered.
-  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  cpu_ticks() { awk '{print $14 " " $15}' "/proc/$1/stat"; }
   alone() { # url pid... -> ALONE_US (per process, per request)
     local url=$1; shift
     local before=() p i=0
@@ -248,7 +248,11 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
     n=$(awk '/requests in/ {print $1}' "$WORK/i_alone.txt"); hz=$(getconf CLK_TCK)
     ALONE_US=()
     for p in "$@"; do
-      ALONE_US+=("$(awk -v a="${before[$i]}" -v b="$(cpu_ticks "$p")" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')")
+      # "total (user u, system s)" in microseconds per request.
+      ALONE_US+=("$(awk -v a="${before[$i]}" -v b="$(cpu_ticks "$p")" -v n="$n" -v hz="$hz" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); k = 1e6 / hz / n
+        u = (y[1] - x[1]) * k; s = (y[2] - x[2]) * k
+        printf "%.1f (user %.1f, system %.1f)", u + s, u, s }')")
       i=$((i + 1))
     done
   }
