@@ -218,6 +218,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             false
         };
         if h2 {
+            connection.h2_body_timeout = Some(self.h2.body_timeout);
             let connection = Arc::new(connection);
             serve_h2(
                 &self.app,
@@ -299,6 +300,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
 pub struct Connection {
     pub tls: bool,
     pub client_subject: Option<Arc<str>>,
+    /// On HTTP/2: how long a request body may send nothing
+    /// ([`read_request_body`]).
+    pub h2_body_timeout: Option<Duration>,
 }
 
 tokio::task_local! {
@@ -309,6 +313,33 @@ tokio::task_local! {
 /// plain one outside of one.
 pub fn connection() -> Option<Arc<Connection>> {
     CONNECTION.try_with(|c| c.clone()).ok()
+}
+
+/// The next piece of a request body, as `ServerSession::read_request_body`.
+/// pingora bounds each HTTP/1 body read itself (60 s) but waits for HTTP/2
+/// body data for as long as the client likes: a stream that sent its head
+/// and then nothing held its task, and upstream connection, until the
+/// upstream's read timeout, or for ever on the token endpoint. On HTTP/2
+/// each read is bounded by `server.h2_body_timeout_ms`; past it the read
+/// fails as a timed-out read does.
+pub async fn read_request_body(
+    session: &mut ServerSession,
+) -> pingora::Result<Option<bytes::Bytes>> {
+    let limit = if session.is_http2() {
+        CONNECTION.try_with(|c| c.h2_body_timeout).ok().flatten()
+    } else {
+        None
+    };
+    let Some(limit) = limit else {
+        return session.read_request_body().await;
+    };
+    match tokio::time::timeout(limit, session.read_request_body()).await {
+        Ok(read) => read,
+        Err(_) => pingora::Error::e_explain(
+            ErrorType::ReadTimedout,
+            "no HTTP/2 request body data within server.h2_body_timeout_ms",
+        ),
+    }
 }
 
 /// pingora's TLS handshake, bounded by the head deadline. A failure is

@@ -80,7 +80,7 @@ impl ServeHttp for AdminHttp {
 async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>, AdminError> {
     let mut body = Vec::new();
     loop {
-        match session.read_request_body().await {
+        match crate::listen::read_request_body(session).await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > limit {
                     session.set_keepalive(None);

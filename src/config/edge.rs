@@ -78,6 +78,10 @@ pub struct H2Config {
     /// worked on, before the connection is closed with GOAWAY
     /// `ENHANCE_YOUR_CALM` (the "rapid reset" attack, CVE-2023-44487).
     pub max_reset_streams: usize,
+    /// How long a stream's request body may send nothing before the stream
+    /// is ended (`server.h2_body_timeout_ms`): pingora bounds each HTTP/1
+    /// body read itself (60 s) but waits for HTTP/2 body data forever.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for H2Config {
@@ -86,6 +90,7 @@ impl Default for H2Config {
             h2c: true,
             max_concurrent_streams: 100,
             max_reset_streams: 100,
+            body_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -214,6 +219,15 @@ pub(super) fn h2(s: &file::Server) -> Result<H2Config, Invalid> {
                 ))
             }
         },
+        body_timeout: match s.h2_body_timeout_ms {
+            1..=3_600_000 => std::time::Duration::from_millis(s.h2_body_timeout_ms),
+            _ => {
+                return Err(invalid(
+                    "server.h2_body_timeout_ms",
+                    "must be between 1 and 3600000",
+                ))
+            }
+        },
     })
 }
 
@@ -265,6 +279,7 @@ mod tests {
                 "server.tls.sni[0].names",
             ),
             ("[server]\nh2_max_concurrent_streams = 0\n", "server.h2_max_concurrent_streams"),
+            ("[server]\nh2_body_timeout_ms = 0\n", "server.h2_body_timeout_ms"),
             ("[upstreams.a]\naddrs = [\"h:1\"]\nprotocol = \"h3\"\n", "upstreams.a.protocol"),
             ("[upstreams.a]\naddrs = [\"h:1\"]\nprotocol = \"h2\"\n", "upstreams.a.protocol"),
             ("[upstreams.a]\naddrs = [\"h:1\"]\ntls = true\nprotocol = \"h2c\"\n", "upstreams.a.protocol"),

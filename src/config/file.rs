@@ -47,6 +47,7 @@ pub struct Server {
     pub h2c: bool,
     pub h2_max_concurrent_streams: u32,
     pub h2_max_reset_streams: usize,
+    pub h2_body_timeout_ms: u64,
 }
 impl Default for Server {
     fn default() -> Self {
@@ -69,6 +70,7 @@ impl Default for Server {
             h2c: true,
             h2_max_concurrent_streams: 100,
             h2_max_reset_streams: 100,
+            h2_body_timeout_ms: 60_000,
         }
     }
 }

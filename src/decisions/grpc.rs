@@ -51,7 +51,7 @@ pub(crate) async fn serve(decider: &Decider, session: &mut ServerSession) -> Res
         return status_only(session, UNIMPLEMENTED, "unknown method").await;
     }
     let mut body = BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await? {
+    while let Some(chunk) = crate::listen::read_request_body(session).await? {
         if body.len() + chunk.len() > MAX_MESSAGE + 5 {
             return status_only(session, RESOURCE_EXHAUSTED, "message too large").await;
         }

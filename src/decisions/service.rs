@@ -88,7 +88,7 @@ impl DecisionHttp {
     /// convention describes it, decided and answered.
     async fn answer(&self, session: &mut ServerSession) -> Result<()> {
         // A check request's body is not the original request's: drained, unread.
-        if session.drain_request_body().await.is_err() {
+        if drain(session).await.is_err() {
             session.set_keepalive(None);
         }
         let req = session.req_header();
@@ -109,6 +109,13 @@ impl DecisionHttp {
             .write_response_body(Bytes::from(answer.body), true)
             .await
     }
+}
+
+/// Reads the rest of a request body and drops it, each read bounded as
+/// [`crate::listen::read_request_body`] bounds it.
+async fn drain(session: &mut ServerSession) -> Result<()> {
+    while crate::listen::read_request_body(session).await?.is_some() {}
+    Ok(())
 }
 
 /// What a check request asks, read from its method, target and fields as

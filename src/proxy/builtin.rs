@@ -78,7 +78,7 @@ fn json(status: u16, value: serde_json::Value) -> (u16, Vec<(&'static str, Strin
 /// Reads the request body up to `limit` bytes; `None` when larger.
 async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await? {
+    while let Some(chunk) = crate::listen::read_request_body(session).await? {
         if body.len() + chunk.len() > limit {
             return Ok(None);
         }

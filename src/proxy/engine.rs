@@ -408,7 +408,7 @@ async fn send_request(
                 pass_informational(session, up).await?;
                 continue;
             }
-            chunk = session.read_request_body() => chunk.map_err(|e| e.into_down())?,
+            chunk = crate::listen::read_request_body(session) => chunk.map_err(|e| e.into_down())?,
         };
         match next {
             // A read that held only chunk framing or trailers.
@@ -569,7 +569,7 @@ async fn relay_upgraded<G: Gate>(
                     }
                 }
             }
-            chunk = session.read_request_body(), if client_open => {
+            chunk = crate::listen::read_request_body(session), if client_open => {
                 match chunk.map_err(|e| e.into_down())? {
                     Some(bytes) => write_upstream_body(up, &bytes).await?,
                     None => {

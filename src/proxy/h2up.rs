@@ -204,7 +204,7 @@ pub(super) async fn forward<G: Gate>(
     let mut head_read = false;
     loop {
         let event = tokio::select! {
-            chunk = session.read_request_body(), if !sent_all => {
+            chunk = crate::listen::read_request_body(session), if !sent_all => {
                 match chunk.map_err(|e| e.into_down())? {
                     Some(b) if b.is_empty() => {}
                     Some(b) => up.write_request_body(b, false).await.map_err(|e| e.into_up())?,

@@ -433,3 +433,98 @@ async fn an_h2_upstream_over_tls_is_reached_by_alpn() {
         assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     }
 }
+
+/// A request head with the given method and path (and no end of stream).
+fn request_block_with(method: &str, path: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    literal(&mut b, ":method", method.as_bytes());
+    literal(&mut b, ":scheme", b"http");
+    literal(&mut b, ":path", path.as_bytes());
+    literal(&mut b, ":authority", b"tollgate.test");
+    literal(&mut b, "content-type", b"application/x-www-form-urlencoded");
+    b
+}
+
+/// Reads frames until each of `streams` was answered (HEADERS) or reset
+/// (RST_STREAM), or `wait` passes; the streams ended, in order.
+async fn ended_streams(c: &mut RawH2, streams: &[u32], wait: Duration) -> Vec<u32> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = Vec::new();
+    let mut ended = Vec::new();
+    while !streams.iter().all(|s| ended.contains(s)) {
+        let mut chunk = [0u8; 16384];
+        let n = match tokio::time::timeout_at(deadline, c.stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            if matches!(buf[3], HEADERS | RST_STREAM)
+                && streams.contains(&stream)
+                && !ended.contains(&stream)
+            {
+                ended.push(stream);
+            }
+            buf.drain(..9 + len);
+        }
+    }
+    ended
+}
+
+/// A stream that sends its head and then no body data is ended after
+/// `server.h2_body_timeout_ms`, on a proxied route (whose upstream would
+/// otherwise wait its 30 s read timeout) and on the token endpoint (which
+/// otherwise waited for ever); other streams on the connection are served.
+#[tokio::test]
+async fn an_http2_body_that_never_comes_is_cut_off() {
+    let w = target(Duration::ZERO, "[server]\nh2_body_timeout_ms = 1000").await;
+    let mut c = RawH2::open(&w).await;
+    let mut burst = frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &request_block_with("POST", "/public/upload"),
+    );
+    burst.extend(frame(
+        HEADERS,
+        END_HEADERS,
+        3,
+        &request_block_with("POST", "/api/auth/oauth2/token"),
+    ));
+    // A little body, then silence.
+    burst.extend(frame(DATA, 0, 1, b"part"));
+    assert!(c.send(&burst).await);
+    let began = Instant::now();
+    let ended = ended_streams(&mut c, &[1, 3], Duration::from_secs(10)).await;
+    assert!(
+        ended.contains(&1) && ended.contains(&3),
+        "streams still open after {:?}: ended {ended:?}",
+        began.elapsed()
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    // The connection itself still serves.
+    assert!(
+        c.send(&frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            5,
+            &request_block("/public/ok")
+        ))
+        .await
+    );
+    assert_eq!(
+        ended_streams(&mut c, &[5], Duration::from_secs(5)).await,
+        vec![5]
+    );
+    still_serving(&w).await;
+}
