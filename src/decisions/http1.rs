@@ -82,6 +82,7 @@ struct Connection {
     large: bool,
     /// The keep-alive idle timer ([`Connection::read_or_idle`]).
     idle: Option<Pin<Box<Sleep>>>,
+    shutdown: ShutdownWatch,
 }
 
 /// How a request is framed, from its head.
@@ -111,6 +112,7 @@ impl ServeHttp1 for CheckHttp1 {
             last_head: accepted,
             large: false,
             idle: None,
+            shutdown: shutdown.clone(),
         };
         // The first head is due within the head timeout of the accept.
         let mut due = Some(accepted + limits.head_timeout);
@@ -304,7 +306,8 @@ impl Connection {
     }
 
     /// Reads between requests; `None` once the connection has been idle
-    /// for [`IDLE`] since its last head began. The timer is made once per
+    /// for [`IDLE`] since its last head began, or when the process begins
+    /// to shut down. The timer is made once per
     /// connection and pushed back only when it fires early, so that a
     /// busy connection does not register a timer per request.
     async fn read_or_idle(&mut self) -> Option<std::io::Result<usize>> {
@@ -316,6 +319,10 @@ impl Connection {
             tokio::select! {
                 biased;
                 read = self.stream.read_buf(&mut self.read) => return Some(read),
+                // Shutting down (SIGTERM, or a graceful upgrade): an idle
+                // connection closes now, so that the ingress opens its next
+                // one to the process that goes on.
+                _ = self.shutdown.changed() => return None,
                 () = idle.as_mut() => {
                     let until = self.last_head + IDLE;
                     if Instant::now() >= until {

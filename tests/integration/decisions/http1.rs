@@ -205,3 +205,31 @@ async fn check_request_heads_are_bounded_in_size_and_time() {
         began.elapsed()
     );
 }
+
+/// On SIGTERM an idle keep-alive connection is closed at once, not at the
+/// end of the grace period, so that the ingress's next check goes to a
+/// fresh connection (the process that goes on, after an upgrade).
+#[tokio::test]
+async fn an_idle_connection_closes_when_the_process_begins_to_shut_down() {
+    let d = Decisions::start_server(
+        TollgateOptions::new(),
+        "shutdown_grace_seconds = 30",
+        "convention = \"nginx\"",
+        "",
+    )
+    .await;
+    let allowed = format!("/api/v1/workflows/x?environmentId={}", d.world.env);
+    let mut c = RawConnection::open(d.addr).await;
+    let first = c.exchange(check(&allowed, &d.bearer(), "")).await.unwrap();
+    assert_eq!(status(&first), 200);
+    let signalled = Instant::now();
+    d.world.tollgate.send_signal("TERM");
+    let (rest, closed) = c.read_to_close(Duration::from_secs(10)).await;
+    assert!(closed, "the idle connection stayed open");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
