@@ -67,6 +67,14 @@ impl FailureCause {
     }
 }
 
+/// Whether a client's source address must be in its account's
+/// `ip_allowlist` for the request (issuing) or may be anywhere (revoking).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    MustBeAllowed,
+    Any,
+}
+
 /// What the proxy hands over from the HTTP request.
 pub struct OAuthInput<'a> {
     pub content_type: Option<&'a [u8]>,
@@ -179,6 +187,7 @@ impl TokenEndpoint {
                 &req.client_id,
                 req.client_secret.expose_secret(),
                 input.source,
+                Source::MustBeAllowed,
             )
             .await?;
         let sa = &client.service_account;
@@ -320,6 +329,7 @@ impl TokenEndpoint {
                 &req.client_id,
                 req.client_secret.expose_secret(),
                 input.source,
+                Source::Any,
             )
             .await?;
         let sa = &client.service_account;
@@ -370,13 +380,24 @@ impl TokenEndpoint {
     /// one argon2 verification (the dummy one for an unknown client) and
     /// answers with the same `invalid_client`. Failures are audited as
     /// `failed_action`.
+    ///
+    /// With [`Source::MustBeAllowed`], a right secret from outside the
+    /// account's `ip_allowlist` is verified and counted exactly as a wrong
+    /// one (the caller answers `invalid_client`): never through the warm
+    /// path, and never forgiven. Otherwise the throttle was an oracle: from
+    /// a refused address, a right secret left the failure count as it was
+    /// and a wrong one raised it.
     async fn authenticate(
         &self,
         failed_action: &'static str,
         client_id: &str,
         secret: &str,
         source: IpAddr,
+        check: Source,
     ) -> Result<ClientLookup, OAuthError> {
+        let refused_source = |client: &ClientLookup| {
+            check == Source::MustBeAllowed && !client.service_account.policy.allows(source)
+        };
         let m = Metrics::get();
         let now = now_unix();
         let found = self
@@ -393,6 +414,7 @@ impl TokenEndpoint {
         // refused all the same.
         if let Some(client) = &found {
             if client.service_account.status == SaStatus::Active
+                && !refused_source(client)
                 && self.recently_verified(client, client_id, secret)
             {
                 let counts = self
@@ -434,7 +456,12 @@ impl TokenEndpoint {
         let outcome = self
             .verify_client(failed_action, found, client_id, secret)
             .await;
-        if !matches!(outcome, Err(OAuthError::InvalidClient)) {
+        let counted = match &outcome {
+            Err(OAuthError::InvalidClient) => true,
+            Ok(client) => refused_source(client),
+            Err(_) => false,
+        };
+        if !counted {
             // Success, or no verdict (overload, store trouble): not a failure.
             if let Err(err) = self
                 .store

@@ -369,6 +369,39 @@ async fn the_token_endpoint_refuses_a_source_outside_the_allowlist_as_invalid_cl
     assert!(!logs.contains(&secret), "the secret reached the log");
 }
 
+/// From outside the allowlist a right secret counts against the failure
+/// throttle exactly as a wrong one does, warm or not: the throttle tells
+/// nothing about the secret (before, a right one was forgiven and a
+/// refused client could tell it from wrong ones by never being slowed).
+#[tokio::test]
+async fn a_right_secret_from_a_refused_source_is_throttled_as_a_wrong_one() {
+    let echo = EchoUpstream::start();
+    let t = instance(
+        &echo,
+        &unique_prefix(),
+        "[throttle]\nwindow_seconds = 3600\nmax_failures_per_client_source = 3\nmax_failures_per_source = 1000",
+    )
+    .await;
+    let (_, _, id, secret) = account(&t, json!({"ip_allowlist": ["198.51.100.0/24"]})).await;
+    // A token from inside the list: the secret is now recently verified.
+    let (status, _, body) = token_from(&t, &id, &secret, Some("198.51.100.7")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for attempt in 1..=3 {
+        let (status, _, body) = token_from(&t, &id, &secret, Some("203.0.113.9")).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}: {body}"
+        );
+    }
+    let (status, _, body) = token_from(&t, &id, &secret, Some("203.0.113.9")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "slow_down");
+    // The same client from inside the list is not slowed.
+    let (status, _, body) = token_from(&t, &id, &secret, Some("198.51.100.7")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn forwarded_addresses_count_only_from_trusted_proxies() {
     let echo = EchoUpstream::start();
