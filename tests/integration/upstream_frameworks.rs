@@ -17,13 +17,21 @@ path = "/**"
 upstream = "php"
 scope = "workflows:read"
 workspace_role = "member"
+
+[[route]]
+name = "php-tenant"
+path = "/tenant/**"
+upstream = "php"
+scope = "workflows:read"
+organization_param = "tenantId"
 "#;
 
-/// What `router.php` answers: the `environmentId` PHP's `$_GET` holds (a
-/// string, an array, or null), as JSON.
+/// What `router.php` answers: the `environmentId` and `tenantId` PHP's
+/// `$_GET` holds (a string, an array, or null), as JSON.
 const ROUTER: &str = r#"<?php
 header('Content-Type: application/json');
-echo json_encode(['environmentId' => $_GET['environmentId'] ?? null],
+echo json_encode(['environmentId' => $_GET['environmentId'] ?? null,
+    'tenantId' => $_GET['tenantId'] ?? null],
     JSON_INVALID_UTF8_SUBSTITUTE);
 "#;
 
@@ -100,13 +108,18 @@ async fn raw_get(addr: SocketAddr, target: &str, bearer: Option<&str>) -> RawRes
 }
 
 fn environment_id_of(response: &RawResponse) -> Value {
+    read_of(response, "environmentId")
+}
+
+/// What PHP read as the query parameter `name`.
+fn read_of(response: &RawResponse, name: &str) -> Value {
     let body: Value = serde_json::from_slice(&response.body).unwrap_or_else(|e| {
         panic!(
             "php's answer is not JSON ({e}): {}",
             String::from_utf8_lossy(&response.body)
         )
     });
-    body["environmentId"].clone()
+    body[name].clone()
 }
 
 /// tollgate in front of `php`, an environment, and a member's token.
@@ -218,5 +231,95 @@ async fn whatever_tollgate_forwards_php_reads_the_environment_it_checked() {
         }
     }
     // Neither side of the check may be empty, or it proves nothing.
+    assert!(forwarded > 0 && refused > 0, "{forwarded} / {refused}");
+}
+
+/// A route bound to its organization by the query parameter `tenantId`
+/// (`organization_param`): whatever tollgate forwards, PHP reads the
+/// organization tollgate compared with the token's; every spelling PHP
+/// folds into `tenantId` next to the real one is refused or harmless.
+#[tokio::test]
+async fn whatever_tollgate_forwards_php_reads_the_organization_it_bound() {
+    let Some(php) = PhpServer::start().await else {
+        return;
+    };
+    let tollgate = Tollgate::start(
+        TollgateOptions::new()
+            .policy("routes.toml", POLICY)
+            .upstream("php", &[php.addr.to_string()])
+            .toml("[store]\ntimeout_ms = 2000"),
+    )
+    .await;
+    let org = unique_id("org");
+    let (_, token) = tollgate.account_with_token(&org, &["workflows:read"]).await;
+    let own = raw_get(
+        tollgate.proxy_addr(),
+        &format!("/tenant/x?tenantId={org}"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(own.status, 200);
+    assert_eq!(read_of(&own, "tenantId"), Value::from(org.as_str()));
+    let other = raw_get(
+        tollgate.proxy_addr(),
+        "/tenant/x?tenantId=org-of-someone-else",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(other.status, 403);
+    // The spellings PHP reads as tenantId: checked against PHP itself.
+    for alias in [
+        "+tenantId",
+        "%20tenantId",
+        "tenantId%00x",
+        "tenantId[]",
+        "tenantId%5Bx%5D",
+    ] {
+        let query = format!("tenantId={org}&{alias}=org-of-someone-else");
+        let direct = raw_get(php.addr, &format!("/?{query}"), None).await;
+        assert_ne!(
+            read_of(&direct, "tenantId"),
+            Value::from(org.as_str()),
+            "php should read {alias} as tenantId"
+        );
+    }
+    let cores = [
+        "tenantId",
+        "TenantId",
+        "tenantid",
+        "tenant_Id",
+        "tenant.Id",
+        "tenantIds",
+    ];
+    let prefixes = ["", "+", "%20", "%09", "%00", "%5B", "[", ".", "_"];
+    let suffixes = [
+        "", "+", "%20", "%00", "%00x", ".", "[]", "[0]", "%5B", "]", "%3B",
+    ];
+    let (mut forwarded, mut refused) = (0, 0);
+    for core in cores {
+        for prefix in prefixes {
+            for suffix in suffixes {
+                let query = format!("tenantId={org}&{prefix}{core}{suffix}=org-of-someone-else");
+                let response = raw_get(
+                    tollgate.proxy_addr(),
+                    &format!("/tenant/x?{query}"),
+                    Some(&token),
+                )
+                .await;
+                match response.status {
+                    200 => {
+                        forwarded += 1;
+                        assert_eq!(
+                            read_of(&response, "tenantId"),
+                            Value::from(org.as_str()),
+                            "tollgate forwarded {query:?} but php read another organization"
+                        );
+                    }
+                    400 | 403 => refused += 1,
+                    other => panic!("{query}: unexpected status {other}"),
+                }
+            }
+        }
+    }
     assert!(forwarded > 0 && refused > 0, "{forwarded} / {refused}");
 }
