@@ -1088,21 +1088,11 @@ impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
         mut http: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match http.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                tracing::debug!(error_type = ?e.etype(), "unreadable request head; closed");
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = http.respond_error(400).await;
-                }
-                http.shutdown().await;
-                return None;
-            }
+        let read = http.read_request().await;
+        if !request_read(&mut http, read, shutdown).await {
+            return None;
         }
-        if *shutdown.borrow() {
-            http.set_keepalive(None);
-        } else {
+        if !*shutdown.borrow() {
             http.set_keepalive(Some(60));
         }
         let (parts, body) = self.0.response(&mut http).await.into_parts();
@@ -1115,14 +1105,49 @@ impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
             tracing::debug!(error_type = ?e.etype(), "writing an answer failed; closed");
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&http);
-        match http.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::debug!(error_type = ?e.etype(), "finishing an answer failed; closed");
-                None
+        reusable(http).await
+    }
+}
+
+/// What an app does with pingora's `read_request` result: whether there is
+/// a request to serve. A head pingora cannot parse gets pingora's bare 400
+/// and the connection closes; the head never reaches a log (its error's
+/// context holds it, an `Authorization` field with it), only the error's
+/// type. While shutting down, the answer will close the connection.
+pub async fn request_read(
+    session: &mut ServerSession,
+    read: pingora::Result<bool>,
+    shutdown: &ShutdownWatch,
+) -> bool {
+    match read {
+        Ok(true) => {
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
             }
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::debug!(error_type = ?e.etype(), "unreadable request head; closed");
+            if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                let _ = session.respond_error(400).await;
+            }
+            session.shutdown().await;
+            false
+        }
+    }
+}
+
+/// The session's connection, handed back for its next request when the
+/// exchange left it reusable.
+pub async fn reusable(session: ServerSession) -> Option<ReusedHttpStream> {
+    let settings = HttpPersistentSettings::for_session(&session);
+    match session.finish().await {
+        Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(error_type = ?e.etype(), "finishing an answer failed; closed");
+            None
         }
     }
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
-use pingora::prelude::{ErrorType, Result};
+use pingora::prelude::Result;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
@@ -51,20 +51,9 @@ impl HttpServerApp for DecisionHttp {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                tracing::debug!(error_type = ?e.etype(), "unreadable check request; closed");
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = session.respond_error(400).await;
-                }
-                session.shutdown().await;
-                return None;
-            }
-        }
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
+        let read = session.read_request().await;
+        if !crate::listen::request_read(&mut session, read, shutdown).await {
+            return None;
         }
         let served = if session.is_http2() && grpc::is_grpc(&session.req_header().headers) {
             grpc::serve(&self.decider, &mut session).await
@@ -75,11 +64,7 @@ impl HttpServerApp for DecisionHttp {
             tracing::debug!(error_type = ?e.etype(), "answering a check request failed; closed");
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            _ => None,
-        }
+        crate::listen::reusable(session).await
     }
 }
 

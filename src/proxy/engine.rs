@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::connectors::http::v1::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{Error, ErrorType, Result};
@@ -611,20 +611,8 @@ impl<G: Gate> HttpServerApp for Engine<G> {
             read = session.read_request() => read,
             _ = self.shutting_down() => return None,
         };
-        match read {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                // A request pingora cannot parse: its bare 400, then close.
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = session.respond_error(400).await;
-                }
-                session.shutdown().await;
-                return None;
-            }
-        }
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
+        if !crate::listen::request_read(&mut session, read, shutdown).await {
+            return None;
         }
         let mut ctx = G::Ctx::default();
         let reusable = self.serve(&mut session, &mut ctx).await;
@@ -632,11 +620,7 @@ impl<G: Gate> HttpServerApp for Engine<G> {
         if !reusable {
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            _ => None,
-        }
+        crate::listen::reusable(session).await
     }
 
     async fn http_cleanup(&self) {
