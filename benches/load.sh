@@ -134,8 +134,10 @@ PY
 # asking tollgate's decision listener (cache on), as examples/decisions/
 # nginx.conf configures it, side by side with nginx alone (proxy_pass with
 # keep-alive), and tollgate inline (its proxy listener) side by side with
-# nginx alone; and the same snippet without keep-alive to tollgate, to show
-# what that costs. Each nginx has one worker; nginx, tollgate and the
+# nginx alone; the same snippet without keep-alive to tollgate, to show
+# what that costs; and, as the control, the same snippet asking an nginx
+# that answers a fixed 200 (the most any authorizer can score here). Each
+# nginx has one worker; nginx, tollgate and the
 # passthrough share CPU $PROXY_CPU, so each ratio is one of costs per request.
 nginx_on() { # name port http-body -> starts nginx (1 worker) on CPU $PROXY_CPU
   mkdir -p "$WORK/$1"
@@ -204,14 +206,31 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
   snippet=${snippet//\{backend\}/127.0.0.1:$UP}
   nginx_on dec_auth_uds "$auth_uds" "${snippet//\{listen\}/127.0.0.1:$auth_uds}"
   auth_uds_pid=${PIDS[-1]}
-  for u in "http://127.0.0.1:$auth$target" "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$auth_uds$target" "http://127.0.0.1:$p$target"; do
+  # The control: the same snippet asking an nginx (its own process, same
+  # CPU) that answers every check with a fixed 200 and the identity headers
+  # tollgate answered this one with. No authorizer reached over HTTP does
+  # less per check, so this pair is the most any authorizer can score here.
+  local answer fixed_h static static_pid auth_static auth_static_pid
+  answer=$(curl -s -D - -o /dev/null "${auth_h[@]}" -H "X-Original-Method: GET" -H "X-Original-URI: $target" "http://127.0.0.1:$dl/")
+  fixed_h=$(awk -F': ' 'tolower($1) ~ /^(x-tollgate-|cache-control)/ {sub("\r$", "", $2); printf "add_header %s \"%s\"; ", $1, $2}' <<<"$answer")
+  [ "$(grep -c 'X-Tollgate\|x-tollgate' <<<"$fixed_h" || true)" != 0 ] \
+    || { echo "set-up failed: tollgate's answer carries no identity headers" >&2; exit 1; }
+  static=$(free_port); auth_static=$(free_port)
+  nginx_on dec_static "$static" "server { listen 127.0.0.1:$static; keepalive_requests 100000; location / { $fixed_h return 200; } }"
+  static_pid=${PIDS[-1]}
+  snippet=$(grep -v '^#' examples/decisions/nginx.conf)
+  snippet=${snippet//\{decisions\}/127.0.0.1:$static}
+  snippet=${snippet//\{backend\}/127.0.0.1:$UP}
+  nginx_on dec_auth_static "$auth_static" "${snippet//\{listen\}/127.0.0.1:$auth_static}"
+  auth_static_pid=${PIDS[-1]}
+  for u in "http://127.0.0.1:$auth$target" "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$auth_uds$target" "http://127.0.0.1:$auth_static$target" "http://127.0.0.1:$p$target"; do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$u" "${auth_h[@]}")" = 200 ] \
       || { echo "set-up failed: the benchmark request is not allowed on $u" >&2; cat "$WORK/tollgate.log" >&2; exit 1; }
   done
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$auth$target")" = 401 ] \
     || { echo "set-up failed: nginx + tollgate let a request without a token through" >&2; exit 1; }
   local rounds=${SIDE_ROUNDS:-5} dur=${SIDE_DURATION:-5s} x b
-  I_AUTH=(); I_NOKEEP=(); I_INLINE=(); I_DIRECT=(); I_UDS=()
+  I_AUTH=(); I_NOKEEP=(); I_INLINE=(); I_DIRECT=(); I_UDS=(); I_STATIC=()
   # The decision listener asked directly, as nginx's /_tollgate asks it.
   local direct_h=(-H "X-Original-Method: GET" -H "X-Original-URI: $target")
   pair() { # url_x url_b [wrk args of x] -> PAIR_RATIO
@@ -234,7 +253,8 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
     pair "http://127.0.0.1:$auth_nokeep$target" "http://127.0.0.1:$plain$target"; I_NOKEEP+=("$PAIR_RATIO")
     pair "http://127.0.0.1:$dl/" "http://127.0.0.1:$plain$target" "${direct_h[@]}"; I_DIRECT+=("$PAIR_RATIO")
     pair "http://127.0.0.1:$auth_uds$target" "http://127.0.0.1:$plain$target"; I_UDS+=("$PAIR_RATIO")
-    echo "(i) round $r: nginx+tollgate/nginx ${I_AUTH[-1]}, over a Unix socket ${I_UDS[-1]}, tollgate inline/nginx ${I_INLINE[-1]}, without keep-alive to tollgate ${I_NOKEEP[-1]}, decision listener alone/nginx ${I_DIRECT[-1]}" >&2
+    pair "http://127.0.0.1:$auth_static$target" "http://127.0.0.1:$plain$target"; I_STATIC+=("$PAIR_RATIO")
+    echo "(i) round $r: nginx+tollgate/nginx ${I_AUTH[-1]}, nginx+fixed answer/nginx ${I_STATIC[-1]}, over a Unix socket ${I_UDS[-1]}, tollgate inline/nginx ${I_INLINE[-1]}, without keep-alive to tollgate ${I_NOKEEP[-1]}, decision listener alone/nginx ${I_DIRECT[-1]}" >&2
   done
   # Where the CPU goes: each set-up alone (not side by side), the CPU time
   # (user + system, from /proc) each process spent per request answered.
@@ -259,9 +279,10 @@ server { listen 127.0.0.1:$plain; location / { proxy_pass http://bench; proxy_ht
   alone "http://127.0.0.1:$plain$target" "$plain_pid"; local cpu_plain=${ALONE_US[0]}
   alone "http://127.0.0.1:$auth$target" "$auth_pid" "$tg_pid"; local cpu_auth=${ALONE_US[0]} cpu_tg=${ALONE_US[1]}
   alone "http://127.0.0.1:$auth_uds$target" "$auth_uds_pid" "$tg_uds_pid"; local cpu_auth_uds=${ALONE_US[0]} cpu_tg_uds=${ALONE_US[1]}
-  I_CPU_LINE="(i) CPU per request, each set-up alone ($dur): nginx alone ${cpu_plain} us; nginx with auth_request ${cpu_auth} us + tollgate's decision listener ${cpu_tg} us; over a Unix socket, nginx ${cpu_auth_uds} us + tollgate ${cpu_tg_uds} us"
+  alone "http://127.0.0.1:$auth_static$target" "$auth_static_pid" "$static_pid"; local cpu_auth_static=${ALONE_US[0]} cpu_static=${ALONE_US[1]}
+  I_CPU_LINE="(i) CPU per request, each set-up alone ($dur): nginx alone ${cpu_plain} us; nginx with auth_request ${cpu_auth} us + tollgate's decision listener ${cpu_tg} us; over a Unix socket, nginx ${cpu_auth_uds} us + tollgate ${cpu_tg_uds} us; asking the fixed answer, nginx ${cpu_auth_static} us + the fixed-answer nginx ${cpu_static} us"
   echo "$I_CPU_LINE"
-  I_LINE="(i) side by side with nginx alone (1 worker, same CPU), $rounds rounds of $dur, wrk -c$((CONNS / 2)) each: nginx + auth_request -> tollgate (cache on) / nginx = $(median "${I_AUTH[@]}") (${I_AUTH[*]}); tollgate inline / nginx = $(median "${I_INLINE[@]}") (${I_INLINE[*]}); nginx + tollgate without keep-alive to tollgate / nginx = $(median "${I_NOKEEP[@]}") (${I_NOKEEP[*]}); tollgate's decision listener asked directly / nginx = $(median "${I_DIRECT[@]}") (${I_DIRECT[*]}); nginx + auth_request -> tollgate over a Unix socket / nginx = $(median "${I_UDS[@]}") (${I_UDS[*]})"
+  I_LINE="(i) side by side with nginx alone (1 worker, same CPU), $rounds rounds of $dur, wrk -c$((CONNS / 2)) each: nginx + auth_request -> tollgate (cache on) / nginx = $(median "${I_AUTH[@]}") (${I_AUTH[*]}); the control, nginx + auth_request -> nginx's fixed 200 / nginx = $(median "${I_STATIC[@]}") (${I_STATIC[*]}); tollgate inline / nginx = $(median "${I_INLINE[@]}") (${I_INLINE[*]}); nginx + tollgate without keep-alive to tollgate / nginx = $(median "${I_NOKEEP[@]}") (${I_NOKEEP[*]}); tollgate's decision listener asked directly / nginx = $(median "${I_DIRECT[@]}") (${I_DIRECT[*]}); nginx + auth_request -> tollgate over a Unix socket / nginx = $(median "${I_UDS[@]}") (${I_UDS[*]})"
   echo "$I_LINE"
 }
 
