@@ -1088,7 +1088,7 @@ impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
         mut http: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let read = http.read_request().await;
+        let read = read_unless_shutting_down(&mut http, shutdown).await?;
         if !request_read(&mut http, read, shutdown).await {
             return None;
         }
@@ -1106,6 +1106,27 @@ impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
             return None;
         }
         reusable(http).await
+    }
+}
+
+/// Reads the next request head, or `None` once the process begins to shut
+/// down (SIGTERM, or a graceful upgrade) while the connection waits for
+/// it: an idle keep-alive connection then closes at once rather than at the
+/// end of the grace period, so that its client's next request goes to the
+/// process that carries on. A head already received is read and served.
+pub async fn read_unless_shutting_down(
+    session: &mut ServerSession,
+    shutdown: &ShutdownWatch,
+) -> Option<pingora::Result<bool>> {
+    let mut watch = shutdown.clone();
+    tokio::select! {
+        biased;
+        read = session.read_request() => Some(read),
+        _ = async {
+            if !*watch.borrow_and_update() {
+                let _ = watch.changed().await;
+            }
+        } => None,
     }
 }
 

@@ -13,7 +13,6 @@
 //! ways.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -27,7 +26,6 @@ use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::{HttpPeer, Peer};
-use tokio::sync::Notify;
 
 use super::headers::{expects_continue, strip_response_hop_by_hop};
 
@@ -106,10 +104,6 @@ pub(crate) struct Engine<G> {
     connector: Connector,
     /// HTTP/2 upstreams' connections (`protocol = "h2"`/`"h2c"`).
     h2: pingora::connectors::http::v2::Connector,
-    /// Set when the server shuts down: idle keep-alive connections waiting
-    /// for their next request are closed.
-    closing: AtomicBool,
-    closed: Notify,
 }
 
 impl<G: Gate> Engine<G> {
@@ -118,19 +112,7 @@ impl<G: Gate> Engine<G> {
             gateway,
             connector: Connector::new(None),
             h2: pingora::connectors::http::v2::Connector::new(None),
-            closing: AtomicBool::new(false),
-            closed: Notify::new(),
         }
-    }
-
-    async fn shutting_down(&self) {
-        let notified = self.closed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.closing.load(Ordering::Acquire) {
-            return;
-        }
-        notified.await;
     }
 
     /// One request, from its head to the last byte of its answer. Returns
@@ -605,12 +587,7 @@ impl<G: Gate> HttpServerApp for Engine<G> {
         // Requests a client sends before the previous answer (RFC 9112
         // §9.3.2) are served in turn rather than dropped with the connection.
         session.set_pipelining_enabled(true);
-        let read = tokio::select! {
-            // Biased: a request already buffered is served, not dropped.
-            biased;
-            read = session.read_request() => read,
-            _ = self.shutting_down() => return None,
-        };
+        let read = crate::listen::read_unless_shutting_down(&mut session, shutdown).await?;
         if !crate::listen::request_read(&mut session, read, shutdown).await {
             return None;
         }
@@ -621,11 +598,6 @@ impl<G: Gate> HttpServerApp for Engine<G> {
             return None;
         }
         crate::listen::reusable(session).await
-    }
-
-    async fn http_cleanup(&self) {
-        self.closing.store(true, Ordering::Release);
-        self.closed.notify_waiters();
     }
 }
 

@@ -561,3 +561,60 @@ async fn dev_mode_does_what_the_quick_start_prints() {
         );
     }
 }
+
+/// On SIGTERM, keep-alive connections idle between requests close at once
+/// on every HTTP/1 listener, not at the end of the grace period: a client
+/// (a Prometheus scraper, an admin tool) then opens its next connection to
+/// the process that goes on rather than asking the one that is leaving.
+#[tokio::test]
+async fn idle_keep_alive_connections_close_when_the_process_begins_to_shut_down() {
+    let echo = EchoUpstream::start();
+    let (tollgate, token) = start_gateway(&echo, "[server]\nshutdown_grace_seconds = 30").await;
+    let listeners = [
+        (
+            "proxy",
+            tollgate.proxy_addr(),
+            format!(
+                "GET /api/v1/tools/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ),
+        ),
+        (
+            "admin",
+            tollgate.admin_addr(),
+            "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
+        ),
+        (
+            "metrics",
+            tollgate.metrics_addr(),
+            "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
+        ),
+    ];
+    let mut open = Vec::new();
+    for (name, addr, request) in &listeners {
+        let mut c = RawConnection::open(addr).await;
+        let answer = c.exchange(request).await;
+        let answer = answer.unwrap_or_else(|| panic!("{name}: no answer"));
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{name}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        open.push((name, c));
+    }
+    let signalled = Instant::now();
+    tollgate.send_signal("TERM");
+    for (name, mut c) in open {
+        let (rest, closed) = c.read_to_close(Duration::from_secs(10)).await;
+        assert!(closed, "{name}: the idle connection stayed open");
+        assert!(
+            rest.is_empty(),
+            "{name}: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
