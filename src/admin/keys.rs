@@ -167,13 +167,16 @@ impl AdminKeys {
             && presented.is_some_and(|k| {
                 k.starts_with(ADMIN_KEY_PREFIX) || k.starts_with(ACCESS_TOKEN_PREFIX)
             });
+        // No key costs no verification and is not a guess: answered 401
+        // without touching the source's failure budget, so that stray
+        // requests (a browser's `/favicon.ico`, a probe) cannot use it up.
+        let Some(key) = presented.filter(|k| !k.is_empty()) else {
+            return Err(AdminError::Unauthorized);
+        };
         let slot = self
             .reserve(source, now, stored)
             .map_err(|retry_after| AdminError::Throttled { retry_after })?;
-        let outcome = match presented {
-            Some(key) => self.identify(key, now).await,
-            None => Ok(None),
-        };
+        let outcome = self.identify(key, now).await;
         if !matches!(outcome, Ok(None)) {
             self.forgive(slot);
         }

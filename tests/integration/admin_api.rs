@@ -2320,3 +2320,59 @@ async fn guessing_admin_keys_does_not_hold_up_the_token_endpoint() {
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// The admin failure throttle counts presented keys that do not verify,
+/// not requests without a key: a browser's `/` and `/favicon.ico`, a stray
+/// scrape or a health probe on the admin listener cost no verification, and
+/// a few of them from the operators' own address must not lock the
+/// operators out for a minute.
+#[tokio::test]
+async fn requests_without_a_key_do_not_use_up_the_admin_failure_budget() {
+    let key = "tgtest-ops-key";
+    let hash = tollgate::secret::hash_secret(
+        &secrecy::SecretString::from(key.to_string()),
+        &tollgate::secret::HashParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .expect("hash");
+    let tg = Tollgate::start(tools_read_unreachable(None).toml(format!(
+        "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
+    )))
+    .await;
+    let accounts = format!("{}/service-accounts", org_path(&unique_id("org")));
+    for path in ["/", "/favicon.ico", accounts.as_str()] {
+        for _ in 0..8 {
+            let (status, body) = tg.admin().without_key().get(path).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        }
+    }
+    let (status, body) = tg.admin().with_key(key).get(&accounts).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Wrong keys still count: the eleventh in the window is refused
+    // unverified. The window is a fixed minute: start well inside one.
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    for i in 0..10 {
+        let (status, _) = tg
+            .admin()
+            .with_key(&format!("tgtest-wrong-{i}"))
+            .get(&accounts)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = tg
+        .admin()
+        .with_key("tgtest-wrong-again")
+        .get(&accounts)
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
