@@ -50,6 +50,13 @@ pub struct StoredCredential {
     pub previous_secret_hash: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub previous_secret_expires_at: Option<OffsetDateTime>,
+    /// `secret::secret_check` of the current secret, and of the previous
+    /// one while it is valid; `None` for credentials made before it was
+    /// kept (their previous secret is then always verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_check: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_check: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]

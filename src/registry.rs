@@ -7,7 +7,7 @@ mod limits;
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -296,14 +296,16 @@ impl Registry {
             .await;
     }
 
-    async fn new_secret(&self) -> RegistryResult<(SecretString, String)> {
+    /// A new client secret, its argon2id hash and its check.
+    async fn new_secret(&self) -> RegistryResult<(SecretString, String, Option<String>)> {
         let secret = new_client_secret();
         let hash = self
             .hasher
             .hash(&secret)
             .await
             .map_err(|_| RegistryError::Internal)?;
-        Ok((secret, hash))
+        let check = Some(crate::secret::secret_check(secret.expose_secret()));
+        Ok((secret, hash, check))
     }
 
     async fn account(&self, org: &str, sa: &str) -> RegistryResult<ServiceAccount> {
@@ -350,7 +352,7 @@ impl Registry {
         let scopes = self.parse_scopes(&input.scopes)?;
         let mut policy = crate::account_policy::AccountPolicy::default();
         input.policy.apply(&mut policy, self.max_token_ttl)?;
-        let (secret, hash) = self.new_secret().await?;
+        let (secret, hash, check) = self.new_secret().await?;
         let at = now();
         let sa = ServiceAccount {
             id: new_id(),
@@ -373,6 +375,8 @@ impl Registry {
             secret_hash: hash,
             previous_secret_hash: None,
             previous_secret_expires_at: None,
+            secret_check: check,
+            previous_secret_check: None,
             created_at: at,
             last_used_at: None,
             generation: 0,
@@ -573,7 +577,7 @@ impl Registry {
         self.account(org, sa).await?;
         validate_name("name", &name)?;
         validate_description(&description)?;
-        let (secret, hash) = self.new_secret().await?;
+        let (secret, hash, check) = self.new_secret().await?;
         let at = now();
         let cred = StoredCredential {
             id: new_id(),
@@ -585,6 +589,8 @@ impl Registry {
             secret_hash: hash,
             previous_secret_hash: None,
             previous_secret_expires_at: None,
+            secret_check: check,
+            previous_secret_check: None,
             created_at: at,
             last_used_at: None,
             generation: 0,
@@ -725,15 +731,18 @@ impl Registry {
             return Err(invalid("grace_seconds", "must be between 0 and 86400"));
         }
         let mut cred = self.stored_credential(org, sa, id).await?;
-        let (secret, hash) = self.new_secret().await?;
+        let (secret, hash, check) = self.new_secret().await?;
         let at = now();
         if grace_seconds > 0 {
             cred.previous_secret_hash = Some(std::mem::replace(&mut cred.secret_hash, hash));
+            cred.previous_secret_check = std::mem::replace(&mut cred.secret_check, check);
             cred.previous_secret_expires_at =
                 Some(at + time::Duration::seconds(grace_seconds as i64));
         } else {
             cred.secret_hash = hash;
+            cred.secret_check = check;
             cred.previous_secret_hash = None;
+            cred.previous_secret_check = None;
             cred.previous_secret_expires_at = None;
         }
         cred.generation += 1;

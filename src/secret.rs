@@ -25,6 +25,20 @@ pub fn new_client_secret() -> SecretString {
     SecretString::from(format!("{CLIENT_SECRET_PREFIX}{}", random_part()))
 }
 
+/// A 16-bit check of a client secret, stored beside its hash: a presented
+/// secret whose check differs cannot be that secret. It lets a rotation's
+/// previous secret be verified (argon2) only for a secret that could be it,
+/// so that a wrong secret costs one verification whether or not its
+/// credential is in a grace period. Sixteen bits of a SHA-256 say nothing
+/// useful about a 256-bit random secret.
+pub fn secret_check(secret: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"tollgate secret check\0")
+        .chain_update(secret.as_bytes())
+        .finalize();
+    format!("{:02x}{:02x}", digest[0], digest[1])
+}
+
 /// A new access token: `tg_at_` + 256 bits from the OS CSPRNG.
 pub fn new_access_token() -> SecretString {
     SecretString::from(format!("{ACCESS_TOKEN_PREFIX}{}", random_part()))
@@ -157,6 +171,20 @@ mod tests {
         let t = new_access_token();
         assert!(looks_like_access_token(expose(&t)));
         assert_ne!(expose(&new_access_token()), expose(&t));
+    }
+
+    #[test]
+    fn a_secret_check_is_four_hex_digits_fixed_per_secret() {
+        let s = new_client_secret();
+        let check = secret_check(expose(&s));
+        assert_eq!(check.len(), 4);
+        assert!(check.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(check, secret_check(expose(&s)));
+        // 64 secrets: their checks are not all one value.
+        let checks: std::collections::HashSet<String> = (0..64)
+            .map(|_| secret_check(expose(&new_client_secret())))
+            .collect();
+        assert!(checks.len() > 1);
     }
 
     #[test]

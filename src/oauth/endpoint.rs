@@ -555,7 +555,18 @@ impl TokenEndpoint {
             return Ok(true);
         }
         // The previous secret during a rotation grace period; not cached.
+        // Only a secret that could be it is verified: a wrong one then costs
+        // one verification, as for an unknown client, and its timing does
+        // not tell that the client exists and is mid-rotation.
         match (&cred.previous_secret_hash, cred.previous_secret_expires_at) {
+            (Some(_), _)
+                if cred
+                    .previous_secret_check
+                    .as_deref()
+                    .is_some_and(|check| check != crate::secret::secret_check(secret)) =>
+            {
+                Ok(false)
+            }
             (Some(prev), Some(until)) if until > OffsetDateTime::now_utc() => {
                 self.hasher.verify_any(secret, vec![prev.clone()]).await
             }

@@ -897,6 +897,49 @@ async fn an_unknown_client_costs_as_much_time_as_a_wrong_secret() {
     );
 }
 
+/// During a rotation's grace period a wrong secret is tried against the
+/// previous secret too; it must still cost what an unknown client costs,
+/// or its timing tells that the client exists and is mid-rotation. Both
+/// secrets still work.
+#[tokio::test]
+async fn a_wrong_secret_during_a_rotation_grace_period_costs_as_much_as_an_unknown_client() {
+    let opts = options().argon2_at_default_cost("").toml(UNTHROTTLED);
+    let tollgate = Tollgate::start(opts).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let (status, rotated) = tollgate
+        .admin()
+        .post(
+            &format!("{}/rotate-secret", account.sa_path()),
+            serde_json::json!({"grace_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["client_secret"].as_str().expect("secret");
+    for secret in [account.secret.as_str(), new_secret] {
+        let answer = token(&tollgate, Some(&basic(&account.client_id, secret)), GRANT).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    }
+    let unknown = basic(&unknown_client_id(), "tg_sk_wrong");
+    let wrong = basic(&account.client_id, "tg_sk_wrong");
+
+    let (mut unknown_times, mut wrong_times) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        for (auth, times) in [(&unknown, &mut unknown_times), (&wrong, &mut wrong_times)] {
+            let started = Instant::now();
+            let answer = token(&tollgate, Some(auth), GRANT).await;
+            times.push(started.elapsed());
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    // Two verifications against one would make this about 0.5.
+    let (unknown_median, wrong_median) = (median(unknown_times), median(wrong_times));
+    let ratio = unknown_median.as_secs_f64() / wrong_median.as_secs_f64();
+    assert!(
+        (0.7..=1.5).contains(&ratio),
+        "unknown client {unknown_median:?} vs wrong secret in a grace period {wrong_median:?}"
+    );
+}
+
 // §3.1 success
 
 #[tokio::test]

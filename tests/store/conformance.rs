@@ -125,6 +125,8 @@ fn credential(sa: &ServiceAccount, name: &str) -> StoredCredential {
         secret_hash: format!("$argon2id$v=19$m=64,t=1,p=1$c2FsdA${}", new_id()),
         previous_secret_hash: None,
         previous_secret_expires_at: None,
+        secret_check: None,
+        previous_secret_check: None,
         created_at: at(1),
         last_used_at: None,
         generation: 0,

@@ -135,6 +135,8 @@ async fn an_override_applies_to_its_account_and_a_quota_refuses_when_used_up() {
         secret_hash: String::new(),
         previous_secret_hash: None,
         previous_secret_expires_at: None,
+        secret_check: None,
+        previous_secret_check: None,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         last_used_at: None,
         generation: 0,
