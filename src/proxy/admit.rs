@@ -166,7 +166,9 @@ impl Gateway {
             ctx.tls = connection.tls;
             ctx.client_subject = connection.client_subject.clone();
         }
-        ctx.grpc = super::h2up::is_grpc(session.req_header());
+        // gRPC runs over HTTP/2 only; an HTTP/1 request that says it is
+        // gRPC is answered as any other HTTP request.
+        ctx.grpc = session.is_http2() && super::h2up::is_grpc(session.req_header());
         if session.req_header().method == http::Method::CONNECT {
             // Never a tunnel: whatever follows the head is not another request.
             session.set_keepalive(None);

@@ -42,8 +42,8 @@ pub(crate) struct Ctx {
     /// for policies to match on.
     #[allow(dead_code)]
     pub(super) client_subject: Option<Arc<str>>,
-    /// A gRPC call (`content-type: application/grpc…`) to a route: its
-    /// denials are gRPC answers (`grpc-status`), not JSON.
+    /// A gRPC call (`content-type: application/grpc…` over HTTP/2) to a
+    /// route: its denials are gRPC answers (`grpc-status`), not JSON.
     pub(super) grpc: bool,
     /// The rate limit and quota check's outcome (access log `limit`).
     pub(super) limit: Option<crate::limits::Verdict>,

@@ -94,14 +94,10 @@ pub(super) async fn grpc_error(
     }
     resp.insert_header("x-request-id", ctx.request_id_value())?;
     ctx.local_status = Some(denial.status);
-    if session.is_http2() {
-        session
-            .response_duplex_vec(vec![HttpTask::Header(Box::new(resp), true)])
-            .await?;
-    } else {
-        resp.insert_header(header::CONTENT_LENGTH, "0")?;
-        session.write_response_header(Box::new(resp)).await?;
-    }
+    // Only HTTP/2 requests are answered in gRPC terms (`Ctx::grpc`).
+    session
+        .response_duplex_vec(vec![HttpTask::Header(Box::new(resp), true)])
+        .await?;
     Ok(true)
 }
 

@@ -353,6 +353,24 @@ async fn denied_grpc_calls_get_grpc_answers_and_builtins_stay_json() {
     assert!(out.contains("grpc-message: "), "{out}");
     assert!(out.contains("www-authenticate: Bearer"), "{out}");
 
+    // gRPC runs over HTTP/2: an HTTP/1.1 request that says it is gRPC gets
+    // the JSON denial with its real status, which status-code monitoring
+    // in front of tollgate counts as the denial it is, not a 200.
+    let (_, out, _) = curl(&[
+        "--http1.1",
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/grpc",
+        "--data-binary",
+        "",
+        &url,
+    ]);
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(out.contains("content-type: application/json"), "{out}");
+    assert!(!out.contains("grpc-status"), "{out}");
+
     // whoami and the token endpoint answer in HTTP/JSON whatever is asked.
     for target in ["/api/v1/service-account/whoami", "/api/auth/oauth2/token"] {
         let url = format!("http://{}{target}", w.tollgate.proxy_addr());
