@@ -2,7 +2,7 @@
 //! throttling and equal-cost failures, token issuance, revocation and the
 //! RFC 8414 metadata document.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +52,9 @@ enum FailureCause {
     /// The account was issued `token_issue_limit` tokens in its window
     /// (429 `slow_down`).
     IssueLimit,
+    /// Too many failures from this source, for this client or at all, in
+    /// the throttle window (429 `slow_down`, before any verification).
+    Throttled,
 }
 
 impl FailureCause {
@@ -63,6 +66,7 @@ impl FailureCause {
             FailureCause::SourceNotAllowed => "source_not_allowed",
             FailureCause::LiveTokenCap => "max_live_tokens",
             FailureCause::IssueLimit => "token_issue_limit",
+            FailureCause::Throttled => "throttled",
         }
     }
 }
@@ -110,6 +114,9 @@ pub struct TokenEndpoint {
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     /// credential id → the last `last_used_at` this process wrote.
     touched: Mutex<HashMap<String, i64>>,
+    /// The throttle window and the (client, source) throttle keys whose
+    /// refusal was audited in it ([`TokenEndpoint::throttled`]).
+    throttled_audited: Mutex<(i64, HashSet<String>)>,
 }
 
 fn unavailable(m: &Metrics, op: &'static str, e: &StoreError) -> OAuthError {
@@ -155,6 +162,7 @@ impl TokenEndpoint {
             public_url: settings.public_url,
             verified: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
+            throttled_audited: Mutex::new((0, HashSet::new())),
         }
     }
 
@@ -428,7 +436,8 @@ impl TokenEndpoint {
                 };
                 if let Some(retry_after_secs) = throttle::verdict(counts, &self.throttle, now) {
                     let e = OAuthError::SlowDown { retry_after_secs };
-                    self.log_failure(failed_action, Some(client_id), &e);
+                    self.throttled(failed_action, found.as_ref(), client_id, &keys, &e)
+                        .await;
                     return Err(e);
                 }
                 return found.ok_or(OAuthError::InvalidClient);
@@ -450,7 +459,8 @@ impl TokenEndpoint {
             let e = OAuthError::SlowDown {
                 retry_after_secs: throttle::retry_after(&self.throttle, now),
             };
-            self.log_failure(failed_action, Some(client_id), &e);
+            self.throttled(failed_action, found.as_ref(), client_id, &keys, &e)
+                .await;
             return Err(e);
         }
         let outcome = self
@@ -633,6 +643,40 @@ impl TokenEndpoint {
                 details,
             })
             .await;
+    }
+
+    /// A throttled attempt (`slow_down`, refused before any verification).
+    /// For a known client it goes to the organization's audit trail once
+    /// per (client, source) and throttle window in this process, with
+    /// cause `throttled`, so that the trail shows the attack going on
+    /// after its counted failures; the repeats are only logged, so that a
+    /// flood of them cannot push the organization's other events out of
+    /// its bounded trail. An unknown client's is only logged.
+    async fn throttled(
+        &self,
+        action: &'static str,
+        found: Option<&ClientLookup>,
+        client_id: &str,
+        keys: &throttle::ThrottleKeys,
+        e: &OAuthError,
+    ) {
+        let first = found.is_some()
+            && self.throttled_audited.lock().is_ok_and(|mut audited| {
+                let (window, seen) = &mut *audited;
+                if *window != keys.expires_at {
+                    *window = keys.expires_at;
+                    seen.clear();
+                }
+                // Bounded: past it, further ones in the window are logged only.
+                seen.len() < VERIFIED_MAX && seen.insert(keys.client_source.clone())
+            });
+        match found {
+            Some(client) if first => {
+                self.audit_failure(action, client, e, Some(FailureCause::Throttled))
+                    .await
+            }
+            _ => self.log_failure(action, Some(client_id), e),
+        }
     }
 
     fn log_unknown_client(&self, action: &'static str, client_id: &str) {

@@ -2277,3 +2277,57 @@ async fn warm_issuance_rate() {
         );
     }
 }
+
+/// Once a client is throttled from a source, its refused attempts still
+/// reach the organization's audit trail, once per (client, source) and
+/// window: the trail shows the attack going on after its counted wrong
+/// secrets, and a flood of refusals cannot push the other events out.
+#[tokio::test]
+async fn throttled_attempts_of_a_known_client_are_audited_once_per_window() {
+    // An hour's window: the run cannot straddle two.
+    let tollgate = Tollgate::start(options().toml("[throttle]\nwindow_seconds = 3600")).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let wrong = basic(&account.client_id, "tg_sk_wrong");
+    for _ in 0..10 {
+        assert_eq!(
+            token(&tollgate, Some(&wrong), GRANT).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for auth in [&wrong, &wrong, &account.basic(), &wrong, &wrong] {
+        assert_eq!(
+            token(&tollgate, Some(auth), GRANT).await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let (status, events) = tollgate
+        .admin()
+        .get(&format!(
+            "/v1/organizations/{}/audit-events?limit=200",
+            account.org
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let causes: Vec<&str> = events["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|e| e["action"] == "token.issue_failed")
+        .map(|e| e["details"]["cause"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        causes.iter().filter(|c| **c == "wrong_secret").count(),
+        10,
+        "{causes:?}"
+    );
+    let throttled: Vec<_> = events["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|e| e["details"]["cause"] == "throttled")
+        .collect();
+    assert_eq!(throttled.len(), 1, "{causes:?}");
+    assert_eq!(throttled[0]["details"]["reason"], "slow_down");
+    assert_eq!(throttled[0]["actor"], account.client_id.as_str());
+    assert_eq!(throttled[0]["outcome"], "failure");
+}
