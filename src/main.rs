@@ -171,10 +171,14 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
+            return if !e.use_stderr() {
                 ExitCode::SUCCESS
+            } else if std::env::args().nth(1).as_deref() == Some("check") {
+                // `check` exits 1 for anything not valid, its command line
+                // included; the other verbs keep the usage code 2.
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
             };
         }
     };

@@ -237,6 +237,24 @@ fn check_without_a_config_exits_1() {
     assert!(stderr.contains("--config"), "{stderr}");
 }
 
+/// `check` exits 1 for anything that is not valid, a command line it
+/// cannot read included (the argument parser's own usage code is 2).
+#[test]
+fn check_with_a_command_line_it_cannot_read_exits_1() {
+    for args in [
+        &["check", "--config"][..],
+        &["check", "--bogus"],
+        &["check", "--config", "a.toml", "extra"],
+    ] {
+        let (code, _, stderr) = run(tollgate().args(args));
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(!stderr.is_empty(), "{args:?}: no message");
+    }
+    // explain keeps 2 for usage errors, as its contract says.
+    let (code, _, _) = run(tollgate().args(["explain", "--bogus"]));
+    assert_eq!(code, 2);
+}
+
 #[test]
 fn serve_refuses_an_unknown_log_format_or_filter() {
     let (code, _, stderr) = run(tollgate()
