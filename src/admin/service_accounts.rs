@@ -129,6 +129,8 @@ pub(super) async fn rotate_secret(c: &Call<'_>) -> Handled {
 
 /// `POST /revoke-tokens`: every live token of the account.
 pub(super) async fn revoke_tokens(c: &Call<'_>) -> Handled {
+    // No body, `{}` or whitespace; any field is unknown (400).
+    Fields::parse_optional(c.body, &[])?;
     let n = c
         .registry
         .revoke_service_account_tokens(c.path.org, c.path.sa, c.actor)

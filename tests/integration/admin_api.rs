@@ -2353,11 +2353,9 @@ async fn requests_without_a_key_do_not_use_up_the_admin_failure_budget() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // Wrong keys still count: the eleventh in the window is refused
     // unverified. The window is a fixed minute: start well inside one.
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        % 60;
+    let into_minute = time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .rem_euclid(60) as u64;
     if into_minute > 50 {
         tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
     }
@@ -2375,4 +2373,38 @@ async fn requests_without_a_key_do_not_use_up_the_admin_failure_budget() {
         .get(&accounts)
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// `revoke-tokens` takes no body: none, `{}` or whitespace are accepted,
+/// and a field is refused as unknown, as on every admin endpoint, before
+/// anything is revoked.
+#[tokio::test]
+async fn revoke_tokens_refuses_a_body_with_fields() {
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
+    let org = unique_id("org");
+    let (sa, client_id, secret) = new_account(&tg, &org, "revoked", &["tools:read"]).await;
+    let live = token(&tg, &client_id, &secret).await;
+    let admin = tg.admin();
+    for path in [
+        format!("{}/revoke-tokens", sa_path(&org, &sa)),
+        format!("{}/revoke-tokens", org_path(&org)),
+    ] {
+        let (status, body) = admin.post(&path, json!({"everything": true})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap_or("")
+                .contains("everything"),
+            "{body}"
+        );
+    }
+    // Nothing was revoked by the refused calls.
+    assert_eq!(whoami(&tg, &live).await, StatusCode::OK);
+    let (status, body) = admin
+        .post(&format!("{}/revoke-tokens", sa_path(&org, &sa)), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked"], 1, "{body}");
 }
