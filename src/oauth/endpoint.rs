@@ -544,7 +544,12 @@ impl TokenEndpoint {
         secret: &str,
     ) -> Result<bool, HashError> {
         let cred = &client.credential;
-        if self.recently_verified(client, client_id, secret) {
+        // Only an active account's secret is taken from memory: a disabled
+        // one's is verified in full, so that its refusal takes as long as
+        // a wrong secret's and does not confirm a leaked secret.
+        if client.service_account.status == SaStatus::Active
+            && self.recently_verified(client, client_id, secret)
+        {
             return Ok(true);
         }
         let key = verified_key(client, client_id, secret);

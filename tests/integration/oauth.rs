@@ -897,6 +897,43 @@ async fn an_unknown_client_costs_as_much_time_as_a_wrong_secret() {
     );
 }
 
+/// A disabled account's right secret, remembered from when it last worked,
+/// costs what a wrong secret costs: a fast refusal would confirm a leaked
+/// secret of a disabled account.
+#[tokio::test]
+async fn a_disabled_accounts_remembered_secret_costs_as_much_as_a_wrong_one() {
+    let opts = options().argon2_at_default_cost("").toml(UNTHROTTLED);
+    let tollgate = Tollgate::start(opts).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let right = account.basic();
+    // Verified once: remembered for the warm path.
+    assert_eq!(
+        token(&tollgate, Some(&right), GRANT).await.status,
+        StatusCode::OK
+    );
+    let (status, _) = tollgate
+        .admin()
+        .patch(&account.sa_path(), json!({"status": "disabled"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let wrong = basic(&account.client_id, "tg_sk_wrong");
+    let (mut right_times, mut wrong_times) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        for (auth, times) in [(&right, &mut right_times), (&wrong, &mut wrong_times)] {
+            let started = Instant::now();
+            let answer = token(&tollgate, Some(auth), GRANT).await;
+            times.push(started.elapsed());
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let (right_median, wrong_median) = (median(right_times), median(wrong_times));
+    let ratio = right_median.as_secs_f64() / wrong_median.as_secs_f64();
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "disabled account's right secret {right_median:?} vs a wrong one {wrong_median:?}"
+    );
+}
+
 /// During a rotation's grace period a wrong secret is tried against the
 /// previous secret too; it must still cost what an unknown client costs,
 /// or its timing tells that the client exists and is mid-rotation. Both
