@@ -590,6 +590,60 @@ async fn an_upstream_that_closes_without_answering_is_a_bad_gateway() {
     assert_gateway_error(&response, 502, "bad_gateway", &closing.addr_string());
 }
 
+/// An upstream that never answers a connection attempt: a listener whose
+/// accept queue is full (the kernel then drops the SYNs, as a host that
+/// does not answer would). The listener and the connections that fill it
+/// are returned to be held.
+async fn unanswering_upstream() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(1).expect("listen");
+    let addr = listener.local_addr().expect("local addr");
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let attempt = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), attempt).await {
+            held.push(s);
+        }
+    }
+    let attempt = tokio::net::TcpStream::connect(addr);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), attempt)
+            .await
+            .is_err(),
+        "a connection attempt to the full listener did not hang"
+    );
+    (listener, held, addr.to_string())
+}
+
+/// A connect that does not complete is a connect failure: 502 once
+/// `connect_timeout_ms` has passed, the configured time and not another.
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_is_a_bad_gateway_after_the_connect_timeout() {
+    let (_listener, _held, addr) = unanswering_upstream().await;
+    for (connect_timeout_ms, at_least, below) in [(200, 150, 2_000), (2_500, 2_400, 9_000)] {
+        let tollgate = Tollgate::start(
+            TollgateOptions::new()
+                .policy("routes.toml", POLICY)
+                .upstream("backend", std::slice::from_ref(&addr))
+                .toml(format!(
+                    "[upstreams.backend]\nconnect_timeout_ms = {connect_timeout_ms}"
+                )),
+        )
+        .await;
+        let started = Instant::now();
+        let response = public_get(&tollgate).await;
+        let took = started.elapsed();
+        assert_gateway_error(&response, 502, "bad_gateway", &addr);
+        assert!(
+            took >= Duration::from_millis(at_least) && took < Duration::from_millis(below),
+            "connect_timeout_ms = {connect_timeout_ms}: answered after {took:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_upstream_slower_than_the_read_timeout_is_a_gateway_timeout() {
     let slow = EchoUpstream::start_delayed(Duration::from_secs(5));

@@ -409,7 +409,20 @@ async fn hpack_bomb_is_refused_without_decoding_it_all() {
 
 #[tokio::test]
 async fn an_h2_upstream_over_tls_is_reached_by_alpn() {
-    // The upstream: a tollgate with TLS (ALPN h2) in front of an echo.
+    reaches_a_tls_upstream("h2").await;
+}
+
+/// `tls = true` with the default `protocol = "h1"`: HTTP/1.1 over TLS to
+/// the upstream, whatever the client spoke.
+#[tokio::test]
+async fn an_h1_upstream_over_tls_is_reached() {
+    reaches_a_tls_upstream("h1").await;
+}
+
+/// A tollgate whose upstream is another tollgate with TLS in front of an
+/// echo, reached with `tls = true` and `protocol`: each request arrives
+/// through TLS, as the inner one says.
+async fn reaches_a_tls_upstream(protocol: &str) {
     let inner = crate::tls::TlsWorld::start("", "").await;
     let outer = Tollgate::start(
         TollgateOptions::new()
@@ -419,14 +432,18 @@ async fn an_h2_upstream_over_tls_is_reached_by_alpn() {
                 "backend",
                 &[format!("localhost:{}", inner.tollgate.proxy_addr().port())],
             )
-            .toml("[upstreams.backend]\ntls = true\nsni = \"localhost\"\nprotocol = \"h2\"")
+            .toml(format!(
+                "[upstreams.backend]\ntls = true\nsni = \"localhost\"\nprotocol = \"{protocol}\""
+            ))
             // pingora's rustls connector trusts the platform's roots and this file.
             .env("SSL_CERT_FILE", inner.pki.ca_file().display().to_string()),
     )
     .await;
     for mode in ["--http1.1", "--http2-prior-knowledge"] {
+        let before = inner.echo.count();
         let (status, out) = curl_at(outer.proxy_addr(), mode, "/public/deep?x=1", &[]);
-        assert_eq!(status, "200", "{mode}: {out}\n{}", outer.logs());
+        assert_eq!(status, "200", "{protocol}, {mode}: {out}\n{}", outer.logs());
+        assert_eq!(inner.echo.count(), before + 1, "{protocol}, {mode}");
         let seen = inner.echo.last().expect("reached the inner echo");
         assert_eq!(seen.target, "/public/deep?x=1");
         // The inner tollgate terminated TLS and says so.
