@@ -501,3 +501,42 @@ async fn dev_mode_with_tls_does_what_it_prints() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// Failed handshakes are counted, never logged above DEBUG: anyone can
+/// make them (plain HTTP to the TLS port, garbage, a certificate from
+/// another CA), so a flood of them must not flood the log.
+#[tokio::test]
+async fn failed_handshakes_are_counted_not_logged_as_errors() {
+    let pki = Pki::new();
+    let server = pki.server("server", &["localhost", "127.0.0.1"]);
+    let ca = pki.ca_file().display().to_string();
+    let required = format!("client_ca_file = {ca:?}\nclient_auth = \"required\"");
+    let w = TlsWorld::start_with(pki, server, &required, "").await;
+    let addr = w.tollgate.proxy_addr();
+    let _ = raw_http(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let _ = raw_http(addr, [0x16u8, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]).await;
+    let outsider = Pki::new().client("outsider", "intruder");
+    assert_eq!(status_with_client_cert(&w, &ca, Some(&outsider)), None);
+    assert_eq!(status_with_client_cert(&w, &ca, None), None);
+    eventually(
+        Duration::from_secs(5),
+        "four handshake failures counted",
+        || async {
+            let metrics = w.tollgate.metrics().await;
+            metric_value(
+                &metrics,
+                "tollgate_tls_handshake_failures_total",
+                &[("listener", "proxy")],
+            )
+            .is_some_and(|n| n >= 4.0)
+        },
+    )
+    .await;
+    let logs = w.tollgate.logs();
+    for line in logs.lines() {
+        assert!(
+            !line.contains("ERROR") && !line.contains("\"level\":\"error\""),
+            "a failed handshake logged as an error: {line}"
+        );
+    }
+}
