@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::input::{rotate_body, Fields, ListParams, A_STRING, A_STRING_OR_NULL};
 use super::reply::Reply;
+use super::service_accounts::check_admin_secret;
 use super::{Call, Handled};
 use crate::registry::{CredentialPatch, IssuedCredential};
 
@@ -28,6 +29,7 @@ pub(super) async fn create(c: &Call<'_>) -> Handled {
     let mut f = Fields::parse(c.body, &["name", "description"])?;
     let name = f.required("name", A_STRING)?;
     let description = f.nullable("description", A_STRING_OR_NULL)?.flatten();
+    check_admin_secret(c).await?;
     let issued = c
         .registry
         .create_credential(c.path.org, c.path.sa, c.actor, name, description)
@@ -76,6 +78,7 @@ pub(super) async fn delete(c: &Call<'_>) -> Handled {
 /// `POST /rotate-secret {grace_seconds?}`.
 pub(super) async fn rotate_secret(c: &Call<'_>) -> Handled {
     let grace = rotate_body(c.body)?;
+    check_admin_secret(c).await?;
     let issued = c
         .registry
         .rotate_credential(c.path.org, c.path.sa, c.path.cred, c.actor, grace)

@@ -176,7 +176,7 @@ impl AdminKeys {
         let slot = self
             .reserve(source, now, stored)
             .map_err(|retry_after| AdminError::Throttled { retry_after })?;
-        let outcome = self.identify(key, now).await;
+        let outcome = self.identify(key, now, source).await;
         if !matches!(outcome, Ok(None)) {
             self.forgive(slot);
         }
@@ -184,14 +184,19 @@ impl AdminKeys {
     }
 
     /// A stored key, a management token, or else a configured key.
-    async fn identify(&self, presented: &str, now: i64) -> Result<Option<Principal>, AdminError> {
+    async fn identify(
+        &self,
+        presented: &str,
+        now: i64,
+        source: Option<IpAddr>,
+    ) -> Result<Option<Principal>, AdminError> {
         if let Some(store) = &self.store {
             if presented.starts_with(ADMIN_KEY_PREFIX) {
                 if let Some(p) = self.stored_key(store.as_ref(), presented, now).await? {
                     return Ok(Some(p));
                 }
             } else if looks_like_access_token(presented) {
-                if let Some(p) = management_token(store.as_ref(), presented, now).await? {
+                if let Some(p) = management_token(store.as_ref(), presented, now, source).await? {
                     return Ok(Some(p));
                 }
             }
@@ -294,6 +299,7 @@ async fn management_token(
     store: &dyn Store,
     presented: &str,
     now: i64,
+    source: Option<IpAddr>,
 ) -> Result<Option<Principal>, AdminError> {
     let Some(token) = store
         .get_token(&token_hash(presented))
@@ -304,6 +310,13 @@ async fn management_token(
     };
     if token.expires_at <= now {
         return Ok(None);
+    }
+    // An account with `ip_allowlist_on_requests` is held to its list here
+    // as on every proxied request (the list travels in the token record).
+    if crate::authorize::check_source(&token, source).is_err() {
+        return Err(AdminError::Forbidden(
+            "this token's account does not accept requests from this address",
+        ));
     }
     let scope = |action| Scope {
         resource: ADMIN_RESOURCE.to_string(),

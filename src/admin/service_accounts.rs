@@ -26,6 +26,27 @@ fn check_admin_grant(c: &Call<'_>, scopes: &[String]) -> Result<(), AdminError> 
     Ok(())
 }
 
+/// A secret of an account granted `admin:*` (a new credential, a rotated
+/// secret) is handed out only to an admin key of the organization (or an
+/// operator's), never to a management token: with it the token's holder
+/// would gain that account's admin power, and keep it after their own
+/// account lost its grant (the same reason a token cannot grant `admin:*`).
+pub(super) async fn check_admin_secret(c: &Call<'_>) -> Result<(), AdminError> {
+    if c.principal.may_grant_admin_scopes() {
+        return Ok(());
+    }
+    let sa = c
+        .registry
+        .get_service_account(c.path.org, c.path.sa)
+        .await?;
+    if sa.scopes.iter().any(|s| s.resource == ADMIN_RESOURCE) {
+        return Err(AdminError::Forbidden(
+            "the secrets of an account granted admin:read or admin:write are made only with an admin key",
+        ));
+    }
+    Ok(())
+}
+
 /// An operation's own fields and the account policy's.
 fn allowed<'a>(own: &[&'a str]) -> Vec<&'a str> {
     own.iter()
@@ -120,6 +141,7 @@ pub(super) async fn delete(c: &Call<'_>) -> Handled {
 /// credential.
 pub(super) async fn rotate_secret(c: &Call<'_>) -> Handled {
     let grace = rotate_body(c.body)?;
+    check_admin_secret(c).await?;
     let issued = c
         .registry
         .rotate_service_account_secret(c.path.org, c.path.sa, c.actor, grace)

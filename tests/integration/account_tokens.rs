@@ -512,3 +512,74 @@ async fn with_ip_allowlist_on_requests_every_request_is_checked() {
         "{metrics}"
     );
 }
+
+/// A management token of an account with `ip_allowlist_on_requests` is held
+/// to the list on the admin API too (the peer address there: the admin
+/// listener trusts no proxy header): from outside it, 403 before anything
+/// is read or changed.
+#[tokio::test]
+async fn a_management_token_is_held_to_its_accounts_allowlist_on_the_admin_api() {
+    let echo = EchoUpstream::start();
+    let t = instance(&echo, &unique_prefix(), "").await;
+    let mut tokens = Vec::new();
+    for allowlist in [
+        json!(["198.51.100.0/24"]),
+        json!(["198.51.100.0/24", "127.0.0.1/32"]),
+    ] {
+        let org = unique_id("org");
+        let (status, created) = t
+            .admin()
+            .post(
+                &format!("{}/service-accounts", org_path(&org)),
+                json!({
+                    "name": unique_id("automation"),
+                    "scopes": ["admin:write"],
+                    "ip_allowlist": allowlist,
+                    "ip_allowlist_on_requests": true,
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let response = t
+            .http()
+            .post(t.proxy_url("/api/auth/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", "198.51.100.7")
+            .basic_auth(
+                created["credential"]["client_id"].as_str().expect("id"),
+                created["credential"]["client_secret"].as_str(),
+            )
+            .body("grant_type=client_credentials&scope=admin:write")
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.json::<Value>().await.expect("json");
+        tokens.push((org, access_token(&body)));
+    }
+    // Only 198.51.100.0/24: the admin API from 127.0.0.1 is refused.
+    let (org, token) = &tokens[0];
+    let path = format!("{}/service-accounts", org_path(org));
+    let (status, body) = t.admin().with_key(token).get(&path).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "forbidden");
+    let (status, body) = t
+        .admin()
+        .with_key(token)
+        .post(&path, json!({"name": "made from outside", "scopes": []}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, listed) = t.admin().get(&path).await;
+    assert!(
+        !listed.to_string().contains("made from outside"),
+        "{listed}"
+    );
+    // 127.0.0.1 on the list: the same request is served.
+    let (org, token) = &tokens[1];
+    let (status, body) = t
+        .admin()
+        .with_key(token)
+        .get(&format!("{}/service-accounts", org_path(org)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

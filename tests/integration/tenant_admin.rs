@@ -596,6 +596,67 @@ async fn a_management_token_administers_its_own_organization_only() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// A management token cannot get hold of another admin account's power:
+/// it may not make a credential for, or rotate the secret of, an account
+/// granted `admin:*` (with that secret it would ask for the other account's
+/// management token and keep its power after losing its own grant). An
+/// account without `admin:*` is still its to manage, and an organization's
+/// key may do both.
+#[tokio::test]
+async fn a_management_token_cannot_take_the_secrets_of_another_admin_account() {
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
+    let org = unique_id("org");
+    let (_, _, token) =
+        management_token(&tg, &org, &["admin:write", "tools:read"], "admin:write").await;
+    let (peer, _, _) = management_token(&tg, &org, &["admin:read"], "admin:read").await;
+    let bot = tg.admin().with_key(&token);
+    let base = org_path(&org);
+    let peer_path = format!("{base}/service-accounts/{peer}");
+    let (status, creds) = tg.admin().get(&format!("{peer_path}/credentials")).await;
+    assert_eq!(status, StatusCode::OK, "{creds}");
+    let peer_cred = str_of(&creds["data"][0], "id").to_string();
+    for (path, body) in [
+        (
+            format!("{peer_path}/credentials"),
+            json!({"name": "mine now"}),
+        ),
+        (format!("{peer_path}/rotate-secret"), json!({})),
+        (
+            format!("{peer_path}/credentials/{peer_cred}/rotate-secret"),
+            json!({"grace_seconds": 60}),
+        ),
+    ] {
+        let (status, answer) = bot.post(&path, body).await;
+        assert_eq!(
+            (status, &answer["error"]),
+            (StatusCode::FORBIDDEN, &json!("forbidden")),
+            "{path}: {answer}"
+        );
+        assert!(answer.get("client_secret").is_none(), "{answer}");
+    }
+    let (_, creds) = tg.admin().get(&format!("{peer_path}/credentials")).await;
+    assert_eq!(creds["data"].as_array().map(Vec::len), Some(1), "{creds}");
+
+    // An account without admin:* stays the token's to manage.
+    let (plain, _, _) = bot
+        .create_service_account(&org, "plain", &["tools:read"])
+        .await;
+    let plain_id = str_of(&plain, "id");
+    let (status, answer) = bot
+        .post(
+            &format!("{base}/service-accounts/{plain_id}/credentials"),
+            json!({"name": "second"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    // An organization's key may hand out the admin account's secrets.
+    let (status, answer) = tg
+        .admin()
+        .post(&format!("{peer_path}/rotate-secret"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
 #[tokio::test]
 async fn admin_read_only_reads_and_admin_scopes_come_only_when_asked_for() {
     let tg = Tollgate::start(tools_read_unreachable(None)).await;
