@@ -857,6 +857,18 @@ impl Registry {
         self.evict_workspace(org, ws).await;
         self.audit(org, actor, Action::WorkspaceDelete, ws, json!({}))
             .await;
+        // Its keys go with it. A key left by a failure here is refused all
+        // the same: a workspace key is checked against its workspace on use.
+        let keys = self.store.list_admin_keys(org).await?;
+        for key in keys
+            .iter()
+            .filter(|k| k.workspace_id.as_deref() == Some(ws))
+        {
+            if self.store.delete_admin_key(org, &key.id).await? {
+                self.audit(org, actor, Action::AdminKeyRevoke, &key.id, json!({}))
+                    .await;
+            }
+        }
         Ok(())
     }
 

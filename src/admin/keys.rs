@@ -240,6 +240,18 @@ impl AdminKeys {
                 cache.insert(digest, key.secret_hash.clone());
             }
         }
+        // A workspace key ends with its workspace, and does not reach a
+        // workspace of the same id made after it.
+        if let Some(ws) = &key.workspace_id {
+            let alive = store
+                .get_workspace(&key.organization_id, ws)
+                .await
+                .map_err(AdminError::Store)?
+                .is_some_and(|w| w.created_at <= key.created_at);
+            if !alive {
+                return Ok(None);
+            }
+        }
         if self.due_for_touch(&key.id, now) {
             if let Err(e) = store.touch_admin_key(&key.id, now).await {
                 tracing::warn!(error = %e, "admin key last_used_at not written");

@@ -365,6 +365,43 @@ async fn keys_are_shown_once_listed_without_secrets_and_stop_when_revoked() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A workspace key ends with its workspace: once the workspace is deleted
+/// it is refused (401, as a key that never was), and stays refused when a
+/// workspace of the same id is made again.
+#[tokio::test]
+async fn a_workspace_key_stops_when_its_workspace_is_deleted() {
+    let tg = Tollgate::start(tools_read_unreachable(None)).await;
+    let operator = tg.admin();
+    let org = unique_id("org");
+    operator.put_workspace(&org, "prod").await;
+    let (_, key) = make_key(&operator, &org, Some("prod"), "prod admins").await;
+    let ws_admin = operator.with_key(&key);
+    let base = org_path(&org);
+    let accounts = format!("{base}/service-accounts");
+    let (status, _) = ws_admin.get(&accounts).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = operator.delete(&format!("{base}/workspaces/prod")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = ws_admin.get(&accounts).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // It was revoked with its workspace, and the revocation audited.
+    let (_, keys) = operator.get(&format!("{base}/admin-keys")).await;
+    assert_eq!(keys["data"].as_array().map(Vec::len), Some(0), "{keys}");
+    let (_, audit) = operator.get(&format!("{base}/audit-events")).await;
+    assert_eq!(
+        audit["data"][0]["action"],
+        json!("admin_key.revoke"),
+        "{audit}"
+    );
+    // The id made again is another workspace: the old key does not reach it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    operator.put_workspace(&org, "prod").await;
+    for path in [accounts.clone(), format!("{base}/workspaces/prod/members")] {
+        let (status, body) = ws_admin.get(&path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn a_workspace_key_manages_its_workspace_s_members_and_environments_only() {
     let tg = Tollgate::start(tools_read_unreachable(None)).await;
