@@ -49,6 +49,10 @@ fn invalid(field: &str, problem: impl Into<String>) -> RegistryError {
 
 pub(crate) const MAX_GRACE_SECONDS: u64 = 86_400;
 
+/// Reads and writes of one change to a record before giving up with 409
+/// (another change came first each time).
+const CHANGE_ATTEMPTS: usize = 5;
+
 mod policy;
 pub(crate) use policy::AccountPolicyPatch;
 
@@ -595,7 +599,7 @@ impl Registry {
             last_used_at: None,
             generation: 0,
         };
-        if !self.store.put_credential(&cred).await? {
+        if !self.store.put_credential(&cred, None).await? {
             return Err(RegistryError::NotFound("service account"));
         }
         self.audit(
@@ -666,22 +670,22 @@ impl Registry {
         actor: &str,
         patch: CredentialPatch,
     ) -> RegistryResult<Credential> {
-        let mut cred = self.stored_credential(org, sa, id).await?;
         if let Some(name) = &patch.name {
             validate_name("name", name)?;
         }
         if let Some(d) = &patch.description {
             validate_description(d)?;
         }
-        if let Some(name) = patch.name {
-            cred.name = name;
-        }
-        if let Some(d) = patch.description {
-            cred.description = d;
-        }
-        if !self.store.put_credential(&cred).await? {
-            return Err(RegistryError::NotFound("service account"));
-        }
+        let cred = self
+            .change_credential(org, sa, id, |cred| {
+                if let Some(name) = &patch.name {
+                    cred.name = name.clone();
+                }
+                if let Some(d) = &patch.description {
+                    cred.description = d.clone();
+                }
+            })
+            .await?;
         self.audit(
             org,
             actor,
@@ -717,6 +721,32 @@ impl Registry {
         Ok(())
     }
 
+    /// Reads a credential, applies `change` and writes it back with its
+    /// generation bumped, only if it is still the one read (the store's
+    /// compare-and-set); read again and retried when another change came
+    /// first, so that neither is lost. A credential deleted meanwhile is
+    /// 404, never written back.
+    async fn change_credential(
+        &self,
+        org: &str,
+        sa: &str,
+        id: &str,
+        change: impl Fn(&mut StoredCredential),
+    ) -> RegistryResult<StoredCredential> {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let mut cred = self.stored_credential(org, sa, id).await?;
+            let expected = cred.generation;
+            change(&mut cred);
+            cred.generation = expected + 1;
+            if self.store.put_credential(&cred, Some(expected)).await? {
+                return Ok(cred);
+            }
+        }
+        Err(RegistryError::Conflict(
+            "the credential kept changing; try again".to_string(),
+        ))
+    }
+
     /// Replaces a credential's secret. With a grace period the old secret
     /// keeps working until it ends; otherwise it stops at once.
     pub(crate) async fn rotate_credential(
@@ -730,25 +760,27 @@ impl Registry {
         if grace_seconds > MAX_GRACE_SECONDS {
             return Err(invalid("grace_seconds", "must be between 0 and 86400"));
         }
-        let mut cred = self.stored_credential(org, sa, id).await?;
+        self.stored_credential(org, sa, id).await?;
         let (secret, hash, check) = self.new_secret().await?;
         let at = now();
-        if grace_seconds > 0 {
-            cred.previous_secret_hash = Some(std::mem::replace(&mut cred.secret_hash, hash));
-            cred.previous_secret_check = std::mem::replace(&mut cred.secret_check, check);
-            cred.previous_secret_expires_at =
-                Some(at + time::Duration::seconds(grace_seconds as i64));
-        } else {
-            cred.secret_hash = hash;
-            cred.secret_check = check;
-            cred.previous_secret_hash = None;
-            cred.previous_secret_check = None;
-            cred.previous_secret_expires_at = None;
-        }
-        cred.generation += 1;
-        if !self.store.put_credential(&cred).await? {
-            return Err(RegistryError::NotFound("service account"));
-        }
+        let cred = self
+            .change_credential(org, sa, id, |cred| {
+                let (hash, check) = (hash.clone(), check.clone());
+                if grace_seconds > 0 {
+                    cred.previous_secret_hash =
+                        Some(std::mem::replace(&mut cred.secret_hash, hash));
+                    cred.previous_secret_check = std::mem::replace(&mut cred.secret_check, check);
+                    cred.previous_secret_expires_at =
+                        Some(at + time::Duration::seconds(grace_seconds as i64));
+                } else {
+                    cred.secret_hash = hash;
+                    cred.secret_check = check;
+                    cred.previous_secret_hash = None;
+                    cred.previous_secret_check = None;
+                    cred.previous_secret_expires_at = None;
+                }
+            })
+            .await?;
         self.audit(
             org,
             actor,

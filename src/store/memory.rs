@@ -197,7 +197,11 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<bool> {
+    async fn put_credential(
+        &self,
+        cred: &StoredCredential,
+        expected: Option<u64>,
+    ) -> StoreResult<bool> {
         self.with(|s| {
             if !s
                 .accounts
@@ -206,6 +210,9 @@ impl Store for MemoryStore {
                 return false;
             }
             let key = k3(&cred.organization_id, &cred.service_account_id, &cred.id);
+            if s.credentials.get(&key).map(|c| c.generation) != expected {
+                return false;
+            }
             s.clients.insert(cred.client_id.clone(), key.clone());
             s.credentials.insert(key, cred.clone());
             true

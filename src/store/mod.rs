@@ -83,9 +83,18 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes an account, its credentials, their client ids and its memberships.
     async fn delete_service_account(&self, org: &str, id: &str) -> StoreResult<bool>;
 
-    /// Inserts or replaces a credential of an existing account (and its client
-    /// id index); false when the account no longer exists.
-    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<bool>;
+    /// Inserts a credential of an existing account (and its client id
+    /// index), or replaces it: `expected` is the `generation` the stored one
+    /// must still have (the one read), `None` that it must not exist yet.
+    /// False, and nothing written, when the account is gone or the
+    /// credential is not as expected (changed or deleted meanwhile): a
+    /// write from a stale read never undoes a rotation or brings a deleted
+    /// credential back.
+    async fn put_credential(
+        &self,
+        cred: &StoredCredential,
+        expected: Option<u64>,
+    ) -> StoreResult<bool>;
     async fn get_credential(
         &self,
         org: &str,

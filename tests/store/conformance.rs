@@ -49,6 +49,7 @@ pub async fn run_all(store: &dyn Store) {
     let expiring = ExpiringTokens::put(store).await;
     service_accounts(store).await;
     credentials_and_client_index(store).await;
+    a_deleted_credential_is_not_written_back(store).await;
     workspaces_and_environments(store).await;
     environment_ids_are_global(store).await;
     memberships(store).await;
@@ -264,7 +265,10 @@ async fn credentials_and_client_index(store: &dyn Store) {
     assert!(ok(store.find_client(&new_client_id()).await, "find_client").is_none());
 
     let second = credential(&sa, "second");
-    assert!(ok(store.put_credential(&second).await, "put_credential"));
+    assert!(ok(
+        store.put_credential(&second, None).await,
+        "put_credential"
+    ));
     assert_eq!(
         ok(store.list_credentials(&org, &sa.id).await, "list"),
         sorted_by_id(&[&first, &second], |c| &c.id),
@@ -284,7 +288,7 @@ async fn credentials_and_client_index(store: &dyn Store) {
 
     let orphan = credential(&account(&org, "missing"), "orphan");
     assert!(
-        !ok(store.put_credential(&orphan).await, "put_credential"),
+        !ok(store.put_credential(&orphan, None).await, "put_credential"),
         "a credential of a missing account is refused"
     );
     assert!(ok(store.find_client(&orphan.client_id).await, "find").is_none());
@@ -301,10 +305,35 @@ async fn credentials_and_client_index(store: &dyn Store) {
     rotated.previous_secret_expires_at = Some(at(100));
     rotated.secret_hash = format!("$argon2id$v=19$m=64,t=1,p=1$c2FsdA${}", new_id());
     rotated.generation += 1;
-    assert!(ok(store.put_credential(&rotated).await, "rotate"));
+    assert!(ok(
+        store
+            .put_credential(&rotated, Some(second.generation))
+            .await,
+        "rotate"
+    ));
     let found = ok(store.find_client(&second.client_id).await, "find")
         .expect("a rotated credential keeps its client id");
     assert_eq!(found.credential, rotated);
+    // A write from a stale read is refused and changes nothing: it would
+    // undo the rotation (the old secret working again).
+    let mut stale = second.clone();
+    stale.name = "renamed from a stale read".to_string();
+    stale.generation += 1;
+    assert!(
+        !ok(
+            store.put_credential(&stale, Some(second.generation)).await,
+            "stale put"
+        ),
+        "a put from a stale read is refused"
+    );
+    assert!(
+        !ok(store.put_credential(&stale, None).await, "put as new"),
+        "a put as new of an existing credential is refused"
+    );
+    assert_eq!(
+        ok(store.get_credential(&org, &sa.id, &second.id).await, "get"),
+        Some(rotated.clone())
+    );
 
     let mut renamed = sa.clone();
     renamed.name = "renamed".to_string();
@@ -365,6 +394,37 @@ async fn credentials_and_client_index(store: &dyn Store) {
         ok(store.get_service_account(&org, &sa.id).await, "get").is_some(),
         "an account outlives its last credential"
     );
+}
+
+/// A change read before a credential was deleted (a rotation hashing its
+/// new secret meanwhile) must not write it back: it would issue tokens again.
+async fn a_deleted_credential_is_not_written_back(store: &dyn Store) {
+    let org = new_org();
+    let sa = stored_account(store, &org, "deletes").await;
+    let cred = credential(&sa, "doomed");
+    assert!(ok(
+        store.put_credential(&cred, None).await,
+        "put_credential"
+    ));
+    assert!(ok(
+        store.delete_credential(&org, &sa.id, &cred.id).await,
+        "delete"
+    ));
+    let mut rotated = cred.clone();
+    rotated.secret_hash = format!("$argon2id$v=19$m=64,t=1,p=1$c2FsdA${}", new_id());
+    rotated.generation += 1;
+    assert!(
+        !ok(
+            store.put_credential(&rotated, Some(cred.generation)).await,
+            "put after delete"
+        ),
+        "a deleted credential is written back"
+    );
+    assert_eq!(
+        ok(store.get_credential(&org, &sa.id, &cred.id).await, "get"),
+        None
+    );
+    assert!(ok(store.find_client(&cred.client_id).await, "find").is_none());
 }
 
 async fn workspaces_and_environments(store: &dyn Store) {
@@ -673,7 +733,7 @@ async fn deleting_a_service_account_cascades(store: &dyn Store) {
     let c1 = credential(&doomed, "one");
     let c2 = credential(&doomed, "two");
     ok(store.create_service_account(&doomed, &c1).await, "create");
-    assert!(ok(store.put_credential(&c2).await, "put_credential"));
+    assert!(ok(store.put_credential(&c2, None).await, "put_credential"));
     let keeper = stored_account(store, &org, "keeper").await;
     let keeper_creds = ok(store.list_credentials(&org, &keeper.id).await, "list");
     for ws in [&w1, &w2] {

@@ -205,7 +205,11 @@ impl Store for RedisStore {
         Ok(n == 1)
     }
 
-    async fn put_credential(&self, cred: &StoredCredential) -> StoreResult<bool> {
+    async fn put_credential(
+        &self,
+        cred: &StoredCredential,
+        expected: Option<u64>,
+    ) -> StoreResult<bool> {
         let k = &self.keys;
         let (org, sa) = (&cred.organization_id, &cred.service_account_id);
         let n: i64 = self
@@ -220,7 +224,8 @@ impl Store for RedisStore {
                     .arg(&cred.id)
                     .arg(encode("credential", cred)?)
                     .arg(&cred.client_id)
-                    .arg(client_ref(org, sa, &cred.id)),
+                    .arg(client_ref(org, sa, &cred.id))
+                    .arg(expected.map(|g| g.to_string()).unwrap_or_default()),
             )
             .await?;
         Ok(n == 1)
