@@ -34,7 +34,7 @@ struct State {
     counters: HashMap<(String, i64), u64>,
     audit: HashMap<String, BTreeMap<String, AuditEvent>>,
     admin_keys: BTreeMap<String, StoredAdminKey>,
-    /// Rate-limit counters: bucket → (window index, count).
+    /// Rate-limit counters: bucket → (end of its window in ms, count).
     rate: HashMap<String, (i64, u64)>,
     /// Quota counters: (org, sa, period label) → count.
     quota: HashMap<Key3, u64>,
@@ -638,22 +638,24 @@ impl Store for MemoryStore {
     ) -> StoreResult<RateGrant> {
         let now = now_ms();
         let window = window_ms.max(1) as i64;
-        let index = now.div_euclid(window);
+        // Each counter is kept with the end of its window: buckets of every
+        // window length share the map, so only the end says which are over.
+        let end = (now.div_euclid(window) + 1) * window;
         self.with(|s| {
             if s.rate.len() >= MAX_COUNTERS {
-                // Counters of past windows are worth nothing.
-                s.rate.retain(|_, (w, _)| *w >= index);
+                // Counters of windows that have ended are worth nothing.
+                s.rate.retain(|_, (e, _)| *e > now);
             }
-            let entry = s.rate.entry(bucket.to_string()).or_insert((index, 0));
-            if entry.0 != index {
-                *entry = (index, 0);
+            let entry = s.rate.entry(bucket.to_string()).or_insert((end, 0));
+            if entry.0 != end {
+                *entry = (end, 0);
             }
             let granted = want.min(limit.saturating_sub(entry.1));
             entry.1 += granted;
             RateGrant {
                 granted,
                 used: entry.1,
-                reset_ms: ((index + 1) * window - now) as u64,
+                reset_ms: (end - now) as u64,
             }
         })
     }
@@ -732,3 +734,28 @@ impl Store for MemoryStore {
 
 /// Past this many rate or quota counters, those of past windows are dropped.
 const MAX_COUNTERS: usize = 100_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buckets of several window lengths share the counters: dropping the
+    /// past ones when the map is full must not drop a longer window's
+    /// current counter (which would hand out its limit afresh).
+    #[tokio::test]
+    async fn a_full_counter_map_keeps_every_current_window() {
+        let store = MemoryStore::new();
+        let hour = 3_600_000;
+        let first = store.take_rate("hourly", 5, 5, hour).await.expect("take");
+        assert_eq!(first.granted, 5);
+        for i in 0..MAX_COUNTERS {
+            store
+                .take_rate(&format!("per-second-{i}"), 1, 10, 1_000)
+                .await
+                .expect("take");
+        }
+        let again = store.take_rate("hourly", 5, 5, hour).await.expect("take");
+        assert_eq!(again.granted, 0, "the hour's counter was dropped");
+        assert_eq!(again.used, 5);
+    }
+}
