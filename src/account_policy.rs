@@ -93,6 +93,10 @@ pub enum TokenPut {
     IssueRateLimited {
         retry_after_ms: u64,
     },
+    /// The [`crate::store::Issuer`] check failed: the credential was
+    /// rotated or deleted, or its account disabled or deleted, since the
+    /// secret was verified. Nothing was stored or counted.
+    IssuerChanged,
 }
 
 impl AccountPolicy {

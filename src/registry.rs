@@ -677,7 +677,7 @@ impl Registry {
             validate_description(d)?;
         }
         let cred = self
-            .change_credential(org, sa, id, |cred| {
+            .change_credential(org, sa, id, false, |cred| {
                 if let Some(name) = &patch.name {
                     cred.name = name.clone();
                 }
@@ -721,23 +721,30 @@ impl Registry {
         Ok(())
     }
 
-    /// Reads a credential, applies `change` and writes it back with its
-    /// generation bumped, only if it is still the one read (the store's
-    /// compare-and-set); read again and retried when another change came
-    /// first, so that neither is lost. A credential deleted meanwhile is
-    /// 404, never written back.
+    /// Reads a credential, applies `change` and writes it back, only if it
+    /// is still the one read (the store's compare-and-set on its
+    /// generation); read again and retried when another change came first.
+    /// A credential deleted meanwhile is 404, never written back. A change
+    /// of its secret (`new_secret`) bumps the generation: it ends the
+    /// verified-secret cache's entries and any token request still on the
+    /// old secret ([`crate::store::Issuer`]), and no change read before it
+    /// can be written over it. A rename does not bump it (a token request
+    /// in flight is not failed by a rename), so two renames, or a rename
+    /// and a rotation read before it, may race: the last name written wins;
+    /// the secret is never lost.
     async fn change_credential(
         &self,
         org: &str,
         sa: &str,
         id: &str,
+        new_secret: bool,
         change: impl Fn(&mut StoredCredential),
     ) -> RegistryResult<StoredCredential> {
         for _ in 0..CHANGE_ATTEMPTS {
             let mut cred = self.stored_credential(org, sa, id).await?;
             let expected = cred.generation;
             change(&mut cred);
-            cred.generation = expected + 1;
+            cred.generation = expected + u64::from(new_secret);
             if self.store.put_credential(&cred, Some(expected)).await? {
                 return Ok(cred);
             }
@@ -764,7 +771,7 @@ impl Registry {
         let (secret, hash, check) = self.new_secret().await?;
         let at = now();
         let cred = self
-            .change_credential(org, sa, id, |cred| {
+            .change_credential(org, sa, id, true, |cred| {
                 let (hash, check) = (hash.clone(), check.clone());
                 if grace_seconds > 0 {
                     cred.previous_secret_hash =

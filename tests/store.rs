@@ -306,6 +306,7 @@ async fn no_plain_token_is_at_rest_and_a_token_costs_little_memory() {
                 &token_hash(plain),
                 &record(&org, &accounts[i % accounts.len()]),
                 900,
+                None,
             )
             .await
             .expect("put_token");
@@ -430,7 +431,7 @@ async fn a_lookup_is_one_command_and_checkouts_send_nothing() {
     let store = store_at(&private.url(), &unique_prefix(), Duration::from_secs(2));
     let hash = token_hash(expose(&new_access_token()));
     store
-        .put_token(&hash, &record("org", "sa"), 60)
+        .put_token(&hash, &record("org", "sa"), 60, None)
         .await
         .expect("put");
     // Loads the script, so what follows is the steady state.
@@ -509,14 +510,17 @@ async fn a_hundred_thousand_live_tokens_cost_at_most_400_bytes_each() {
     let org = format!("org-{}", new_id());
     let accounts: Vec<String> = (0..1000).map(|_| new_id()).collect();
     let rec = |i: usize| record(&org, &accounts[i % accounts.len()]);
-    store.put_token("warm-up", &rec(0), 900).await.expect("put");
+    store
+        .put_token("warm-up", &rec(0), 900, None)
+        .await
+        .expect("put");
     let before = used_memory(&private.url()).await;
     for chunk in (1..=TOKENS).collect::<Vec<_>>().chunks(500) {
         let puts = chunk.iter().map(|i| {
             let hash = token_hash(&format!("tg_at_{i}"));
             let rec = rec(*i);
             let store = &store;
-            async move { store.put_token(&hash, &rec, 900).await }
+            async move { store.put_token(&hash, &rec, 900, None).await }
         });
         for put in futures_util::future::join_all(puts).await {
             put.expect("put_token");
@@ -547,7 +551,7 @@ async fn private_store_with_token(
     let store = store_at(&redis.url(), &unique_prefix(), timeout);
     let hash = token_hash(token);
     store
-        .put_token(&hash, &record("org", "sa"), 60)
+        .put_token(&hash, &record("org", "sa"), 60, None)
         .await
         .expect("put_token");
     (redis, store, hash)
@@ -658,7 +662,7 @@ async fn store_with_token(
     let store = store_at(&redis_url(), &prefix, Duration::from_secs(2));
     let hash = token_hash(expose(&new_access_token()));
     store
-        .put_token(&hash, &record(org, sa), 60)
+        .put_token(&hash, &record(org, sa), 60, None)
         .await
         .expect("put_token");
     (prefix, store, raw_connection().await, hash)

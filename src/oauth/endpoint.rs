@@ -23,7 +23,7 @@ use crate::hashing::{HashError, Hasher};
 use crate::metrics::Metrics;
 use crate::model::{SaStatus, TokenRecord};
 use crate::secret::{new_access_token, sha256, token_hash};
-use crate::store::{ClientLookup, Store, StoreError, TokenPut};
+use crate::store::{ClientLookup, Issuer, Store, StoreError, TokenPut};
 
 /// How long a verified (client id, secret, current hash) stays trusted.
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
@@ -55,6 +55,9 @@ enum FailureCause {
     /// Too many failures from this source, for this client or at all, in
     /// the throttle window (429 `slow_down`, before any verification).
     Throttled,
+    /// The secret was right, but the credential was rotated or deleted, or
+    /// the account disabled or deleted, before the token could be stored.
+    ChangedMeanwhile,
 }
 
 impl FailureCause {
@@ -67,6 +70,7 @@ impl FailureCause {
             FailureCause::LiveTokenCap => "max_live_tokens",
             FailureCause::IssueLimit => "token_issue_limit",
             FailureCause::Throttled => "throttled",
+            FailureCause::ChangedMeanwhile => "changed_meanwhile",
         }
     }
 }
@@ -260,7 +264,11 @@ impl TokenEndpoint {
     }
 
     /// Stores the token, under the account's `max_live_tokens` and
-    /// `token_issue_limit` when it has them (one atomic store step).
+    /// `token_issue_limit` when it has them, and only if the credential the
+    /// secret was verified against is unchanged and its account still
+    /// active ([`Issuer`]), in one atomic store step: a request that began
+    /// before a rotation, a deletion or a disable gets `invalid_client`
+    /// rather than a token the revocation that came with it missed.
     async fn store_token(
         &self,
         client: &ClientLookup,
@@ -270,20 +278,30 @@ impl TokenEndpoint {
     ) -> Result<(), OAuthError> {
         let limits = client.service_account.policy.token_limits();
         let unavailable = |e| unavailable(Metrics::get(), "put_token", &e);
-        if limits.is_none() {
-            return self
+        let issuer = Some(Issuer {
+            credential_id: &client.credential.id,
+            generation: client.credential.generation,
+        });
+        let put = if limits.is_none() {
+            let stored = self
                 .store
-                .put_token(hash, record, ttl)
+                .put_token(hash, record, ttl, issuer)
                 .await
-                .map_err(unavailable);
-        }
-        let (e, cause) = match self
-            .store
-            .put_token_limited(hash, record, ttl, limits)
-            .await
-            .map_err(unavailable)?
-        {
+                .map_err(unavailable)?;
+            if stored {
+                TokenPut::Stored
+            } else {
+                TokenPut::IssuerChanged
+            }
+        } else {
+            self.store
+                .put_token_limited(hash, record, ttl, limits, issuer)
+                .await
+                .map_err(unavailable)?
+        };
+        let (e, cause) = match put {
             TokenPut::Stored => return Ok(()),
+            TokenPut::IssuerChanged => (OAuthError::InvalidClient, FailureCause::ChangedMeanwhile),
             TokenPut::TooManyLive { retry_after_ms } => (
                 OAuthError::TooManyTokens {
                     retry_after_secs: retry_after_ms.div_ceil(1000),

@@ -70,7 +70,10 @@ mod tests {
     async fn a_cached_token_is_served_without_the_store_until_invalidated() {
         let store = MemoryStore::new();
         let cache = DecisionCache::new(Duration::from_secs(1), 100);
-        store.put_token("h", &record(), 60).await.expect("put");
+        store
+            .put_token("h", &record(), 60, None)
+            .await
+            .expect("put");
         assert!(lookup(&store, &cache, "h", None)
             .await
             .expect("lookup")
@@ -96,7 +99,10 @@ mod tests {
     async fn with_the_cache_disabled_every_lookup_goes_to_the_store() {
         let store = MemoryStore::new();
         let cache = DecisionCache::new(Duration::ZERO, 100);
-        store.put_token("h", &record(), 60).await.expect("put");
+        store
+            .put_token("h", &record(), 60, None)
+            .await
+            .expect("put");
         assert!(lookup(&store, &cache, "h", None)
             .await
             .expect("lookup")

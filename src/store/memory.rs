@@ -8,12 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{
-    quota_fit, window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, QuotaGrant,
-    QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult, TokenLimits, TokenPut,
+    quota_fit, window_index, ClientLookup, EnvPutOutcome, Issuer, MemberPutOutcome, PutOutcome,
+    QuotaGrant, QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult, TokenLimits,
+    TokenPut,
 };
 use crate::limits::{AccountLimits, Period};
 use crate::model::{
-    AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership,
+    AccessFacts, AuditEvent, Environment, EnvironmentRef, EnvironmentRole, Membership, SaStatus,
     ServiceAccount, StoredAdminKey, StoredCredential, TokenRecord, Workspace,
 };
 
@@ -84,6 +85,21 @@ impl MemoryStore {
 }
 
 impl State {
+    /// The issuer check of a token write (see [`Issuer`]).
+    fn issuer_holds(&self, rec: &TokenRecord, issuer: Option<Issuer<'_>>) -> bool {
+        let Some(issuer) = issuer else {
+            return true;
+        };
+        let (org, sa) = (&rec.organization_id, &rec.service_account_id);
+        self.accounts
+            .get(&k2(org, sa))
+            .is_some_and(|a| a.status == SaStatus::Active)
+            && self
+                .credentials
+                .get(&k3(org, sa, issuer.credential_id))
+                .is_some_and(|c| c.generation == issuer.generation)
+    }
+
     fn insert_token(&mut self, hash: &str, rec: &TokenRecord, ttl_secs: u64, now: i64) {
         self.puts_since_sweep += 1;
         if self.puts_since_sweep >= 1024 {
@@ -397,8 +413,20 @@ impl Store for MemoryStore {
         self.with(|s| s.memberships.remove(&k3(org, ws, sa)).is_some())
     }
 
-    async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()> {
-        self.with(|s| s.insert_token(hash, rec, ttl_secs, now_unix()))
+    async fn put_token(
+        &self,
+        hash: &str,
+        rec: &TokenRecord,
+        ttl_secs: u64,
+        issuer: Option<Issuer<'_>>,
+    ) -> StoreResult<bool> {
+        self.with(|s| {
+            if !s.issuer_holds(rec, issuer) {
+                return false;
+            }
+            s.insert_token(hash, rec, ttl_secs, now_unix());
+            true
+        })
     }
 
     async fn put_token_limited(
@@ -407,8 +435,12 @@ impl Store for MemoryStore {
         rec: &TokenRecord,
         ttl_secs: u64,
         limits: TokenLimits,
+        issuer: Option<Issuer<'_>>,
     ) -> StoreResult<TokenPut> {
         self.with(|s| {
+            if !s.issuer_holds(rec, issuer) {
+                return TokenPut::IssuerChanged;
+            }
             let now_ms = now_ms();
             let now = now_ms.div_euclid(1000);
             let (org, sa) = (&rec.organization_id, &rec.service_account_id);

@@ -134,17 +134,27 @@ pub trait Store: Send + Sync + 'static {
     async fn list_memberships(&self, org: &str, ws: &str) -> StoreResult<Vec<Membership>>;
     async fn delete_membership(&self, org: &str, ws: &str, sa: &str) -> StoreResult<bool>;
 
-    /// Stores a token record under its hash with a TTL, indexed by its account.
-    async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()>;
+    /// Stores a token record under its hash with a TTL, indexed by its
+    /// account; with an `issuer`, only if it still holds (checked in the
+    /// same atomic step): false, and nothing stored, when it does not.
+    async fn put_token(
+        &self,
+        hash: &str,
+        rec: &TokenRecord,
+        ttl_secs: u64,
+        issuer: Option<Issuer<'_>>,
+    ) -> StoreResult<bool>;
     /// `put_token` unless the account is at a limit, checked in the same
     /// atomic step: `limits.max_live` live tokens, or `limits.issue_rate`
-    /// issuances within its window (an issuance counts only when stored).
+    /// issuances within its window (an issuance counts only when stored);
+    /// and, with an `issuer`, only if it still holds.
     async fn put_token_limited(
         &self,
         hash: &str,
         rec: &TokenRecord,
         ttl_secs: u64,
         limits: TokenLimits,
+        issuer: Option<Issuer<'_>>,
     ) -> StoreResult<TokenPut>;
     async fn get_token(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
     /// Deletes the token if it belongs to the given account.
@@ -248,6 +258,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn get_account_limits(&self, org: &str, sa: &str) -> StoreResult<Option<AccountLimits>>;
     async fn delete_account_limits(&self, org: &str, sa: &str) -> StoreResult<bool>;
+}
+
+/// What a token's secret was verified against, checked again when the
+/// token is stored: the credential must still be there with this
+/// `generation` (not rotated or deleted since) and its account (the
+/// record's) still active. A token request that began before a rotation,
+/// a deletion or a disable then cannot store its token after it, where
+/// the revocation that came with it would have missed it.
+#[derive(Clone, Copy, Debug)]
+pub struct Issuer<'a> {
+    pub credential_id: &'a str,
+    pub generation: u64,
 }
 
 /// The answer of [`Store::take_rate`].

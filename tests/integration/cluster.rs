@@ -60,7 +60,7 @@ async fn tokens_spread_over_the_masters_while_the_registry_stays_in_one_slot() {
         let sa = &accounts[i % accounts.len()];
         let hash = token_hash(expose(&new_access_token()));
         store
-            .put_token(&hash, &record(&org, sa), 900)
+            .put_token(&hash, &record(&org, sa), 900, None)
             .await
             .expect("put_token");
         hashes.push((hash, sa.clone()));

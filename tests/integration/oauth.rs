@@ -897,6 +897,84 @@ async fn an_unknown_client_costs_as_much_time_as_a_wrong_secret() {
     );
 }
 
+/// A token request that began before a rotation (its credential looked up
+/// as it was) cannot store a token after the rotation and the revocation
+/// that comes with it (`revoke_on = ["rotate"]`). One hashing thread makes
+/// the order certain: wrong secrets fill its queue, the rotation's new
+/// secret is hashed next, and the request's verification of the old secret
+/// (against the credential it looked up before) runs after it, so the
+/// request reaches the store after the revocation.
+#[tokio::test]
+async fn a_token_request_begun_before_a_rotation_stores_no_token_after_it() {
+    let opts = options()
+        .argon2_at_default_cost("max_concurrent = 1\nmax_queued = 1000")
+        .toml(UNTHROTTLED)
+        .toml("[tokens]\nrevoke_on = [\"rotate\"]");
+    let tollgate = Tollgate::start(opts).await;
+    let account = Account::create(&tollgate, &["tools:read"]).await;
+    let mut busy = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let addr = tollgate.proxy_addr();
+        let auth = basic(&unknown_client_id(), &format!("tg_sk_wrong_{i}"));
+        busy.spawn(async move { token_at(addr, &auth).await.0 });
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rotation = {
+        let admin = tollgate.admin();
+        let path = format!("{}/rotate-secret", account.sa_path());
+        tokio::spawn(async move { admin.post(&path, json!({})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, token) = token_at(tollgate.proxy_addr(), &account.basic()).await;
+    let (rotated, body) = rotation.await.expect("rotation task");
+    assert_eq!(rotated, StatusCode::OK, "{body}");
+    while busy.join_next().await.is_some() {}
+    if let Some(token) = token {
+        let (status, _, _) = whoami(&tollgate, Some(&token)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "a token of a request begun before the rotation outlived its revocation"
+        );
+    }
+    assert_eq!(status, 401, "the request was answered {status}");
+    // Refused because the credential changed under it, not because its
+    // secret was already the old one when it looked the client up (then
+    // the order above did not happen and nothing was tested).
+    let (_, events) = tollgate
+        .admin()
+        .get(&format!(
+            "/v1/organizations/{}/audit-events?limit=50",
+            account.org
+        ))
+        .await;
+    let causes: Vec<&str> = events["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|e| e["action"] == "token.issue_failed")
+        .map(|e| e["details"]["cause"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(causes, ["changed_meanwhile"], "{events}");
+}
+
+/// A token request on a raw connection: the status and the access token.
+async fn token_at(addr: std::net::SocketAddr, authorization: &str) -> (u16, Option<String>) {
+    let answer = RawResponse::fetch(
+        addr,
+        format!(
+            "POST {TOKEN_PATH} HTTP/1.1\r\nHost: t\r\nAuthorization: {authorization}\r\n\
+             Content-Type: {FORM}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{GRANT}",
+            GRANT.len()
+        ),
+    )
+    .await;
+    let token = (answer.status == 200)
+        .then(|| answer.json()["access_token"].as_str().map(str::to_string))
+        .flatten();
+    (answer.status, token)
+}
+
 /// A disabled account's right secret, remembered from when it last worked,
 /// costs what a wrong secret costs: a fast refusal would confirm a leaked
 /// secret of a disabled account.

@@ -17,7 +17,7 @@ use tollgate::model::{
 use tollgate::scope::{default_resources, Role, ScopeSet};
 use tollgate::secret::{expose, new_access_token, token_hash};
 use tollgate::store::{
-    EnvPutOutcome, MemberPutOutcome, PutOutcome, Store, StoreResult, TokenLimits, TokenPut,
+    EnvPutOutcome, Issuer, MemberPutOutcome, PutOutcome, Store, StoreResult, TokenLimits, TokenPut,
 };
 
 /// A look-up that found the token and was not asked for an environment.
@@ -65,6 +65,7 @@ pub async fn run_all(store: &dyn Store) {
     rate_and_quota_counters_and_account_limits(store).await;
     account_policy_is_stored_with_the_account(store).await;
     live_tokens_are_capped_per_account(store).await;
+    a_token_is_stored_only_while_its_issuer_holds(store).await;
     issuance_is_limited_per_account_and_window(store).await;
     expiring.check(store).await;
 }
@@ -190,7 +191,7 @@ fn token(sa: &ServiceAccount) -> (String, TokenRecord) {
 
 async fn stored_token(store: &dyn Store, sa: &ServiceAccount, ttl: u64) -> (String, TokenRecord) {
     let (hash, rec) = token(sa);
-    ok(store.put_token(&hash, &rec, ttl).await, "put_token");
+    ok(store.put_token(&hash, &rec, ttl, None).await, "put_token");
     (hash, rec)
 }
 
@@ -1640,7 +1641,7 @@ async fn account_policy_is_stored_with_the_account(store: &dyn Store) {
 
     let (hash, mut rec) = token(&sa);
     rec.allowed_sources = Some(vec!["192.0.2.0/24".parse().expect("cidr")].into());
-    ok(store.put_token(&hash, &rec, 60).await, "put_token");
+    ok(store.put_token(&hash, &rec, 60, None).await, "put_token");
     assert_eq!(
         ok(store.lookup_access(&hash, None).await, "lookup_access"),
         token_only(&rec)
@@ -1655,10 +1656,84 @@ async fn put_limited(
 ) -> (TokenPut, String) {
     let (hash, rec) = token(sa);
     let put = ok(
-        store.put_token_limited(&hash, &rec, ttl, limits).await,
+        store
+            .put_token_limited(&hash, &rec, ttl, limits, None)
+            .await,
         "put_token_limited",
     );
     (put, hash)
+}
+
+/// The issuer check of a token write: stored while the credential has the
+/// generation verified and its account is active; refused, with nothing
+/// stored or counted, once the credential was rotated or deleted or the
+/// account disabled.
+async fn a_token_is_stored_only_while_its_issuer_holds(store: &dyn Store) {
+    let org = new_org();
+    let sa = account(&org, "issuer");
+    let cred = credential(&sa, "first");
+    ok(store.create_service_account(&sa, &cred).await, "create");
+    let issuer = |generation| {
+        Some(Issuer {
+            credential_id: &cred.id,
+            generation,
+        })
+    };
+    let limits = TokenLimits {
+        max_live: Some(100),
+        issue_rate: Some((1, 60_000)),
+    };
+    let (hash, rec) = token(&sa);
+    assert!(ok(store.put_token(&hash, &rec, 60, issuer(0)).await, "put"));
+    assert!(ok(store.get_token(&hash).await, "get").is_some());
+    // Rotated since the verification: refused, not stored.
+    let mut rotated = cred.clone();
+    rotated.generation = 1;
+    assert!(ok(store.put_credential(&rotated, Some(0)).await, "rotate"));
+    let (hash, rec) = token(&sa);
+    assert!(!ok(
+        store.put_token(&hash, &rec, 60, issuer(0)).await,
+        "put"
+    ));
+    assert!(ok(store.get_token(&hash).await, "get").is_none());
+    let put = ok(
+        store
+            .put_token_limited(&hash, &rec, 60, limits, issuer(0))
+            .await,
+        "put_limited",
+    );
+    assert_eq!(put, TokenPut::IssuerChanged);
+    assert!(ok(store.get_token(&hash).await, "get").is_none());
+    // Not counted: the one issuance the window allows is still there.
+    let put = ok(
+        store
+            .put_token_limited(&hash, &rec, 60, limits, issuer(1))
+            .await,
+        "put_limited",
+    );
+    assert_eq!(put, TokenPut::Stored);
+    // Disabled: refused.
+    let mut disabled = sa.clone();
+    disabled.status = SaStatus::Disabled;
+    assert!(ok(store.update_service_account(&disabled).await, "disable"));
+    let (hash, rec) = token(&sa);
+    assert!(!ok(
+        store.put_token(&hash, &rec, 60, issuer(1)).await,
+        "put"
+    ));
+    // Without an issuer, nothing is checked.
+    assert!(ok(store.put_token(&hash, &rec, 60, None).await, "put"));
+    // The credential deleted: refused.
+    ok(store.update_service_account(&sa).await, "enable");
+    ok(
+        store.delete_credential(&org, &sa.id, &cred.id).await,
+        "delete",
+    );
+    let (hash, rec) = token(&sa);
+    assert!(!ok(
+        store.put_token(&hash, &rec, 60, issuer(1)).await,
+        "put"
+    ));
 }
 
 /// `max_live` counts the account's live tokens only: another account's,

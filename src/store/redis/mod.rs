@@ -21,7 +21,7 @@ use self::keys::{client_ref, client_ref_prefix, Keys};
 use self::link::{Lane, Link};
 use self::scripts::Scripts;
 use super::{
-    window_index, ClientLookup, EnvPutOutcome, MemberPutOutcome, PutOutcome, QuotaGrant,
+    window_index, ClientLookup, EnvPutOutcome, Issuer, MemberPutOutcome, PutOutcome, QuotaGrant,
     QuotaLimits, QuotaUsed, RateGrant, Store, StoreError, StoreResult, TokenLimits, TokenPut,
 };
 use crate::limits::AccountLimits;
@@ -97,6 +97,24 @@ impl RedisStore {
             scripts: Scripts::new(),
             timeout,
         }
+    }
+
+    /// The last two keys and three arguments of a token write: the
+    /// account's sa and cred hashes (in the registry's slot, as the token
+    /// index is) and the issuer check's sa id, credential id and generation
+    /// (`""`: no check). See lib/issuer.lua.
+    fn issuer_check(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        rec: &TokenRecord,
+        issuer: Option<Issuer<'_>>,
+    ) {
+        let (org, sa) = (&rec.organization_id, &rec.service_account_id);
+        inv.key(self.keys.sa(org))
+            .key(self.keys.cred(org, sa))
+            .arg(sa)
+            .arg(issuer.map_or("", |i| i.credential_id))
+            .arg(issuer.map(|i| i.generation.to_string()).unwrap_or_default());
     }
 
     fn cluster(&self) -> bool {
@@ -498,50 +516,45 @@ impl Store for RedisStore {
         Ok(removed == 1)
     }
 
-    async fn put_token(&self, hash: &str, rec: &TokenRecord, ttl_secs: u64) -> StoreResult<()> {
+    async fn put_token(
+        &self,
+        hash: &str,
+        rec: &TokenRecord,
+        ttl_secs: u64,
+        issuer: Option<Issuer<'_>>,
+    ) -> StoreResult<bool> {
         let k = &self.keys;
         let (org, sa) = (&rec.organization_id, &rec.service_account_id);
         let ttl = ttl_secs.max(1);
         let json = encode("token", rec)?;
+        let script = if self.cluster() {
+            &self.scripts.index_token
+        } else {
+            &self.scripts.put_token
+        };
+        let mut inv = script.prepare_invoke();
+        inv.key(k.satok(org, sa))
+            .key(k.toksa(org))
+            .key(k.tokorg())
+            .arg(ttl)
+            .arg(hash)
+            .arg(sa)
+            .arg(org);
+        if !self.cluster() {
+            inv.key(k.tok(hash)).arg(&json);
+        }
+        self.issuer_check(&mut inv, rec, issuer);
+        let stored: i64 = self.invoke_on(Lane::Request, "put_token", &inv).await?;
+        if stored != 1 {
+            return Ok(false);
+        }
         if self.cluster() {
-            // Index first: a token that exists can always be found by a
+            // Indexed first: a token that exists can always be found by a
             // revocation. If the second step fails, the index holds a hash
             // that never became a token, which costs nothing.
-            let _: i64 = self
-                .invoke_on(
-                    Lane::Request,
-                    "put_token",
-                    self.scripts
-                        .index_token
-                        .key(k.satok(org, sa))
-                        .key(k.toksa(org))
-                        .key(k.tokorg())
-                        .arg(ttl)
-                        .arg(hash)
-                        .arg(sa)
-                        .arg(org),
-                )
-                .await?;
-            return self.cluster_set_token(hash, json, ttl).await;
+            self.cluster_set_token(hash, json, ttl).await?;
         }
-        let _: i64 = self
-            .invoke_on(
-                Lane::Request,
-                "put_token",
-                self.scripts
-                    .put_token
-                    .key(k.satok(org, sa))
-                    .key(k.toksa(org))
-                    .key(k.tokorg())
-                    .key(k.tok(hash))
-                    .arg(ttl)
-                    .arg(hash)
-                    .arg(sa)
-                    .arg(org)
-                    .arg(json),
-            )
-            .await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn put_token_limited(
@@ -550,6 +563,7 @@ impl Store for RedisStore {
         rec: &TokenRecord,
         ttl_secs: u64,
         limits: TokenLimits,
+        issuer: Option<Issuer<'_>>,
     ) -> StoreResult<TokenPut> {
         let k = &self.keys;
         let (org, sa) = (&rec.organization_id, &rec.service_account_id);
@@ -576,12 +590,14 @@ impl Store for RedisStore {
         if !self.cluster() {
             inv.key(k.tok(hash)).arg(&json);
         }
+        self.issuer_check(&mut inv, rec, issuer);
         let answer: Vec<i64> = self.invoke_on(Lane::Request, "put_token", &inv).await?;
         let retry_after_ms = answer.get(1).copied().unwrap_or(0).max(0) as u64;
         match answer.first() {
             Some(0) => {}
             Some(1) => return Ok(TokenPut::TooManyLive { retry_after_ms }),
             Some(2) => return Ok(TokenPut::IssueRateLimited { retry_after_ms }),
+            Some(3) => return Ok(TokenPut::IssuerChanged),
             _ => return Err(StoreError::Corrupt("put_token answer".into())),
         }
         if self.cluster() {

@@ -68,20 +68,36 @@ impl Scripts {
             put_member: lua!("put_member"),
             delete_env: lua!("delete_env"),
             list_envs: lua!("list_envs"),
-            put_token: lua!("lib/now_ms", "lib/index_token", "put_token"),
+            put_token: lua!(
+                "lib/now_ms",
+                "lib/issuer",
+                "lib/issuer_or_0",
+                "lib/index_token",
+                "put_token"
+            ),
             put_token_limited: lua!(
                 "lib/now_ms",
+                "lib/issuer",
+                "lib/issuer_or_3",
                 "lib/token_limits",
                 "lib/index_token",
                 "put_token_limited"
             ),
             index_token_limited: lua!(
                 "lib/now_ms",
+                "lib/issuer",
+                "lib/issuer_or_3",
                 "lib/token_limits",
                 "lib/index_token",
                 "index_token_limited"
             ),
-            index_token: lua!("lib/now_ms", "lib/index_token", "index_token"),
+            index_token: lua!(
+                "lib/now_ms",
+                "lib/issuer",
+                "lib/issuer_or_0",
+                "lib/index_token",
+                "index_token"
+            ),
             unindex_sa: lua!("unindex_sa"),
             unindex_org: lua!("unindex_org"),
             revoke_token: lua!("revoke_token"),

@@ -1,0 +1,2 @@
+-- Refuses the token write (0) when the issuer check fails (lib/issuer.lua).
+if not issuer_ok() then return 0 end
