@@ -2096,11 +2096,9 @@ async fn refused_mutations_are_audited_as_failures_and_reads_are_not_audited() {
     assert_eq!(successes, 2, "the create and the credential: {events:?}");
 }
 
-#[tokio::test]
-async fn a_configured_key_name_is_the_audit_actor() {
-    // The hash of "tgtest-named-key" with cheap parameters, made once with
-    // `tollgate hash-key`-compatible argon2id settings.
-    let key = "tgtest-named-key";
+/// An instance with `key` configured in `admin.keys` as "ops": its hash
+/// made with cheap `tollgate hash-key`-compatible argon2id parameters.
+async fn with_configured_admin_key(key: &str) -> Tollgate {
     let hash = tollgate::secret::hash_secret(
         &secrecy::SecretString::from(key.to_string()),
         &tollgate::secret::HashParams {
@@ -2110,10 +2108,16 @@ async fn a_configured_key_name_is_the_audit_actor() {
         },
     )
     .expect("hash");
-    let tg = Tollgate::start(tools_read_unreachable(None).toml(format!(
+    Tollgate::start(tools_read_unreachable(None).toml(format!(
         "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
     )))
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_configured_key_name_is_the_audit_actor() {
+    let key = "tgtest-named-key";
+    let tg = with_configured_admin_key(key).await;
     let org = unique_id("org");
     let ops = tg.admin().with_key(key);
     let (sa, _, _) = ops
@@ -2329,19 +2333,7 @@ async fn guessing_admin_keys_does_not_hold_up_the_token_endpoint() {
 #[tokio::test]
 async fn requests_without_a_key_do_not_use_up_the_admin_failure_budget() {
     let key = "tgtest-ops-key";
-    let hash = tollgate::secret::hash_secret(
-        &secrecy::SecretString::from(key.to_string()),
-        &tollgate::secret::HashParams {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-        },
-    )
-    .expect("hash");
-    let tg = Tollgate::start(tools_read_unreachable(None).toml(format!(
-        "[admin]\nkeys = [{{ name = \"ops\", hash = '{hash}' }}]"
-    )))
-    .await;
+    let tg = with_configured_admin_key(key).await;
     let accounts = format!("{}/service-accounts", org_path(&unique_id("org")));
     for path in ["/", "/favicon.ico", accounts.as_str()] {
         for _ in 0..8 {
