@@ -95,7 +95,9 @@ pub enum TokenPut {
     },
     /// The [`crate::store::Issuer`] check failed: the credential was
     /// rotated or deleted, or its account disabled or deleted, since the
-    /// secret was verified. Nothing was stored or counted.
+    /// secret was verified (nothing stored or counted); or, on a cluster,
+    /// the account's tokens were revoked between the token's index step and
+    /// its key (nothing stored).
     IssuerChanged,
 }
 

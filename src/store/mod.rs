@@ -136,7 +136,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a token record under its hash with a TTL, indexed by its
     /// account; with an `issuer`, only if it still holds (checked in the
-    /// same atomic step): false, and nothing stored, when it does not.
+    /// same atomic step): false, and nothing stored, when it does not, or
+    /// (on a cluster) when the account's tokens were revoked while it was
+    /// being stored.
     async fn put_token(
         &self,
         hash: &str,

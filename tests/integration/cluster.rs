@@ -48,6 +48,52 @@ async fn the_cluster_backend_passes_the_store_conformance_suite() {
     conformance::run_all(&store).await;
 }
 
+/// On a cluster a token is indexed first and its key written next. A
+/// revocation between the two steps finds the hash indexed but no key: it
+/// must leave the issuer unable to write the key afterwards, or a token
+/// would live on, revoked but unindexed, where no revocation finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_between_a_tokens_two_steps_refuses_the_token() {
+    let cluster = RedisCluster::start();
+    let prefix = unique_prefix();
+    let store = cluster_store(&cluster, &prefix);
+    let (org, sa) = (unique_id("org"), unique_id("sa"));
+    let hash = token_hash(expose(&new_access_token()));
+    assert!(store
+        .put_token(&hash, &record(&org, &sa), 900, None)
+        .await
+        .expect("put_token"));
+    // The issuer between its steps: indexed, the key not written yet.
+    assert_eq!(cluster.cli(&["DEL", &format!("{prefix}:tok:{hash}")]), "1");
+    store
+        .revoke_service_account_tokens(&org, &sa)
+        .await
+        .expect("revoke");
+    // The issuer's steps, again: the key is not written, the token refused.
+    assert!(
+        !store
+            .put_token(&hash, &record(&org, &sa), 900, None)
+            .await
+            .expect("put_token"),
+        "a token written after its account's revocation"
+    );
+    assert!(store.get_token(&hash).await.expect("get").is_none());
+    assert!(store
+        .lookup_access(&hash, None)
+        .await
+        .expect("lookup")
+        .token
+        .is_none());
+    assert_eq!(store.count_tokens().await.expect("count"), 0);
+    // Other tokens of the account are issued as ever.
+    let next = token_hash(expose(&new_access_token()));
+    assert!(store
+        .put_token(&next, &record(&org, &sa), 900, None)
+        .await
+        .expect("put_token"));
+    assert!(store.get_token(&next).await.expect("get").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_spread_over_the_masters_while_the_registry_stays_in_one_slot() {
     let cluster = RedisCluster::start();

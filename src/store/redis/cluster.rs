@@ -23,6 +23,18 @@ use crate::store::{StoreError, StoreResult};
 /// How many token keys one cluster revocation step deletes.
 const REVOKE_CHUNK: isize = 500;
 
+/// What a cluster revocation leaves at a token key it found indexed but not
+/// yet written (its issuer between the index step and the key step): the
+/// issuer's `SET … NX` then fails and the token is refused, rather than
+/// written live after the revocation with its index entry gone. Readers
+/// take it for no token. Not JSON, so never a token record.
+pub(super) const REVOKED: &str = "-";
+
+/// Whether a token key's value is a token, not [`REVOKED`].
+pub(super) fn is_token(raw: &str) -> bool {
+    raw != REVOKED
+}
+
 /// Redis Cluster paths for the operations that touch token keys. Token keys
 /// are spread over every slot, the registry lives in the `{reg}` slot, and
 /// no script or transaction may span two slots, so these take two or more
@@ -30,23 +42,39 @@ const REVOKE_CHUNK: isize = 500;
 /// outside its account's index (where a revocation could not find it).
 impl RedisStore {
     /// The second step of issuing a token on a cluster: the token key, in
-    /// its own slot, once its account's index holds it.
+    /// its own slot, once its account's index holds it. False when a
+    /// revocation came between the two steps (it left [`REVOKED`] there):
+    /// nothing is written and the token's index entry is taken out.
     pub(super) async fn cluster_set_token(
         &self,
         hash: &str,
         json: String,
         ttl: u64,
-    ) -> StoreResult<()> {
-        self.query_on(
-            Lane::Request,
-            "put_token",
-            redis::cmd("SET")
-                .arg(self.keys.tok(hash))
-                .arg(json)
-                .arg("EX")
-                .arg(ttl),
-        )
-        .await
+        org: &str,
+        sa: &str,
+    ) -> StoreResult<bool> {
+        let set: Option<String> = self
+            .query_on(
+                Lane::Request,
+                "put_token",
+                redis::cmd("SET")
+                    .arg(self.keys.tok(hash))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(ttl)
+                    .arg("NX"),
+            )
+            .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        let _: i64 = self
+            .query(
+                "put_token",
+                redis::cmd("ZREM").arg(self.keys.satok(org, sa)).arg(hash),
+            )
+            .await?;
+        Ok(false)
     }
 
     /// Every master answers, not just one node.
@@ -76,7 +104,7 @@ impl RedisStore {
                 redis::cmd("GET").arg(self.keys.tok(hash)),
             )
             .await?;
-        let Some(raw) = raw else {
+        let Some(raw) = raw.filter(|r| is_token(r)) else {
             return access_facts(None, None, std::iter::empty());
         };
         let token: TokenRecord = decode("token", &raw)?;
@@ -137,15 +165,17 @@ impl RedisStore {
         let index = k.satok(org, sa);
         let mut revoked = 0u64;
         loop {
-            let hashes: Vec<String> = self
+            let scored: Vec<(String, f64)> = self
                 .query(
                     OP,
                     redis::cmd("ZRANGE")
                         .arg(&index)
                         .arg(0)
-                        .arg(REVOKE_CHUNK - 1),
+                        .arg(REVOKE_CHUNK - 1)
+                        .arg("WITHSCORES"),
                 )
                 .await?;
+            let hashes: Vec<String> = scored.iter().map(|(h, _)| h.clone()).collect();
             if !hashes.is_empty() {
                 let mut del = redis::cmd("DEL");
                 for h in &hashes {
@@ -153,6 +183,9 @@ impl RedisStore {
                 }
                 let n: u64 = self.query(OP, &del).await?;
                 revoked += n;
+                if n < hashes.len() as u64 {
+                    revoked += self.cluster_block_pending(&scored).await?;
+                }
             }
             let mut unindex = self.scripts.unindex_sa.key(&index);
             unindex.key(k.toksa(org)).arg(sa);
@@ -164,6 +197,42 @@ impl RedisStore {
                 return Ok(revoked);
             }
         }
+    }
+
+    /// After a revocation's `DEL` missed some indexed hashes (expired, or
+    /// indexed by an issuer that has not written the key yet): each one
+    /// still before its expiry gets [`REVOKED`] (`SET … NX`), so that a
+    /// pending issuer's write fails; a key written in the meantime is
+    /// deleted. How many live tokens that deleted.
+    async fn cluster_block_pending(&self, scored: &[(String, f64)]) -> StoreResult<u64> {
+        const OP: &str = "revoke_service_account_tokens";
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let mut deleted = 0;
+        for (hash, expires_ms) in scored {
+            // The score is the expiry by Redis's clock; a second more
+            // covers a small skew with this one.
+            let left_ms = *expires_ms as i128 - now_ms + 1000;
+            if left_ms <= 0 {
+                continue;
+            }
+            let key = self.keys.tok(hash);
+            let set: Option<String> = self
+                .query(
+                    OP,
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(REVOKED)
+                        .arg("PX")
+                        .arg(left_ms as u64)
+                        .arg("NX"),
+                )
+                .await?;
+            if set.is_none() {
+                let n: u64 = self.query(OP, redis::cmd("DEL").arg(&key)).await?;
+                deleted += n;
+            }
+        }
+        Ok(deleted)
     }
 
     pub(super) async fn cluster_revoke_org(&self, org: &str) -> StoreResult<u64> {

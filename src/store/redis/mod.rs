@@ -551,8 +551,9 @@ impl Store for RedisStore {
         if self.cluster() {
             // Indexed first: a token that exists can always be found by a
             // revocation. If the second step fails, the index holds a hash
-            // that never became a token, which costs nothing.
-            self.cluster_set_token(hash, json, ttl).await?;
+            // that never became a token, which costs nothing; if a
+            // revocation came between the steps, the token is refused.
+            return self.cluster_set_token(hash, json, ttl, org, sa).await;
         }
         Ok(true)
     }
@@ -601,8 +602,11 @@ impl Store for RedisStore {
             _ => return Err(StoreError::Corrupt("put_token answer".into())),
         }
         if self.cluster() {
-            // Indexed first, as in put_token.
-            self.cluster_set_token(hash, json, ttl).await?;
+            // Indexed first, as in put_token; refused when a revocation
+            // came between the steps.
+            if !self.cluster_set_token(hash, json, ttl, org, sa).await? {
+                return Ok(TokenPut::IssuerChanged);
+            }
         }
         Ok(TokenPut::Stored)
     }
@@ -615,7 +619,9 @@ impl Store for RedisStore {
                 redis::cmd("GET").arg(self.keys.tok(hash)),
             )
             .await?;
-        raw.map(|r| decode("token", &r)).transpose()
+        raw.filter(|r| cluster::is_token(r))
+            .map(|r| decode("token", &r))
+            .transpose()
     }
 
     async fn revoke_token(&self, hash: &str, org: &str, sa: &str) -> StoreResult<bool> {

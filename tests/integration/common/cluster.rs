@@ -136,6 +136,17 @@ impl RedisCluster {
         })
     }
 
+    /// One command through `redis-cli -c` (following the cluster's
+    /// redirects); its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-h", "127.0.0.1", "-p", &self.ports[0].to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// How many keys each master holds whose name starts with `prefix`.
     pub fn keys_per_node(&self, prefix: &str) -> Vec<usize> {
         self.ports
