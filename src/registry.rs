@@ -434,7 +434,7 @@ impl Registry {
         actor: &str,
         patch: ServiceAccountPatch,
     ) -> RegistryResult<ServiceAccount> {
-        let mut sa = self.account(org, sa_id).await?;
+        self.account(org, sa_id).await?;
         if let Some(name) = &patch.name {
             validate_name("name", name)?;
         }
@@ -452,35 +452,57 @@ impl Registry {
             Some("disabled") => Some(SaStatus::Disabled),
             Some(_) => return Err(invalid("status", "must be \"active\" or \"disabled\"")),
         };
-        let was_checking_requests = sa.policy.request_allowlist();
-        let mut changed = patch.policy.apply(&mut sa.policy, self.max_token_ttl)?;
-        // Tokens carry the allowlist they were issued under: when requests
-        // are checked, a changed list applies to live tokens by revoking them.
-        let allowlist_changed = changed.iter().any(|f| f.starts_with("ip_allowlist"))
-            && sa.policy.request_allowlist() != was_checking_requests
-            && sa.policy.request_allowlist().is_some();
-        if let Some(name) = patch.name {
-            sa.name = name;
-            changed.push("name");
-        }
-        if let Some(d) = patch.description {
-            sa.description = d;
-            changed.push("description");
-        }
-        let scope_changed = scopes.as_ref().is_some_and(|s| *s != sa.scopes);
-        if let Some(s) = scopes {
-            sa.scopes = s;
-            changed.push("scopes");
-        }
-        let disabled_now = status == Some(SaStatus::Disabled) && sa.status == SaStatus::Active;
-        if let Some(st) = status {
-            sa.status = st;
-            changed.push("status");
-        }
-        sa.updated_at = now();
-        if !self.store.update_service_account(&sa).await? {
-            return Err(RegistryError::NotFound("service account"));
-        }
+        // Applied to the record as read and written back only if it is
+        // still that record (compare-and-set), else read again: a change
+        // made meanwhile (a disable) is never undone by this one.
+        let mut attempts = 0;
+        let (sa, changed, allowlist_changed, scope_changed, disabled_now) = loop {
+            attempts += 1;
+            if attempts > CHANGE_ATTEMPTS {
+                return Err(RegistryError::Conflict(
+                    "the service account kept changing; try again".to_string(),
+                ));
+            }
+            let Some((mut sa, read)) = self
+                .store
+                .get_service_account_for_update(org, sa_id)
+                .await?
+            else {
+                return Err(RegistryError::NotFound("service account"));
+            };
+            let was_checking_requests = sa.policy.request_allowlist();
+            let mut changed = patch
+                .policy
+                .clone()
+                .apply(&mut sa.policy, self.max_token_ttl)?;
+            // Tokens carry the allowlist they were issued under: when requests
+            // are checked, a changed list applies to live tokens by revoking them.
+            let allowlist_changed = changed.iter().any(|f| f.starts_with("ip_allowlist"))
+                && sa.policy.request_allowlist() != was_checking_requests
+                && sa.policy.request_allowlist().is_some();
+            if let Some(name) = &patch.name {
+                sa.name = name.clone();
+                changed.push("name");
+            }
+            if let Some(d) = &patch.description {
+                sa.description = d.clone();
+                changed.push("description");
+            }
+            let scope_changed = scopes.as_ref().is_some_and(|s| *s != sa.scopes);
+            if let Some(s) = &scopes {
+                sa.scopes = s.clone();
+                changed.push("scopes");
+            }
+            let disabled_now = status == Some(SaStatus::Disabled) && sa.status == SaStatus::Active;
+            if let Some(st) = status {
+                sa.status = st;
+                changed.push("status");
+            }
+            sa.updated_at = now();
+            if self.store.update_service_account(&sa, &read).await? {
+                break (sa, changed, allowlist_changed, scope_changed, disabled_now);
+            }
+        };
         self.audit(
             org,
             actor,

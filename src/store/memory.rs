@@ -179,14 +179,26 @@ impl Store for MemoryStore {
         self.with(|s| range_of(&s.accounts, org))
     }
 
-    async fn update_service_account(&self, sa: &ServiceAccount) -> StoreResult<bool> {
+    async fn get_service_account_for_update(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<(ServiceAccount, String)>> {
+        self.with(|s| {
+            s.accounts
+                .get(&k2(org, id))
+                .map(|sa| (sa.clone(), record_of(sa)))
+        })
+    }
+
+    async fn update_service_account(&self, sa: &ServiceAccount, read: &str) -> StoreResult<bool> {
         self.with(
             |s| match s.accounts.get_mut(&k2(&sa.organization_id, &sa.id)) {
-                Some(slot) => {
+                Some(slot) if record_of(slot) == read => {
                     *slot = sa.clone();
                     true
                 }
-                None => false,
+                _ => false,
             },
         )
     }
@@ -762,6 +774,12 @@ impl Store for MemoryStore {
     async fn delete_account_limits(&self, org: &str, sa: &str) -> StoreResult<bool> {
         self.with(|s| s.account_limits.remove(&k2(org, sa)).is_some())
     }
+}
+
+/// An account's record as `get_service_account_for_update` hands it out
+/// and `update_service_account` compares it: its JSON, as Redis keeps it.
+fn record_of(sa: &ServiceAccount) -> String {
+    serde_json::to_string(sa).unwrap_or_default()
 }
 
 /// Past this many rate or quota counters, those of past windows are dropped.

@@ -76,10 +76,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn get_service_account(&self, org: &str, id: &str)
         -> StoreResult<Option<ServiceAccount>>;
+    /// The account and its record as stored, to replace it with
+    /// [`Store::update_service_account`] only if no other change came first.
+    async fn get_service_account_for_update(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<(ServiceAccount, String)>>;
     /// Every account of the organization, sorted by id.
     async fn list_service_accounts(&self, org: &str) -> StoreResult<Vec<ServiceAccount>>;
-    /// Replaces an existing account; false when it no longer exists.
-    async fn update_service_account(&self, sa: &ServiceAccount) -> StoreResult<bool>;
+    /// Replaces an existing account, only if its record is still `read`
+    /// (from [`Store::get_service_account_for_update`]): false, and nothing
+    /// written, when it no longer exists or another change came first, so
+    /// that no change (a disable) is undone by one read before it.
+    async fn update_service_account(&self, sa: &ServiceAccount, read: &str) -> StoreResult<bool>;
     /// Deletes an account, its credentials, their client ids and its memberships.
     async fn delete_service_account(&self, org: &str, id: &str) -> StoreResult<bool>;
 

@@ -195,6 +195,20 @@ async fn stored_token(store: &dyn Store, sa: &ServiceAccount, ttl: u64) -> (Stri
     (hash, rec)
 }
 
+/// Replaces the account as the registry does: only if it is still the
+/// record read just before.
+async fn update_account(store: &dyn Store, sa: &ServiceAccount) -> bool {
+    let read = ok(
+        store
+            .get_service_account_for_update(&sa.organization_id, &sa.id)
+            .await,
+        "get_service_account_for_update",
+    )
+    .map(|(_, read)| read)
+    .unwrap_or_default();
+    ok(store.update_service_account(sa, &read).await, "update")
+}
+
 fn sorted_by_id<T: Clone>(items: &[&T], id: impl Fn(&T) -> &str) -> Vec<T> {
     let mut v: Vec<T> = items.iter().map(|t| (*t).clone()).collect();
     v.sort_by(|a, b| id(a).cmp(id(b)));
@@ -235,7 +249,27 @@ async fn service_accounts(store: &dyn Store) {
     renamed.status = SaStatus::Disabled;
     renamed.scopes = scopes(&["logs:read"]);
     renamed.updated_at = at(10);
-    assert!(ok(store.update_service_account(&renamed).await, "update"));
+    let (_, stale) = ok(
+        store.get_service_account_for_update(&org, &b.id).await,
+        "read",
+    )
+    .expect("the account is there");
+    assert!(update_account(store, &renamed).await);
+    assert_eq!(
+        ok(store.get_service_account(&org, &b.id).await, "get"),
+        Some(renamed.clone())
+    );
+    // A change read before that one is refused and writes nothing: it would
+    // undo the disable.
+    let mut from_stale = b.clone();
+    from_stale.name = "written from a stale read".to_string();
+    assert!(
+        !ok(
+            store.update_service_account(&from_stale, &stale).await,
+            "update"
+        ),
+        "an update from a stale read is refused"
+    );
     assert_eq!(
         ok(store.get_service_account(&org, &b.id).await, "get"),
         Some(renamed)
@@ -243,7 +277,7 @@ async fn service_accounts(store: &dyn Store) {
 
     let ghost = account(&org, "ghost");
     assert!(
-        !ok(store.update_service_account(&ghost).await, "update"),
+        !update_account(store, &ghost).await,
         "updating a missing account reports false"
     );
     assert_eq!(
@@ -338,7 +372,7 @@ async fn credentials_and_client_index(store: &dyn Store) {
 
     let mut renamed = sa.clone();
     renamed.name = "renamed".to_string();
-    assert!(ok(store.update_service_account(&renamed).await, "update"));
+    assert!(update_account(store, &renamed).await);
     let found = ok(store.find_client(&first.client_id).await, "find").expect("found");
     assert_eq!(
         found.service_account, renamed,
@@ -1633,7 +1667,7 @@ async fn account_policy_is_stored_with_the_account(store: &dyn Store) {
     assert_eq!(found.service_account.policy, sa.policy);
     sa.policy.ip_allowlist.clear();
     sa.policy.token_issue_limit = None;
-    assert!(ok(store.update_service_account(&sa).await, "update"));
+    assert!(update_account(store, &sa).await);
     assert_eq!(
         ok(store.list_service_accounts(&org).await, "list"),
         vec![sa.clone()]
@@ -1715,7 +1749,7 @@ async fn a_token_is_stored_only_while_its_issuer_holds(store: &dyn Store) {
     // Disabled: refused.
     let mut disabled = sa.clone();
     disabled.status = SaStatus::Disabled;
-    assert!(ok(store.update_service_account(&disabled).await, "disable"));
+    assert!(update_account(store, &disabled).await);
     let (hash, rec) = token(&sa);
     assert!(!ok(
         store.put_token(&hash, &rec, 60, issuer(1)).await,
@@ -1724,7 +1758,7 @@ async fn a_token_is_stored_only_while_its_issuer_holds(store: &dyn Store) {
     // Without an issuer, nothing is checked.
     assert!(ok(store.put_token(&hash, &rec, 60, None).await, "put"));
     // The credential deleted: refused.
-    ok(store.update_service_account(&sa).await, "enable");
+    update_account(store, &sa).await;
     ok(
         store.delete_credential(&org, &sa.id, &cred.id).await,
         "delete",

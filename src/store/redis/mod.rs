@@ -185,7 +185,22 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn update_service_account(&self, sa: &ServiceAccount) -> StoreResult<bool> {
+    async fn get_service_account_for_update(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> StoreResult<Option<(ServiceAccount, String)>> {
+        let raw: Option<String> = self
+            .query(
+                "get_service_account",
+                redis::cmd("HGET").arg(self.keys.sa(org)).arg(id),
+            )
+            .await?;
+        raw.map(|r| decode("service account", &r).map(|sa| (sa, r)))
+            .transpose()
+    }
+
+    async fn update_service_account(&self, sa: &ServiceAccount, read: &str) -> StoreResult<bool> {
         let n: i64 = self
             .invoke(
                 "update_service_account",
@@ -193,7 +208,8 @@ impl Store for RedisStore {
                     .update_sa
                     .key(self.keys.sa(&sa.organization_id))
                     .arg(&sa.id)
-                    .arg(encode("service account", sa)?),
+                    .arg(encode("service account", sa)?)
+                    .arg(read),
             )
             .await?;
         Ok(n == 1)
