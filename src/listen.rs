@@ -1113,7 +1113,8 @@ impl<SV: ServeHttp + Send + Sync + 'static> HttpServerApp for Serve<SV> {
 /// down (SIGTERM, or a graceful upgrade) while the connection waits for
 /// it: an idle keep-alive connection then closes at once rather than at the
 /// end of the grace period, so that its client's next request goes to the
-/// process that carries on. A head already received is read and served.
+/// process that carries on. A head already received in full is read and
+/// served; one only partly received is dropped with the connection.
 pub async fn read_unless_shutting_down(
     session: &mut ServerSession,
     shutdown: &ShutdownWatch,

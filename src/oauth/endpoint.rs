@@ -281,6 +281,7 @@ impl TokenEndpoint {
         let issuer = Some(Issuer {
             credential_id: &client.credential.id,
             generation: client.credential.generation,
+            account_record: &client.account_record,
         });
         let put = if limits.is_none() {
             let stored = self

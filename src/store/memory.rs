@@ -93,7 +93,7 @@ impl State {
         let (org, sa) = (&rec.organization_id, &rec.service_account_id);
         self.accounts
             .get(&k2(org, sa))
-            .is_some_and(|a| a.status == SaStatus::Active)
+            .is_some_and(|a| a.status == SaStatus::Active && record_of(a) == issuer.account_record)
             && self
                 .credentials
                 .get(&k3(org, sa, issuer.credential_id))
@@ -286,6 +286,7 @@ impl Store for MemoryStore {
                 .clone();
             let service_account = s.accounts.get(&k2(&key.0, &key.1))?.clone();
             Some(ClientLookup {
+                account_record: record_of(&service_account),
                 credential,
                 service_account,
             })

@@ -61,6 +61,9 @@ pub enum MemberPutOutcome {
 pub struct ClientLookup {
     pub credential: StoredCredential,
     pub service_account: ServiceAccount,
+    /// The account's record as stored when it was looked up: a token is
+    /// stored only while it is unchanged ([`Issuer`]).
+    pub account_record: String,
 }
 
 #[async_trait]
@@ -274,14 +277,17 @@ pub trait Store: Send + Sync + 'static {
 
 /// What a token's secret was verified against, checked again when the
 /// token is stored: the credential must still be there with this
-/// `generation` (not rotated or deleted since) and its account (the
-/// record's) still active. A token request that began before a rotation,
-/// a deletion or a disable then cannot store its token after it, where
-/// the revocation that came with it would have missed it.
+/// `generation` (not rotated or deleted since) and its account's record
+/// still the one read (not disabled, deleted or changed: scopes, allowlist).
+/// A token request that began before such a change then cannot store its
+/// token after it, where the revocation that came with it would have
+/// missed it.
 #[derive(Clone, Copy, Debug)]
 pub struct Issuer<'a> {
     pub credential_id: &'a str,
     pub generation: u64,
+    /// [`ClientLookup::account_record`].
+    pub account_record: &'a str,
 }
 
 /// The answer of [`Store::take_rate`].

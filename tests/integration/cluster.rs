@@ -85,6 +85,34 @@ async fn a_revocation_between_a_tokens_two_steps_refuses_the_token() {
         .token
         .is_none());
     assert_eq!(store.count_tokens().await.expect("count"), 0);
+    // A second revocation that saw the hash indexed before the first took
+    // it out (it is put back here, as that one's ZRANGE saw it) leaves the
+    // first one's marker in place: the issuer is still refused.
+    let expires_ms = (time::OffsetDateTime::now_utc().unix_timestamp() + 600) * 1000;
+    assert_eq!(
+        cluster.cli(&[
+            "ZADD",
+            &format!("{prefix}:{{reg}}:satok:{org}:{sa}"),
+            &expires_ms.to_string(),
+            &hash,
+        ]),
+        "1"
+    );
+    assert_eq!(
+        store
+            .revoke_service_account_tokens(&org, &sa)
+            .await
+            .expect("revoke"),
+        0,
+        "a marker is not a token"
+    );
+    assert!(
+        !store
+            .put_token(&hash, &record(&org, &sa), 900, None)
+            .await
+            .expect("put_token"),
+        "a token written after two revocations"
+    );
     // Other tokens of the account are issued as ever.
     let next = token_hash(expose(&new_access_token()));
     assert!(store

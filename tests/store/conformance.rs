@@ -1698,76 +1698,101 @@ async fn put_limited(
     (put, hash)
 }
 
+/// A new token of `sa` stored with an issuer check; whether it was (and
+/// the store agrees when asked for it).
+async fn put_issued(
+    store: &dyn Store,
+    sa: &ServiceAccount,
+    credential_id: &str,
+    generation: u64,
+    account_record: &str,
+) -> bool {
+    let (hash, rec) = token(sa);
+    let issuer = Issuer {
+        credential_id,
+        generation,
+        account_record,
+    };
+    let stored = ok(store.put_token(&hash, &rec, 60, Some(issuer)).await, "put");
+    assert_eq!(stored, ok(store.get_token(&hash).await, "get").is_some());
+    stored
+}
+
 /// The issuer check of a token write: stored while the credential has the
-/// generation verified and its account is active; refused, with nothing
-/// stored or counted, once the credential was rotated or deleted or the
-/// account disabled.
+/// generation verified and its account the record read; refused, with
+/// nothing stored or counted, once the credential was rotated or deleted,
+/// or the account changed (its scopes) or disabled.
 async fn a_token_is_stored_only_while_its_issuer_holds(store: &dyn Store) {
     let org = new_org();
     let sa = account(&org, "issuer");
     let cred = credential(&sa, "first");
     ok(store.create_service_account(&sa, &cred).await, "create");
-    let issuer = |generation| {
-        Some(Issuer {
-            credential_id: &cred.id,
-            generation,
-        })
-    };
+    let read = ok(store.find_client(&cred.client_id).await, "find")
+        .expect("found")
+        .account_record;
+    assert!(put_issued(store, &sa, &cred.id, 0, &read).await);
+    // Rotated since the verification: refused, not stored.
+    let mut rotated = cred.clone();
+    rotated.generation = 1;
+    assert!(ok(store.put_credential(&rotated, Some(0)).await, "rotate"));
+    assert!(!put_issued(store, &sa, &cred.id, 0, &read).await);
     let limits = TokenLimits {
         max_live: Some(100),
         issue_rate: Some((1, 60_000)),
     };
     let (hash, rec) = token(&sa);
-    assert!(ok(store.put_token(&hash, &rec, 60, issuer(0)).await, "put"));
-    assert!(ok(store.get_token(&hash).await, "get").is_some());
-    // Rotated since the verification: refused, not stored.
-    let mut rotated = cred.clone();
-    rotated.generation = 1;
-    assert!(ok(store.put_credential(&rotated, Some(0)).await, "rotate"));
-    let (hash, rec) = token(&sa);
-    assert!(!ok(
-        store.put_token(&hash, &rec, 60, issuer(0)).await,
-        "put"
-    ));
-    assert!(ok(store.get_token(&hash).await, "get").is_none());
-    let put = ok(
+    let stale = Issuer {
+        credential_id: &cred.id,
+        generation: 0,
+        account_record: &read,
+    };
+    let answer = ok(
         store
-            .put_token_limited(&hash, &rec, 60, limits, issuer(0))
+            .put_token_limited(&hash, &rec, 60, limits, Some(stale))
             .await,
         "put_limited",
     );
-    assert_eq!(put, TokenPut::IssuerChanged);
+    assert_eq!(answer, TokenPut::IssuerChanged);
     assert!(ok(store.get_token(&hash).await, "get").is_none());
     // Not counted: the one issuance the window allows is still there.
-    let put = ok(
+    let fresh = Issuer {
+        generation: 1,
+        ..stale
+    };
+    let answer = ok(
         store
-            .put_token_limited(&hash, &rec, 60, limits, issuer(1))
+            .put_token_limited(&hash, &rec, 60, limits, Some(fresh))
             .await,
         "put_limited",
     );
-    assert_eq!(put, TokenPut::Stored);
-    // Disabled: refused.
-    let mut disabled = sa.clone();
+    assert_eq!(answer, TokenPut::Stored);
+    // The account's scopes changed (a revocation comes with it): refused.
+    let mut narrowed = sa.clone();
+    narrowed.scopes = scopes(&["logs:read"]);
+    assert!(update_account(store, &narrowed).await);
+    assert!(!put_issued(store, &sa, &cred.id, 1, &read).await);
+    let read = ok(store.find_client(&cred.client_id).await, "find")
+        .expect("found")
+        .account_record;
+    assert!(put_issued(store, &sa, &cred.id, 1, &read).await);
+    // Disabled: refused, even with the record read after the disable.
+    let mut disabled = narrowed.clone();
     disabled.status = SaStatus::Disabled;
     assert!(update_account(store, &disabled).await);
-    let (hash, rec) = token(&sa);
-    assert!(!ok(
-        store.put_token(&hash, &rec, 60, issuer(1)).await,
-        "put"
-    ));
+    let read_disabled = ok(store.find_client(&cred.client_id).await, "find")
+        .expect("found")
+        .account_record;
+    assert!(!put_issued(store, &sa, &cred.id, 1, &read_disabled).await);
     // Without an issuer, nothing is checked.
+    let (hash, rec) = token(&sa);
     assert!(ok(store.put_token(&hash, &rec, 60, None).await, "put"));
     // The credential deleted: refused.
-    update_account(store, &sa).await;
+    assert!(update_account(store, &narrowed).await);
     ok(
         store.delete_credential(&org, &sa.id, &cred.id).await,
         "delete",
     );
-    let (hash, rec) = token(&sa);
-    assert!(!ok(
-        store.put_token(&hash, &rec, 60, issuer(1)).await,
-        "put"
-    ));
+    assert!(!put_issued(store, &sa, &cred.id, 1, &read).await);
 }
 
 /// `max_live` counts the account's live tokens only: another account's,

@@ -176,17 +176,7 @@ impl RedisStore {
                 )
                 .await?;
             let hashes: Vec<String> = scored.iter().map(|(h, _)| h.clone()).collect();
-            if !hashes.is_empty() {
-                let mut del = redis::cmd("DEL");
-                for h in &hashes {
-                    del.arg(k.tok(h));
-                }
-                let n: u64 = self.query(OP, &del).await?;
-                revoked += n;
-                if n < hashes.len() as u64 {
-                    revoked += self.cluster_block_pending(&scored).await?;
-                }
-            }
+            revoked += self.cluster_revoke_keys(&scored).await?;
             let mut unindex = self.scripts.unindex_sa.key(&index);
             unindex.key(k.toksa(org)).arg(sa);
             for h in &hashes {
@@ -199,23 +189,30 @@ impl RedisStore {
         }
     }
 
-    /// After a revocation's `DEL` missed some indexed hashes (expired, or
-    /// indexed by an issuer that has not written the key yet): each one
-    /// still before its expiry gets [`REVOKED`] (`SET … NX`), so that a
-    /// pending issuer's write fails; a key written in the meantime is
-    /// deleted. How many live tokens that deleted.
-    async fn cluster_block_pending(&self, scored: &[(String, f64)]) -> StoreResult<u64> {
+    /// Deletes the token keys of indexed hashes (with their expiry, the
+    /// index's score), one atomic step each that never deletes another
+    /// revocation's [`REVOKED`] marker. A hash indexed but with no key yet
+    /// (its issuer between its two steps) and still before its expiry gets
+    /// the marker (`SET … NX`), so that the issuer's write fails; a key
+    /// written in the meantime is deleted. How many live tokens it deleted.
+    async fn cluster_revoke_keys(&self, scored: &[(String, f64)]) -> StoreResult<u64> {
         const OP: &str = "revoke_service_account_tokens";
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         let mut deleted = 0;
         for (hash, expires_ms) in scored {
+            let key = self.keys.tok(hash);
+            let revoke = || self.scripts.revoke_tok.key(&key);
+            let n: i64 = self.invoke(OP, &revoke()).await?;
+            if n != 0 {
+                deleted += u64::from(n == 1);
+                continue;
+            }
             // The score is the expiry by Redis's clock; a second more
             // covers a small skew with this one.
             let left_ms = *expires_ms as i128 - now_ms + 1000;
             if left_ms <= 0 {
                 continue;
             }
-            let key = self.keys.tok(hash);
             let set: Option<String> = self
                 .query(
                     OP,
@@ -228,8 +225,8 @@ impl RedisStore {
                 )
                 .await?;
             if set.is_none() {
-                let n: u64 = self.query(OP, redis::cmd("DEL").arg(&key)).await?;
-                deleted += n;
+                let n: i64 = self.invoke(OP, &revoke()).await?;
+                deleted += u64::from(n == 1);
             }
         }
         Ok(deleted)

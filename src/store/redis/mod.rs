@@ -99,10 +99,10 @@ impl RedisStore {
         }
     }
 
-    /// The last two keys and three arguments of a token write: the
+    /// The last two keys and four arguments of a token write: the
     /// account's sa and cred hashes (in the registry's slot, as the token
-    /// index is) and the issuer check's sa id, credential id and generation
-    /// (`""`: no check). See lib/issuer.lua.
+    /// index is) and the issuer check's sa id, credential id, generation
+    /// (`""`: no check) and account record. See lib/issuer.lua.
     fn issuer_check(
         &self,
         inv: &mut redis::ScriptInvocation<'_>,
@@ -114,7 +114,8 @@ impl RedisStore {
             .key(self.keys.cred(org, sa))
             .arg(sa)
             .arg(issuer.map_or("", |i| i.credential_id))
-            .arg(issuer.map(|i| i.generation.to_string()).unwrap_or_default());
+            .arg(issuer.map(|i| i.generation.to_string()).unwrap_or_default())
+            .arg(issuer.map_or("", |i| i.account_record));
     }
 
     fn cluster(&self) -> bool {
@@ -324,6 +325,7 @@ impl Store for RedisStore {
         Ok(Some(ClientLookup {
             credential,
             service_account,
+            account_record: sa.clone(),
         }))
     }
 

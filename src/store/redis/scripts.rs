@@ -34,6 +34,8 @@ pub(super) struct Scripts {
     pub(super) index_token: Script,
     /// Cluster: takes revoked tokens out of their account's index.
     pub(super) unindex_sa: Script,
+    /// Cluster: one token key of a revocation, never another's marker.
+    pub(super) revoke_tok: Script,
     /// Cluster: takes an account-less organization out of the index.
     pub(super) unindex_org: Script,
     pub(super) revoke_token: Script,
@@ -99,6 +101,7 @@ impl Scripts {
                 "index_token"
             ),
             unindex_sa: lua!("unindex_sa"),
+            revoke_tok: lua!("revoke_tok"),
             unindex_org: lua!("unindex_org"),
             revoke_token: lua!("revoke_token"),
             revoke_sa: lua!("revoke_sa"),
