@@ -272,6 +272,16 @@ pub struct StoredAdminKey {
     /// Kept apart from the record by the store (it changes on use).
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub last_used_at: Option<OffsetDateTime>,
+    /// A workspace key's workspace, by its `created_at` when the key was
+    /// made: the key reaches only that workspace, not one made again later
+    /// under the same id. `None` for organization keys and keys made before
+    /// it was kept.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub workspace_created_at: Option<OffsetDateTime>,
 }
 
 /// An admin key as the admin API shows it: never the key or its hash.

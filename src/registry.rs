@@ -1132,9 +1132,10 @@ impl Registry {
     ) -> RegistryResult<(crate::model::AdminKeyView, SecretString)> {
         check_org(org)?;
         validate_name("name", &name)?;
-        if let Some(ws) = ws {
-            self.workspace(org, ws).await?;
-        }
+        let workspace_created_at = match ws {
+            Some(ws) => Some(self.workspace(org, ws).await?.created_at),
+            None => None,
+        };
         let id = new_id();
         let key = crate::secret::new_admin_key(&id);
         let secret_hash = self
@@ -1151,6 +1152,7 @@ impl Registry {
             created_by: actor.to_string(),
             created_at: now(),
             last_used_at: None,
+            workspace_created_at,
         };
         self.store.put_admin_key(&stored).await?;
         self.audit(

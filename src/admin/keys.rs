@@ -241,13 +241,17 @@ impl AdminKeys {
             }
         }
         // A workspace key ends with its workspace, and does not reach a
-        // workspace of the same id made after it.
+        // workspace of the same id made after it: the one it was made for
+        // is known by its `created_at` (older keys: made no later than it).
         if let Some(ws) = &key.workspace_id {
             let alive = store
                 .get_workspace(&key.organization_id, ws)
                 .await
                 .map_err(AdminError::Store)?
-                .is_some_and(|w| w.created_at <= key.created_at);
+                .is_some_and(|w| match key.workspace_created_at {
+                    Some(made) => w.created_at == made,
+                    None => w.created_at <= key.created_at,
+                });
             if !alive {
                 return Ok(None);
             }
@@ -363,6 +367,53 @@ async fn management_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{StoredAdminKey, Workspace};
+    use crate::secret::HashParams;
+    use crate::store::memory::MemoryStore;
+
+    /// A workspace key works on the workspace it was made for, known by
+    /// its `created_at`, even when that reads later than the key's own
+    /// (another instance's clock ahead), and not on one made again later.
+    #[tokio::test]
+    async fn a_workspace_key_is_checked_against_the_workspace_it_was_made_for() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let hasher = Arc::new(Hasher::new(HashParams::cheap(), 1, 8).expect("hasher"));
+        let keys = AdminKeys::new(Vec::new(), None, hasher.clone()).with_store(store.clone());
+        let at = |s| time::OffsetDateTime::from_unix_timestamp(s).expect("time");
+        let workspace = |created| Workspace {
+            id: "prod".into(),
+            organization_id: "acme".into(),
+            name: "prod".into(),
+            created_at: at(created),
+        };
+        // The workspace's clock read 1,000 s later than the key's.
+        store.put_workspace(&workspace(2_000)).await.expect("put");
+        let id = crate::ids::new_id();
+        let key = crate::secret::new_admin_key(&id);
+        store
+            .put_admin_key(&StoredAdminKey {
+                id: id.clone(),
+                organization_id: "acme".into(),
+                workspace_id: Some("prod".into()),
+                name: "prod admins".into(),
+                secret_hash: hasher.hash(&key).await.expect("hash"),
+                created_by: "admin:env".into(),
+                created_at: at(1_000),
+                last_used_at: None,
+                workspace_created_at: Some(at(2_000)),
+            })
+            .await
+            .expect("put key");
+        let bearer = vec![format!("Bearer {}", key.expose_secret()).into_bytes()];
+        let found = keys.authenticate(&bearer, None).await;
+        assert!(found.is_ok(), "refused on its own workspace");
+        // The workspace made again under the same id: another workspace.
+        store.put_workspace(&workspace(3_000)).await.expect("put");
+        assert!(matches!(
+            keys.authenticate(&bearer, None).await,
+            Err(AdminError::Unauthorized)
+        ));
+    }
 
     #[test]
     fn a_stored_key_names_its_id_before_an_underscore() {

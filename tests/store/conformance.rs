@@ -1424,6 +1424,7 @@ fn admin_key(org: &str, ws: Option<&str>, name: &str) -> StoredAdminKey {
         created_by: "admin:ops".to_string(),
         created_at: at(5),
         last_used_at: None,
+        workspace_created_at: None,
     }
 }
 
