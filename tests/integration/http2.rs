@@ -220,18 +220,16 @@ impl RawH2 {
         self.stream.write_all(bytes).await.is_ok()
     }
 
-    /// Reads frames until the server closes or `wait` passes; returns the
-    /// GOAWAY error code if one came, and the streams answered 200.
-    async fn outcome(&mut self, wait: Duration) -> (Option<u32>, Vec<u32>) {
+    /// Reads frames until the server closes, `wait` passes or `seen`
+    /// (given each frame's type, stream and payload) answers true.
+    async fn frames(&mut self, wait: Duration, mut seen: impl FnMut(u8, u32, &[u8]) -> bool) {
         let deadline = tokio::time::Instant::now() + wait;
         let mut buf = Vec::new();
-        let mut goaway = None;
-        let mut ok = Vec::new();
         loop {
             let mut chunk = [0u8; 16384];
             let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Ok(Ok(n)) if n > 0 => n,
-                _ => break,
+                _ => return,
             };
             buf.extend_from_slice(&chunk[..n]);
             while buf.len() >= 9 {
@@ -240,21 +238,33 @@ impl RawH2 {
                 if buf.len() < 9 + len {
                     break;
                 }
-                let kind = buf[3];
                 let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-                let payload = &buf[9..9 + len];
-                if kind == GOAWAY && len >= 8 {
-                    goaway = Some(u32::from_be_bytes([
-                        payload[4], payload[5], payload[6], payload[7],
-                    ]));
-                }
-                // `:status: 200` is static table entry 8.
-                if kind == HEADERS && payload.first() == Some(&0x88) {
-                    ok.push(stream);
+                if seen(buf[3], stream, &buf[9..9 + len]) {
+                    return;
                 }
                 buf.drain(..9 + len);
             }
         }
+    }
+
+    /// Reads frames until the server closes or `wait` passes; returns the
+    /// GOAWAY error code if one came, and the streams answered 200.
+    async fn outcome(&mut self, wait: Duration) -> (Option<u32>, Vec<u32>) {
+        let mut goaway = None;
+        let mut ok = Vec::new();
+        self.frames(wait, |kind, stream, payload| {
+            if kind == GOAWAY && payload.len() >= 8 {
+                goaway = Some(u32::from_be_bytes([
+                    payload[4], payload[5], payload[6], payload[7],
+                ]));
+            }
+            // `:status: 200` is static table entry 8.
+            if kind == HEADERS && payload.first() == Some(&0x88) {
+                ok.push(stream);
+            }
+            false
+        })
+        .await;
         (goaway, ok)
     }
 }
@@ -465,32 +475,20 @@ fn request_block_with(method: &str, path: &str) -> Vec<u8> {
 /// Reads frames until each of `streams` was answered (HEADERS) or reset
 /// (RST_STREAM), or `wait` passes; the streams ended, in order.
 async fn ended_streams(c: &mut RawH2, streams: &[u32], wait: Duration) -> Vec<u32> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut buf = Vec::new();
     let mut ended = Vec::new();
-    while !streams.iter().all(|s| ended.contains(s)) {
-        let mut chunk = [0u8; 16384];
-        let n = match tokio::time::timeout_at(deadline, c.stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => break,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        while buf.len() >= 9 {
-            let len =
-                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
-            }
-            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-            if matches!(buf[3], HEADERS | RST_STREAM)
-                && streams.contains(&stream)
-                && !ended.contains(&stream)
-            {
-                ended.push(stream);
-            }
-            buf.drain(..9 + len);
-        }
+    if streams.is_empty() {
+        return ended;
     }
+    c.frames(wait, |kind, stream, _| {
+        if matches!(kind, HEADERS | RST_STREAM)
+            && streams.contains(&stream)
+            && !ended.contains(&stream)
+        {
+            ended.push(stream);
+        }
+        streams.iter().all(|s| ended.contains(s))
+    })
+    .await;
     ended
 }
 

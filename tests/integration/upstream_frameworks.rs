@@ -122,15 +122,20 @@ fn read_of(response: &RawResponse, name: &str) -> Value {
     body[name].clone()
 }
 
-/// tollgate in front of `php`, an environment, and a member's token.
-async fn tollgate_before(php: &PhpServer) -> (Tollgate, String, String) {
-    let tollgate = Tollgate::start(
+/// tollgate with [`POLICY`] in front of `php`.
+async fn php_gateway(php: &PhpServer) -> Tollgate {
+    Tollgate::start(
         TollgateOptions::new()
             .policy("routes.toml", POLICY)
             .upstream("php", &[php.addr.to_string()])
             .toml("[store]\ntimeout_ms = 2000"),
     )
-    .await;
+    .await
+}
+
+/// tollgate in front of `php`, an environment, and a member's token.
+async fn tollgate_before(php: &PhpServer) -> (Tollgate, String, String) {
+    let tollgate = php_gateway(php).await;
     let admin = tollgate.admin();
     let (org, workspace, env) = (unique_id("org"), unique_id("ws"), unique_id("env"));
     admin.put_workspace(&org, &workspace).await;
@@ -243,13 +248,7 @@ async fn whatever_tollgate_forwards_php_reads_the_organization_it_bound() {
     let Some(php) = PhpServer::start().await else {
         return;
     };
-    let tollgate = Tollgate::start(
-        TollgateOptions::new()
-            .policy("routes.toml", POLICY)
-            .upstream("php", &[php.addr.to_string()])
-            .toml("[store]\ntimeout_ms = 2000"),
-    )
-    .await;
+    let tollgate = php_gateway(&php).await;
     let org = unique_id("org");
     let (_, token) = tollgate.account_with_token(&org, &["workflows:read"]).await;
     let own = raw_get(
