@@ -1119,11 +1119,13 @@ pub async fn read_unless_shutting_down(
     session: &mut ServerSession,
     shutdown: &ShutdownWatch,
 ) -> Option<pingora::Result<bool>> {
-    let mut watch = shutdown.clone();
     tokio::select! {
         biased;
         read = session.read_request() => Some(read),
+        // Polled only while the head is not in yet: a head already
+        // received costs no watch.
         _ = async {
+            let mut watch = shutdown.clone();
             if !*watch.borrow_and_update() {
                 let _ = watch.changed().await;
             }
